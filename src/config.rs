@@ -1,0 +1,603 @@
+//! The process configuration: FogFlow's `config.json` keys plus ours, layered as built-in defaults →
+//! `config.json` → `FOGFLOW__<SECTION>__<KEY>` environment → command line, then validated once.
+//!
+//! This is the only module that interprets configuration sources. It never reads the process environment
+//! itself: `main` passes the environment in as a map, so tests can layer their own (linkerd's habit).
+//! Every field documents its default; secrets are masked whenever the config is printed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The config file read when `--config` is not given, if it exists in the working directory (as FogFlow does).
+pub const DEFAULT_CONFIG_FILE: &str = "config.json";
+/// Environment variable prefix; sections and keys are separated by `__` (`FOGFLOW__BROKER__HTTP_PORT`).
+pub const ENV_PREFIX: &str = "FOGFLOW";
+
+/// Why a configuration could not be loaded. Every variant is a usage error (exit code 64).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A source could not be parsed or a value has the wrong type.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line, applied after every other source.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOverrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The whole configuration. Keys follow FogFlow's `config.json` (spec §10); ours are marked "ours".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address other hosts and task containers use to reach this node. Default `127.0.0.1`.
+    pub my_hostip: String,
+    /// Public (NAT) address; takes precedence over `my_hostip` in advertised URLs. Alias `external_hostip`.
+    #[serde(alias = "external_hostip", skip_serializing_if = "Option::is_none")]
+    pub external_ip: Option<String>,
+    /// Address inside the cluster network, when it differs from `my_hostip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_hostip: Option<String>,
+    /// Address of the core services (discovery, RabbitMQ) for edge nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coreservice_ip: Option<String>,
+    /// Site id; forms the broker id `Broker.<site_id>`. Default `001`.
+    pub site_id: String,
+    /// Where this node is; registered with discovery and used for placement. Default Tokyo (FogFlow's).
+    pub physical_location: PhysicalLocation,
+    /// (ours) Directory of the persistent stores; each role uses `<data_dir>/<role>`. Default `./data`.
+    pub data_dir: PathBuf,
+    /// (ours) Seconds a graceful shutdown may take before the process exits anyway. Default 10.
+    pub shutdown_grace_secs: u64,
+    /// Logging.
+    pub logging: LoggingConfig,
+    /// Broker role.
+    pub broker: BrokerConfig,
+    /// Discovery role (and how other roles reach it).
+    pub discovery: DiscoveryConfig,
+    /// Master role (FogFlow keys, used by a later release).
+    pub master: MasterConfig,
+    /// Designer role (FogFlow keys, used by a later release).
+    pub designer: DesignerConfig,
+    /// Worker role (FogFlow keys, used by a later release).
+    pub worker: WorkerConfig,
+    /// RabbitMQ connection (FogFlow keys, used by a later release).
+    pub rabbitmq: RabbitMqConfig,
+    /// TLS settings (FogFlow keys; not served yet).
+    pub https: HttpsConfig,
+}
+
+/// A point on Earth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PhysicalLocation {
+    /// Degrees north, -90..90.
+    pub latitude: f64,
+    /// Degrees east, -180..180.
+    pub longitude: f64,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoggingConfig {
+    /// (ours) Filter directive (`info`, `debug`, `fogflow=debug,hyper=warn`); `RUST_LOG` wins. Default `info`.
+    pub level: String,
+    /// (ours) `text` or `json`; `--log-format` wins. Default `text`.
+    pub format: LogFormat,
+    /// FogFlow key: `stdout`/`stderr` turns debug logging on, `discard` (default) leaves it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug: Option<String>,
+    /// FogFlow key, accepted for compatibility (all our logs go to stderr).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+    /// FogFlow key, accepted for compatibility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// FogFlow key, accepted for compatibility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// When a write counts as durable before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Concurrent writers share one flush (group commit); each still waits for a flush covering its write.
+    #[default]
+    Group,
+    /// Every write is followed by its own flush.
+    Flush,
+}
+
+/// Broker role settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrokerConfig {
+    /// Host advertised in the broker's URL; default `external_ip`, then `my_hostip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// HTTP port. Default 8070.
+    pub http_port: u16,
+    /// FogFlow key for the TLS port (TLS is not served yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_port: Option<u16>,
+    /// Seconds between heartbeats to discovery. Default 10.
+    pub heartbeat_interval: u64,
+    /// (ours) Broker id; default `Broker.<site_id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// (ours) Register entities and the broker itself with discovery. Default true.
+    pub use_discovery: bool,
+    /// (ours) `group` (default) or `flush`: see [`Durability`].
+    pub durability: Durability,
+    /// (ours) Milliseconds a group commit waits for more writers before flushing. Default 0.
+    pub group_commit_delay_ms: u64,
+    /// (ours) Largest request body accepted, in bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// (ours) Default and largest page of a query (`limit`). Default 1000.
+    pub max_query_results: usize,
+    /// (ours) Notification delivery.
+    pub notification: NotificationConfig,
+}
+
+/// How notifications are delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationConfig {
+    /// Elements waiting per subscription before the oldest are dropped (counted and logged). Default 10000.
+    pub queue_capacity: usize,
+    /// Milliseconds to connect to a subscriber. Default 2000.
+    pub connect_timeout_ms: u64,
+    /// Milliseconds a whole notification request may take. Default 5000.
+    pub timeout_ms: u64,
+    /// Attempts per notification without `Require-Reliability` (with it: until it succeeds). Default 3.
+    pub max_attempts: u32,
+    /// Most elements sent in one notification when a backlog has built up. Default 100.
+    pub max_batch: usize,
+}
+
+/// Discovery role settings and how other roles reach it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiscoveryConfig {
+    /// Host other roles use; default `coreservice_ip`, then `my_hostip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// HTTP port. Default 8090.
+    pub http_port: u16,
+    /// FogFlow key for the TLS port (TLS is not served yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_port: Option<u16>,
+}
+
+/// Master settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MasterConfig {
+    /// Host of the master.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// NGSI agent port. Default 1060.
+    pub ngsi_agent_port: u16,
+    /// REST port. Default 8010.
+    pub rest_api_port: u16,
+}
+
+/// Designer settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DesignerConfig {
+    /// Host of the designer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// Web and REST port. Default 8080.
+    #[serde(rename = "webSrvPort")]
+    pub web_srv_port: u16,
+    /// NGSI agent port. Default 1030.
+    #[serde(rename = "agentPort")]
+    pub agent_port: u16,
+}
+
+/// Worker settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Most tasks this worker runs. Default 8.
+    pub capacity: u32,
+    /// Seconds between worker heartbeats. Default 10.
+    pub heartbeat_interval: u64,
+    /// Missed heartbeats before the master declares a worker dead. Default 3.
+    pub detection_duration: u64,
+    /// Private registry credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryConfig>,
+}
+
+/// Container registry credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RegistryConfig {
+    /// User name.
+    pub username: String,
+    /// Password (secret: masked when printed).
+    pub password: String,
+    /// E-mail.
+    pub email: String,
+    /// Registry address.
+    pub serveraddress: String,
+}
+
+/// RabbitMQ connection (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RabbitMqConfig {
+    /// Host; default `coreservice_ip`, then `my_hostip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// AMQP port. Default 5672.
+    pub port: u16,
+    /// User. Default `admin` (FogFlow's).
+    pub username: String,
+    /// Password (secret: masked when printed). Default `mypass` (FogFlow's).
+    pub password: String,
+}
+
+/// TLS settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HttpsConfig {
+    /// Whether TLS listeners are wanted (refused until TLS is implemented).
+    pub enabled: bool,
+    /// Certificate file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_certificate: Option<String>,
+    /// Key file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_key: Option<String>,
+    /// CA file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_ca: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            my_hostip: "127.0.0.1".into(),
+            external_ip: None,
+            internal_hostip: None,
+            coreservice_ip: None,
+            site_id: "001".into(),
+            physical_location: PhysicalLocation { latitude: 35.692221, longitude: 139.709059 },
+            data_dir: PathBuf::from("./data"),
+            shutdown_grace_secs: 10,
+            logging: LoggingConfig::default(),
+            broker: BrokerConfig::default(),
+            discovery: DiscoveryConfig::default(),
+            master: MasterConfig::default(),
+            designer: DesignerConfig::default(),
+            worker: WorkerConfig::default(),
+            rabbitmq: RabbitMqConfig::default(),
+            https: HttpsConfig::default(),
+        }
+    }
+}
+
+impl Default for PhysicalLocation {
+    fn default() -> Self {
+        PhysicalLocation { latitude: 35.692221, longitude: 139.709059 }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            debug: None,
+            info: None,
+            protocol: None,
+            error: None,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            host_ip: None,
+            http_port: 8070,
+            https_port: None,
+            heartbeat_interval: 10,
+            id: None,
+            use_discovery: true,
+            durability: Durability::Group,
+            group_commit_delay_ms: 0,
+            max_body_bytes: 1024 * 1024,
+            max_query_results: 1000,
+            notification: NotificationConfig::default(),
+        }
+    }
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            queue_capacity: 10_000,
+            connect_timeout_ms: 2_000,
+            timeout_ms: 5_000,
+            max_attempts: 3,
+            max_batch: 100,
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig { host_ip: None, http_port: 8090, https_port: None }
+    }
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig { host_ip: None, ngsi_agent_port: 1060, rest_api_port: 8010 }
+    }
+}
+
+impl Default for DesignerConfig {
+    fn default() -> Self {
+        DesignerConfig { host_ip: None, web_srv_port: 8080, agent_port: 1030 }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { capacity: 8, heartbeat_interval: 10, detection_duration: 3, registry: None }
+    }
+}
+
+impl Default for RabbitMqConfig {
+    fn default() -> Self {
+        RabbitMqConfig { host_ip: None, port: 5672, username: "admin".into(), password: "mypass".into() }
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration: defaults → `path` (or `./config.json` if present) → `env` → `overrides`,
+    /// then validates it. `env` is the process environment as a map; only `FOGFLOW__*` keys are read.
+    pub fn load(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+        overrides: &ConfigOverrides,
+    ) -> Result<Config, ConfigError> {
+        let defaults = serde_json::to_string(&Config::default())
+            .map_err(|error| ConfigError::Parse(error.to_string()))?;
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(&defaults, config::FileFormat::Json));
+        if let Some(file) = Self::file_to_read(path) {
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(|| ConfigError::Parse(format!("{} is not a JSON object", file.display())))?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Json));
+        }
+        let env_source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env.iter().filter(|(key, _)| key.starts_with(ENV_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect()));
+        builder = builder.add_source(env_source);
+        let layered = builder.build().map_err(|error| ConfigError::Parse(error.to_string()))?;
+        let mut config: Config = layered.try_deserialize().map_err(|error| ConfigError::Parse(error.to_string()))?;
+        if let Some(data_dir) = &overrides.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        if let Some(format) = overrides.log_format {
+            config.logging.format = format;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config file that [`Config::load`] reads: the given one, else `./config.json` when it exists.
+    pub fn file_to_read(path: Option<&Path>) -> Option<PathBuf> {
+        match path {
+            Some(path) => Some(path.to_path_buf()),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.is_file().then_some(default)
+            }
+        }
+    }
+
+    /// Checks ranges and consistency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.site_id.is_empty()
+            || !self.site_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        {
+            return invalid(format!("site_id `{}` must be non-empty letters, digits, - or _", self.site_id));
+        }
+        if self.my_hostip.trim().is_empty() {
+            return invalid("my_hostip is empty".into());
+        }
+        let PhysicalLocation { latitude, longitude } = self.physical_location;
+        if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+            return invalid(format!("physical_location {latitude},{longitude} is not a valid latitude,longitude"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir is empty".into());
+        }
+        if !(1..=600).contains(&self.shutdown_grace_secs) {
+            return invalid(format!("shutdown_grace_secs {} must be 1..600", self.shutdown_grace_secs));
+        }
+        if self.https.enabled {
+            return invalid("https.enabled is not supported yet: terminate TLS in front of fogflow (nginx)".into());
+        }
+        let broker = &self.broker;
+        if !(1024..=64 * 1024 * 1024).contains(&broker.max_body_bytes) {
+            return invalid(format!("broker.max_body_bytes {} must be 1 KiB..64 MiB", broker.max_body_bytes));
+        }
+        if !(1..=100_000).contains(&broker.max_query_results) {
+            return invalid(format!("broker.max_query_results {} must be 1..100000", broker.max_query_results));
+        }
+        if !(1..=3600).contains(&broker.heartbeat_interval) {
+            return invalid(format!("broker.heartbeat_interval {} must be 1..3600 seconds", broker.heartbeat_interval));
+        }
+        if broker.group_commit_delay_ms > 1000 {
+            return invalid(format!("broker.group_commit_delay_ms {} must be at most 1000", broker.group_commit_delay_ms));
+        }
+        if let Some(id) = &broker.id {
+            crate::ngsi::limits::check_name("broker.id", id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        let notification = &broker.notification;
+        if !(1..=1_000_000).contains(&notification.queue_capacity) {
+            return invalid(format!("broker.notification.queue_capacity {} must be 1..1000000", notification.queue_capacity));
+        }
+        if notification.connect_timeout_ms == 0 || notification.timeout_ms == 0 {
+            return invalid("broker.notification timeouts must be positive".into());
+        }
+        if notification.max_attempts == 0 || notification.max_batch == 0 {
+            return invalid("broker.notification.max_attempts and max_batch must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The grace period of a graceful shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The id this process's broker registers with: `broker.id`, else `Broker.<site_id>`.
+    pub fn broker_id(&self) -> String {
+        self.broker.id.clone().unwrap_or_else(|| format!("Broker.{}", self.site_id))
+    }
+
+    /// The broker's one advertised NGSI10 URL, `http://<host>:<port>/ngsi10` (FogFlow had two, spec §12.11).
+    pub fn broker_url(&self) -> String {
+        let host = self.broker.host_ip.as_ref().or(self.external_ip.as_ref()).unwrap_or(&self.my_hostip);
+        format!("http://{}:{}/ngsi10", host, self.broker.http_port)
+    }
+
+    /// Discovery's NGSI9 URL, `http://<host>:<port>/ngsi9`.
+    pub fn discovery_url(&self) -> String {
+        let host = self.discovery.host_ip.as_ref().or(self.coreservice_ip.as_ref()).unwrap_or(&self.my_hostip);
+        format!("http://{}:{}/ngsi9", host, self.discovery.http_port)
+    }
+
+    /// The effective configuration as pretty JSON, with secrets masked.
+    pub fn to_masked_json(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        mask(&mut value, &["rabbitmq", "password"]);
+        mask(&mut value, &["worker", "registry", "password"]);
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    }
+}
+
+fn mask(value: &mut serde_json::Value, path: &[&str]) {
+    let mut cursor = value;
+    for key in path {
+        match cursor.get_mut(*key) {
+            Some(next) => cursor = next,
+            None => return,
+        }
+    }
+    if cursor.as_str().is_some_and(|secret| !secret.is_empty()) {
+        *cursor = serde_json::Value::String("********".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn load(file: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match file {
+            Some(text) => {
+                let mut handle = tempfile::NamedTempFile::new().unwrap();
+                handle.write_all(text.as_bytes()).unwrap();
+                Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
+            }
+            None => Config::load(Some(Path::new("/nonexistent/ignored")), &env, &ConfigOverrides::default()).or_else(
+                |_| {
+                    let mut handle = tempfile::NamedTempFile::new().unwrap();
+                    handle.write_all(b"{}").unwrap();
+                    Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
+                },
+            ),
+        }
+    }
+
+    #[test]
+    fn defaults_match_fogflow_ports() {
+        let config = load(None, &[]).unwrap();
+        assert_eq!(config.broker.http_port, 8070);
+        assert_eq!(config.discovery.http_port, 8090);
+        assert_eq!(config.broker_id(), "Broker.001");
+        assert_eq!(config.broker_url(), "http://127.0.0.1:8070/ngsi10");
+    }
+
+    #[test]
+    fn file_then_env_then_cli_layering() {
+        let text = r#"{"my_hostip":"10.0.0.5","site_id":"002","broker":{"http_port":8060},
+                       "designer":{"webSrvPort":8081},"rabbitmq":{"password":"s3cret"}}"#;
+        let config = load(Some(text), &[("FOGFLOW__BROKER__HTTP_PORT", "9000"), ("OTHER", "x")]).unwrap();
+        assert_eq!(config.my_hostip, "10.0.0.5");
+        assert_eq!(config.broker.http_port, 9000);
+        assert_eq!(config.designer.web_srv_port, 8081);
+        assert_eq!(config.broker_id(), "Broker.002");
+        let printed = config.to_masked_json();
+        assert!(!printed.contains("s3cret") && printed.contains("********"), "{printed}");
+        let env: HashMap<String, String> = HashMap::new();
+        let overrides = ConfigOverrides { data_dir: Some("/tmp/x".into()), log_format: Some(LogFormat::Json) };
+        let mut handle = tempfile::NamedTempFile::new().unwrap();
+        handle.write_all(b"{}").unwrap();
+        let config = Config::load(Some(handle.path()), &env, &overrides).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.logging.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error = load(Some(r#"{"broker":{"http_port":"eighty"}}"#), &[]).unwrap_err();
+        assert!(error.to_string().contains("http_port"), "{error}");
+        let error = load(Some(r#"{"site_id":""}"#), &[]).unwrap_err();
+        assert!(error.to_string().contains("site_id"), "{error}");
+        let error = load(Some("[1,2]"), &[]).unwrap_err();
+        assert!(error.to_string().contains("not a JSON object"), "{error}");
+        let error = load(Some("{}"), &[("FOGFLOW__BROKER__HTTP_PORT", "99999")]).unwrap_err();
+        assert!(error.to_string().contains("http_port"), "{error}");
+    }
+}

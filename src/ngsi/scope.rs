@@ -1,0 +1,405 @@
+//! Restriction scopes of NGSI10 queries and subscriptions (`circle`, `polygon`, `simplegeolocation`,
+//! `nearby`, `stringQuery`, `point`, `global`, `local`) and how an entity is tested against them.
+//!
+//! Geometry comes from the `geo` crate: haversine distances in metres, point-in-polygon and rectangles with
+//! GeoJSON axis order (x = longitude, y = latitude). An entity's position is its domain metadata of type `point`
+//! (`{"latitude","longitude"}`) or a GeoJSON `Point`. Differences from FogFlow, on purpose (spec §7.3, §12):
+//! scope types are compared case-insensitively and never crash; an entity with no position does not fall inside
+//! a circle or polygon; `stringQuery` compares non-string values by their JSON text and also looks at attributes;
+//! `nearby` keeps distance order and defaults its limit to [`DEFAULT_NEARBY_LIMIT`].
+
+use geo::{Contains, Distance, Haversine, Intersects, LineString, Point, Polygon, Rect};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::limits::MAX_POLYGON_VERTICES;
+use super::v1::{ContextElement, OperationScope, Restriction};
+use super::ParseError;
+
+/// Results of a `nearby` scope when it gives no (or a zero) `limit`.
+pub const DEFAULT_NEARBY_LIMIT: usize = 10;
+/// Largest `nearby` limit accepted.
+pub const MAX_NEARBY_LIMIT: usize = 1000;
+
+/// One validated scope.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scope {
+    /// Entities whose position is within `radius_m` metres of `center`.
+    Circle {
+        /// Centre (x = longitude, y = latitude).
+        center: Point<f64>,
+        /// Radius in metres.
+        radius_m: f64,
+    },
+    /// Entities whose position is inside (or on the edge of) the polygon.
+    Polygon(Polygon<f64>),
+    /// Entities inside the rectangle given by its north-west and south-east corners.
+    Rectangle(Rect<f64>),
+    /// The `limit` entities nearest to `landmark`, nearest first.
+    Nearby {
+        /// Reference point.
+        landmark: Point<f64>,
+        /// How many to keep.
+        limit: usize,
+    },
+    /// Every `key=value` pair must hold on the entity's domain metadata (or attributes).
+    StringQuery(Vec<(String, String)>),
+    /// Selects everything (`global`, `local`, `point`): FogFlow uses them for placement, not filtering.
+    Everything,
+}
+
+/// The scopes of one restriction, all of which must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopeFilter {
+    scopes: Vec<Scope>,
+}
+
+impl ScopeFilter {
+    /// Validates the restriction's scopes (none → a filter that selects everything).
+    pub fn compile(restriction: Option<&Restriction>) -> Result<Self, ParseError> {
+        let Some(restriction) = restriction else {
+            return Ok(ScopeFilter::default());
+        };
+        let scopes = restriction.scopes.iter().map(compile_scope).collect::<Result<Vec<_>, _>>()?;
+        if scopes.iter().filter(|scope| matches!(scope, Scope::Nearby { .. })).count() > 1 {
+            return Err(ParseError::new("a restriction may hold at most one nearby scope"));
+        }
+        Ok(ScopeFilter { scopes })
+    }
+
+    /// Whether no scope filters anything.
+    pub fn is_empty(&self) -> bool {
+        self.scopes.iter().all(|scope| matches!(scope, Scope::Everything))
+    }
+
+    /// The scopes.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// Whether the element passes every filtering scope. `nearby` is not a filter: see [`ScopeFilter::nearby`].
+    pub fn matches(&self, element: &ContextElement) -> bool {
+        self.scopes.iter().all(|scope| scope_matches(scope, element))
+    }
+
+    /// The `nearby` scope, if any: its landmark and limit.
+    pub fn nearby(&self) -> Option<(Point<f64>, usize)> {
+        self.scopes.iter().find_map(|scope| match scope {
+            Scope::Nearby { landmark, limit } => Some((*landmark, *limit)),
+            _ => None,
+        })
+    }
+}
+
+/// Keeps the `limit` elements nearest to `landmark`, nearest first; elements without a position go last.
+pub fn keep_nearest<T>(items: &mut Vec<T>, landmark: Point<f64>, limit: usize, element: impl Fn(&T) -> &ContextElement) {
+    let distance = |item: &T| {
+        entity_positions(element(item))
+            .into_iter()
+            .map(|position| Haversine::distance(landmark, position))
+            .fold(f64::INFINITY, f64::min)
+    };
+    let mut keyed: Vec<(f64, T)> = items.drain(..).map(|item| (distance(&item), item)).collect();
+    keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    keyed.truncate(limit);
+    items.extend(keyed.into_iter().map(|(_, item)| item));
+}
+
+/// The positions of an entity: every domain metadata of type `point` (FogFlow's `{"latitude","longitude"}`)
+/// or holding a GeoJSON `Point`.
+pub fn entity_positions(element: &ContextElement) -> Vec<Point<f64>> {
+    element
+        .domain_metadata
+        .iter()
+        .filter_map(|metadata| {
+            let is_point_type = metadata.metadata_type.eq_ignore_ascii_case("point");
+            let is_geojson = metadata.value.get("type").and_then(Value::as_str) == Some("Point");
+            if is_point_type || is_geojson {
+                position_of(&metadata.value)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn position_of(value: &Value) -> Option<Point<f64>> {
+    if let (Some(latitude), Some(longitude)) =
+        (value.get("latitude").and_then(Value::as_f64), value.get("longitude").and_then(Value::as_f64))
+    {
+        return valid_position(latitude, longitude).ok();
+    }
+    let coordinates = value.get("coordinates")?.as_array()?;
+    match coordinates.as_slice() {
+        [longitude, latitude] => valid_position(latitude.as_f64()?, longitude.as_f64()?).ok(),
+        _ => None,
+    }
+}
+
+fn scope_matches(scope: &Scope, element: &ContextElement) -> bool {
+    match scope {
+        Scope::Everything | Scope::Nearby { .. } => true,
+        Scope::Circle { center, radius_m } => all_positions(element, |position| {
+            Haversine::distance(*center, position) <= *radius_m
+        }),
+        Scope::Polygon(polygon) => all_positions(element, |position| polygon.intersects(&position)),
+        Scope::Rectangle(rect) => all_positions(element, |position| rect.contains(&position) || rect.intersects(&position)),
+        Scope::StringQuery(pairs) => pairs.iter().all(|(key, wanted)| has_value(element, key, wanted)),
+    }
+}
+
+fn all_positions(element: &ContextElement, test: impl Fn(Point<f64>) -> bool) -> bool {
+    let positions = entity_positions(element);
+    !positions.is_empty() && positions.into_iter().all(test)
+}
+
+fn has_value(element: &ContextElement, key: &str, wanted: &str) -> bool {
+    let metadata = element.domain_metadata.iter().filter(|m| m.name == key).map(|m| &m.value);
+    let attributes = element.attributes.iter().filter(|a| a.name == key).map(|a| &a.value);
+    metadata.chain(attributes).any(|value| match value {
+        Value::String(text) => text == wanted,
+        Value::Null => false,
+        other => other.to_string() == wanted,
+    })
+}
+
+#[derive(Deserialize)]
+struct LatLon {
+    latitude: f64,
+    longitude: f64,
+}
+
+#[derive(Deserialize)]
+struct CircleValue {
+    #[serde(rename = "centerLatitude")]
+    center_latitude: f64,
+    #[serde(rename = "centerLongitude")]
+    center_longitude: f64,
+    radius: f64,
+}
+
+#[derive(Deserialize)]
+struct PolygonValue {
+    vertices: Vec<LatLon>,
+}
+
+#[derive(Deserialize)]
+struct SegmentValue {
+    #[serde(rename = "nw_Corner")]
+    nw_corner: String,
+    #[serde(rename = "se_Corner")]
+    se_corner: String,
+}
+
+#[derive(Deserialize)]
+struct NearbyValue {
+    latitude: f64,
+    longitude: f64,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+fn compile_scope(scope: &OperationScope) -> Result<Scope, ParseError> {
+    let kind = scope.scope_type.to_ascii_lowercase();
+    match kind.as_str() {
+        "circle" => {
+            let value: CircleValue = scope_value(scope, "{\"centerLatitude\",\"centerLongitude\",\"radius\"}")?;
+            let center = valid_position(value.center_latitude, value.center_longitude)?;
+            if !value.radius.is_finite() || value.radius < 0.0 {
+                return Err(ParseError::new(format!(
+                    "circle radius must be a non-negative number of metres, not {}",
+                    value.radius
+                )));
+            }
+            Ok(Scope::Circle { center, radius_m: value.radius })
+        }
+        "polygon" => {
+            let value: PolygonValue = scope_value(scope, "{\"vertices\":[{\"latitude\",\"longitude\"}…]}")?;
+            if value.vertices.len() < 3 {
+                return Err(ParseError::new(format!(
+                    "a polygon needs at least 3 vertices, got {}",
+                    value.vertices.len()
+                )));
+            }
+            if value.vertices.len() > MAX_POLYGON_VERTICES {
+                return Err(ParseError::new(format!(
+                    "a polygon may have at most {MAX_POLYGON_VERTICES} vertices, got {}",
+                    value.vertices.len()
+                )));
+            }
+            let ring = value
+                .vertices
+                .iter()
+                .map(|vertex| valid_position(vertex.latitude, vertex.longitude).map(|p| p.0))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Scope::Polygon(Polygon::new(LineString::from(ring), vec![])))
+        }
+        "simplegeolocation" => {
+            let value: SegmentValue = scope_value(scope, "{\"nw_Corner\":\"lat,lon\",\"se_Corner\":\"lat,lon\"}")?;
+            let north_west = corner("nw_Corner", &value.nw_corner)?;
+            let south_east = corner("se_Corner", &value.se_corner)?;
+            Ok(Scope::Rectangle(Rect::new(north_west.0, south_east.0)))
+        }
+        "nearby" => {
+            let value: NearbyValue = scope_value(scope, "{\"latitude\",\"longitude\",\"limit\"}")?;
+            let landmark = valid_position(value.latitude, value.longitude)?;
+            let limit = match value.limit {
+                None | Some(0) => DEFAULT_NEARBY_LIMIT,
+                Some(limit) if limit < 0 => {
+                    return Err(ParseError::new(format!("nearby limit must be positive, not {limit}")))
+                }
+                Some(limit) => usize::try_from(limit).unwrap_or(MAX_NEARBY_LIMIT).min(MAX_NEARBY_LIMIT),
+            };
+            Ok(Scope::Nearby { landmark, limit })
+        }
+        "stringquery" => {
+            let Some(text) = scope.scope_value.as_str() else {
+                return Err(ParseError::new("stringQuery scope value must be a string such as \"city=Heidelberg;floor=3\""));
+            };
+            parse_string_query(text).map(Scope::StringQuery)
+        }
+        "global" | "local" | "point" => Ok(Scope::Everything),
+        _ => Err(ParseError::new(format!(
+            "unknown scopeType `{}` (expected circle, polygon, simplegeolocation, nearby, stringQuery, point, global or local)",
+            scope.scope_type
+        ))),
+    }
+}
+
+fn scope_value<T: for<'de> Deserialize<'de>>(scope: &OperationScope, shape: &str) -> Result<T, ParseError> {
+    T::deserialize(&scope.scope_value).map_err(|error| {
+        ParseError::new(format!("{} scope value must look like {shape}: {error}", scope.scope_type))
+    })
+}
+
+fn valid_position(latitude: f64, longitude: f64) -> Result<Point<f64>, ParseError> {
+    if !(latitude.is_finite() && (-90.0..=90.0).contains(&latitude)) {
+        return Err(ParseError::new(format!("latitude {latitude} is outside -90..90")));
+    }
+    if !(longitude.is_finite() && (-180.0..=180.0).contains(&longitude)) {
+        return Err(ParseError::new(format!("longitude {longitude} is outside -180..180")));
+    }
+    Ok(Point::new(longitude, latitude))
+}
+
+fn corner(what: &str, text: &str) -> Result<Point<f64>, ParseError> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [latitude, longitude] = parts.as_slice() else {
+        return Err(ParseError::new(format!("{what} must be \"latitude,longitude\", not `{text}`")));
+    };
+    let parse = |part: &str| {
+        part.parse::<f64>()
+            .map_err(|_| ParseError::new(format!("{what} must be \"latitude,longitude\", not `{text}`")))
+    };
+    valid_position(parse(latitude)?, parse(longitude)?)
+}
+
+fn parse_string_query(text: &str) -> Result<Vec<(String, String)>, ParseError> {
+    let mut pairs = Vec::new();
+    for clause in text.split(';').map(str::trim).filter(|clause| !clause.is_empty()) {
+        let Some((key, value)) = clause.split_once('=') else {
+            return Err(ParseError::new(format!("stringQuery clause `{clause}` is not key=value")));
+        };
+        let key = key.trim();
+        let value = value.trim_start_matches('=').trim();
+        if key.is_empty() {
+            return Err(ParseError::new(format!("stringQuery clause `{clause}` has an empty key")));
+        }
+        pairs.push((key.to_string(), value.to_string()));
+    }
+    if pairs.is_empty() {
+        return Err(ParseError::new("stringQuery is empty"));
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ngsi::v1::{ContextMetadata, EntityId};
+
+    fn located(id: &str, latitude: f64, longitude: f64) -> ContextElement {
+        ContextElement {
+            entity_id: EntityId { id: id.into(), ..EntityId::default() },
+            attributes: vec![],
+            domain_metadata: vec![
+                ContextMetadata {
+                    name: "location".into(),
+                    metadata_type: "point".into(),
+                    value: json!({"latitude": latitude, "longitude": longitude}),
+                },
+                ContextMetadata { name: "city".into(), metadata_type: "string".into(), value: json!("Heidelberg") },
+                ContextMetadata { name: "floor".into(), metadata_type: "integer".into(), value: json!(3) },
+            ],
+        }
+    }
+
+    fn filter(scopes: serde_json::Value) -> Result<ScopeFilter, ParseError> {
+        let restriction: Restriction = serde_json::from_value(json!({ "scopes": scopes })).unwrap();
+        ScopeFilter::compile(Some(&restriction))
+    }
+
+    #[test]
+    fn circle_uses_haversine_metres() {
+        let heidelberg = located("h", 49.406393, 8.684208);
+        let near = filter(json!([{"scopeType":"circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":2000}}])).unwrap();
+        assert!(near.matches(&heidelberg));
+        let tight = filter(json!([{"scopeType":"Circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":100}}])).unwrap();
+        assert!(!tight.matches(&heidelberg));
+        let nowhere = ContextElement::default();
+        assert!(!near.matches(&nowhere), "an entity without a position is not inside a circle");
+    }
+
+    #[test]
+    fn polygon_and_rectangle_contain_points() {
+        let inside = located("in", 35.0, 139.0);
+        let outside = located("out", 10.0, 10.0);
+        let polygon = filter(json!([{"scopeType":"polygon","scopeValue":{"vertices":[
+            {"latitude":34.0,"longitude":138.0},{"latitude":36.0,"longitude":138.0},
+            {"latitude":36.0,"longitude":140.0},{"latitude":34.0,"longitude":140.0}]}}])).unwrap();
+        assert!(polygon.matches(&inside));
+        assert!(!polygon.matches(&outside));
+        let rectangle = filter(json!([{"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"36,138","se_Corner":"34,140"}}])).unwrap();
+        assert!(rectangle.matches(&inside));
+        assert!(!rectangle.matches(&outside));
+    }
+
+    #[test]
+    fn string_query_compares_metadata_text() {
+        let entity = located("e", 1.0, 1.0);
+        assert!(filter(json!([{"scopeType":"stringQuery","scopeValue":"city=Heidelberg;floor=3"}])).unwrap().matches(&entity));
+        assert!(!filter(json!([{"scopeType":"stringQuery","scopeValue":"city=Tokyo"}])).unwrap().matches(&entity));
+    }
+
+    #[test]
+    fn nearby_keeps_the_nearest_in_order() {
+        let scopes = filter(json!([{"scopeType":"nearby","scopeValue":{"latitude":35.69,"longitude":139.70,"limit":2}}])).unwrap();
+        let (landmark, limit) = scopes.nearby().unwrap();
+        assert_eq!(limit, 2);
+        let mut items = vec![located("far", 10.0, 10.0), located("near", 35.7, 139.7), located("mid", 40.0, 139.0)];
+        keep_nearest(&mut items, landmark, limit, |item| item);
+        let ids: Vec<&str> = items.iter().map(|item| item.entity_id.id.as_str()).collect();
+        assert_eq!(ids, ["near", "mid"]);
+        let defaulted = filter(json!([{"scopeType":"nearby","scopeValue":{"latitude":1,"longitude":1}}])).unwrap();
+        assert_eq!(defaulted.nearby().unwrap().1, DEFAULT_NEARBY_LIMIT);
+    }
+
+    #[test]
+    fn invalid_scopes_are_rejected_not_panicking() {
+        for bad in [
+            json!([{"scopeType":"circle","scopeValue":{"centerLatitude":91,"centerLongitude":0,"radius":1}}]),
+            json!([{"scopeType":"circle","scopeValue":{"centerLatitude":0,"centerLongitude":0,"radius":-1}}]),
+            json!([{"scopeType":"circle","scopeValue":"here"}]),
+            json!([{"scopeType":"polygon","scopeValue":{"vertices":[{"latitude":1,"longitude":1}]}}]),
+            json!([{"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"a,b","se_Corner":"1,1"}}]),
+            json!([{"scopeType":"stringQuery","scopeValue":5}]),
+            json!([{"scopeType":"stringQuery","scopeValue":"novalue"}]),
+            json!([{"scopeType":"teleport","scopeValue":{}}]),
+            json!([{"scopeType":"nearby","scopeValue":{"latitude":1,"longitude":1,"limit":-3}}]),
+        ] {
+            assert!(filter(bad.clone()).is_err(), "{bad} should be rejected");
+        }
+    }
+}
