@@ -3,6 +3,8 @@
 //! Installs the global subscriber once, and a panic hook that logs panics through tracing before the default
 //! hook runs, so a panic is never only a backtrace on stderr.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LoggingConfig};
@@ -17,7 +19,7 @@ pub fn init(logging: &LoggingConfig, rust_log: Option<&str>) {
         .and_then(|text| EnvFilter::try_new(text).ok())
         .or_else(|| EnvFilter::try_new(&directive).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let installed = match logging.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -1,1 +1,91 @@
-//! x
+//! Client of IoT Discovery's NGSI9 API as a broker uses it: register entities and the broker itself, delete
+//! registrations, heartbeat (spec `broker-discovery.md` §5.1–§5.2, §7.1).
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+use super::http_client::{HttpClient, OutboundError};
+use crate::ngsi::v9::{BrokerProfile, RegisterContextRequest};
+
+/// Why a discovery call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryError {
+    /// Discovery could not be reached.
+    #[error(transparent)]
+    Unreachable(#[from] OutboundError),
+    /// Discovery answered with an error status.
+    #[error("discovery answered {status} to {what}")]
+    Refused {
+        /// What was asked.
+        what: &'static str,
+        /// The status.
+        status: u16,
+    },
+}
+
+/// Discovery's NGSI9 API at one base URL (ending in `/ngsi9`).
+#[derive(Debug, Clone)]
+pub struct DiscoveryClient {
+    base_url: String,
+    http: HttpClient,
+}
+
+impl DiscoveryClient {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:8090/ngsi9`).
+    pub fn new(base_url: impl Into<String>, http: HttpClient) -> Self {
+        DiscoveryClient { base_url: base_url.into().trim_end_matches('/').to_string(), http }
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `POST /registerContext`.
+    pub async fn register_context(&self, request: &RegisterContextRequest) -> Result<(), DiscoveryError> {
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        let url = format!("{}/registerContext", self.base_url);
+        let response = self.http.post_json(&url, HeaderMap::new(), Bytes::from(body)).await?;
+        if response.is_success() {
+            Ok(())
+        } else {
+            Err(DiscoveryError::Refused { what: "registerContext", status: response.status })
+        }
+    }
+
+    /// `DELETE /registration/{id}`; an unknown id counts as done.
+    pub async fn delete_registration(&self, entity_id: &str) -> Result<(), DiscoveryError> {
+        let url = format!("{}/registration/{}", self.base_url, encode_segment(entity_id));
+        let response = self.http.send_empty(Method::DELETE, &url).await?;
+        if response.is_success() || response.status == 404 {
+            Ok(())
+        } else {
+            Err(DiscoveryError::Refused { what: "delete registration", status: response.status })
+        }
+    }
+
+    /// `POST /broker/heartbeat`.
+    pub async fn heartbeat(&self, profile: &BrokerProfile) -> Result<(), DiscoveryError> {
+        let body = serde_json::to_vec(profile).unwrap_or_default();
+        let url = format!("{}/broker/heartbeat", self.base_url);
+        let response = self.http.post_json(&url, HeaderMap::new(), Bytes::from(body)).await?;
+        if response.is_success() {
+            Ok(())
+        } else {
+            Err(DiscoveryError::Refused { what: "heartbeat", status: response.status })
+        }
+    }
+}
+
+/// Percent-encodes one path segment (ids may hold characters that are not valid in a URL path).
+pub fn encode_segment(segment: &str) -> String {
+    let mut encoded = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b':' | b'@') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}

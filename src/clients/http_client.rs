@@ -1,1 +1,154 @@
-//! x
+//! The outbound HTTP client shared by a role: pooled HTTP/1.1 connections, a connect timeout, a total timeout
+//! per request and a cap on how much of a response body is read (a peer cannot stall or flood us, B12, B14).
+//! Plain `http://` only for now; an `https://` URL is refused with a clear error.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Most bytes of a response body read before the rest is discarded.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Why an outbound request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OutboundError {
+    /// The URL cannot be used.
+    #[error("invalid url `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connecting or sending failed.
+    #[error("request to {url} failed: {reason}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// No answer within the total timeout.
+    #[error("request to {url} timed out after {timeout:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+}
+
+/// A response: status and (capped) body.
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Body, at most [`MAX_RESPONSE_BYTES`].
+    pub body: Bytes,
+}
+
+impl OutboundResponse {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// A pooled client with timeouts. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+    user_agent: HeaderValue,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// A client with the given connect and total timeouts.
+    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let user_agent = HeaderValue::from_static(concat!("fogflow/", env!("CARGO_PKG_VERSION")));
+        HttpClient { client, timeout, user_agent }
+    }
+
+    /// The total timeout per request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post_json(&self, url: &str, headers: HeaderMap, body: Bytes) -> Result<OutboundResponse, OutboundError> {
+        self.send(Method::POST, url, headers, body).await
+    }
+
+    /// Sends a request without a body.
+    pub async fn send_empty(&self, method: Method, url: &str) -> Result<OutboundResponse, OutboundError> {
+        self.send(method, url, HeaderMap::new(), Bytes::new()).await
+    }
+
+    /// Sends one request and reads at most [`MAX_RESPONSE_BYTES`] of the answer, all within the total timeout.
+    pub async fn send(&self, method: Method, url: &str, headers: HeaderMap, body: Bytes) -> Result<OutboundResponse, OutboundError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|error: http::uri::InvalidUri| OutboundError::InvalidUrl { url: url.into(), reason: error.to_string() })?;
+        if uri.scheme_str() != Some("http") {
+            return Err(OutboundError::InvalidUrl { url: url.into(), reason: "only http:// is supported".into() });
+        }
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(request_headers) = request.headers_mut() {
+            request_headers.insert(http::header::USER_AGENT, self.user_agent.clone());
+            if !body.is_empty() {
+                request_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            request_headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json"));
+            request_headers.extend(headers);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|error| OutboundError::InvalidUrl { url: url.into(), reason: error.to_string() })?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|error| OutboundError::Transport { url: url.into(), reason: describe(&error) })?;
+            let status = response.status().as_u16();
+            let body = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            Ok(OutboundResponse { status, body })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(OutboundError::Timeout { url: url.into(), timeout: self.timeout }),
+        }
+    }
+}
+
+fn describe(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -9,6 +9,8 @@ pub mod limits;
 pub mod pattern;
 pub mod scope;
 pub mod v1;
+pub mod v9;
+pub mod convert;
 
 /// A client's input could not be accepted; the message says why, in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

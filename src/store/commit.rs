@@ -39,13 +39,13 @@ impl GroupCommit {
     pub(super) fn start(db: sled::Db, options: StoreOptions) -> Arc<GroupCommit> {
         let (sender, state) = watch::channel(FlushState::default());
         let wake = Arc::new((Mutex::new(false), Condvar::new()));
-        let commits = Arc::new(GroupCommit { db: db.clone(), mode: options.durability, tickets: AtomicU64::new(0), wake: wake.clone(), state });
+        let commits = Arc::new(GroupCommit { db, mode: options.durability, tickets: AtomicU64::new(0), wake: wake.clone(), state });
         if options.durability == Durability::Group {
             let weak = Arc::downgrade(&commits);
             let delay = options.group_commit_delay;
             std::thread::Builder::new()
                 .name("store-flusher".into())
-                .spawn(move || flusher(db, weak, wake, sender, delay))
+                .spawn(move || flusher(weak, wake, sender, delay))
                 .expect("the OS refused to start the store flusher thread");
         }
         commits
@@ -89,7 +89,6 @@ impl Drop for GroupCommit {
 }
 
 fn flusher(
-    db: sled::Db,
     commits: std::sync::Weak<GroupCommit>,
     wake: Arc<(Mutex<bool>, Condvar)>,
     sender: watch::Sender<FlushState>,
@@ -109,8 +108,9 @@ fn flusher(
             std::thread::sleep(delay);
         }
         let target = owner.tickets.load(Ordering::SeqCst);
+        let flushed = owner.db.flush();
         drop(owner);
-        match db.flush() {
+        match flushed {
             Ok(_) => sender.send_modify(|state| state.durable = state.durable.max(target)),
             Err(error) => {
                 tracing::error!(%error, "store flush failed; writes are not acknowledged");

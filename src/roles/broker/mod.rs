@@ -1,11 +1,100 @@
-//! Broker role (placeholder while being written).
+//! Broker role: FogFlow's NGSI10 context broker on `broker.http_port` (default 8070), persistent and with
+//! bounded, non-blocking notification delivery.
+//!
+//! Owns: the `<data_dir>/broker` store (entities, subscriptions), one delivery task per subscription, the
+//! registrar that keeps discovery informed, the subscription expiry sweeper. Talks to: subscribers (HTTP),
+//! discovery (HTTP, optional). Never imports another role.
+
+pub mod api;
+pub mod entities;
+pub mod notifier;
+pub mod registrar;
+pub mod routes;
+pub mod state;
+pub mod subscriptions;
+
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use self::notifier::{Notifier, NotifierMetrics};
+use self::registrar::{BrokerIdentity, Registrar};
+use self::state::{BrokerState, StateGauges};
 use super::{RoleContext, RoleError};
+use crate::clients::discovery::DiscoveryClient;
+use crate::clients::http_client::HttpClient;
+use crate::config::Durability as ConfigDurability;
+use crate::http::{serve, Readiness, ServerLimits};
+use crate::store::{Durability, Store, StoreOptions};
 
-/// Runs the broker.
-pub async fn run(_ctx: RoleContext, _listener: TcpListener, _shutdown: CancellationToken) -> Result<(), RoleError> {
-    Err(RoleError::Other("broker not ready".into()))
+/// Runs the broker until `shutdown` fires, then drains: readiness off, stop accepting, finish in-flight
+/// requests, stop background tasks, flush the store.
+pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RoleError> {
+    let config = ctx.config.clone();
+    let readiness = Readiness::new("opening the store");
+    let store_dir = config.data_dir.join("broker");
+    let options = StoreOptions {
+        durability: match config.broker.durability {
+            ConfigDurability::Group => Durability::Group,
+            ConfigDurability::Flush => Durability::Flush,
+        },
+        group_commit_delay: Duration::from_millis(config.broker.group_commit_delay_ms),
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, options))
+        .await
+        .map_err(|error| RoleError::Other(format!("store open task failed: {error}")))??;
+
+    let tasks = TaskTracker::new();
+    let background = CancellationToken::new();
+    let notifier = Notifier::new(&config.broker.notification, NotifierMetrics::register(&ctx.metrics), tasks.clone(), background.clone());
+    let registrar = config.broker.use_discovery.then(|| {
+        let http = HttpClient::new(Duration::from_secs(2), Duration::from_secs(5));
+        let identity = BrokerIdentity {
+            id: config.broker_id(),
+            url: config.broker_url(),
+            latitude: config.physical_location.latitude,
+            longitude: config.physical_location.longitude,
+            heartbeat_interval: Duration::from_secs(config.broker.heartbeat_interval),
+        };
+        Registrar::start(DiscoveryClient::new(config.discovery_url(), http), identity, &tasks, background.clone())
+    });
+    let gauges = StateGauges::default();
+    ctx.metrics.register("broker_entities", "Entities held by this broker", gauges.entities.clone());
+    ctx.metrics.register("broker_subscriptions", "Subscriptions held by this broker", gauges.subscriptions.clone());
+    let state = BrokerState::open(
+        store,
+        notifier,
+        registrar,
+        readiness.clone(),
+        config.broker.max_body_bytes,
+        config.broker.max_query_results,
+        config.broker_url(),
+        gauges,
+    )?;
+    tasks.spawn(state.clone().expire_subscriptions(background.clone()));
+
+    readiness.set_ready();
+    tracing::info!(broker = %config.broker_id(), url = %config.broker_url(), "broker ready");
+    let router = routes::router(state.clone(), ctx.metrics.clone());
+    let server = serve(listener, router, shutdown.clone(), ServerLimits::default());
+    tokio::pin!(server);
+    tokio::select! {
+        () = &mut server => {}
+        () = shutdown.cancelled() => {
+            readiness.set_not_ready("shutting down");
+            server.await;
+        }
+    }
+    readiness.set_not_ready("shutting down");
+    background.cancel();
+    tasks.close();
+    tasks.wait().await;
+    let flushed = tokio::task::spawn_blocking(move || state.flush())
+        .await
+        .map_err(|error| RoleError::Other(format!("store flush task failed: {error}")))?;
+    flushed?;
+    tracing::info!("broker stopped");
+    Ok(())
 }

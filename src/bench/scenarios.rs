@@ -1,0 +1,222 @@
+//! The scenarios (`--scenario`) and the request stream each one sends: [`RequestPlan`] holds what is
+//! shared by all connections, [`RequestGenerator`] makes one connection's next request.
+
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, Uri};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::client::{RequestBody, Target};
+use super::payload::{update_context_body, EntityId};
+
+/// Path of NGSI10 `updateContext` below the broker URL.
+pub const UPDATE_CONTEXT_PATH: &str = "/ngsi10/updateContext";
+
+/// Range of the random `temp` values.
+const TEMPERATURE_RANGE: std::ops::Range<f64> = -20.0..45.0;
+
+/// What each timed request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// `updateContext` of a random preloaded entity.
+    Update,
+    /// `updateContext` creating a new entity per request.
+    Create,
+    /// `GET /ngsi10/entity/<id>` of a random preloaded entity.
+    Get,
+    /// `update` with a subscription on all preloaded entities and a local notification sink.
+    Notify,
+}
+
+impl Scenario {
+    /// Whether the scenario needs `--entities` entities created before the timed run.
+    pub fn needs_preload(self) -> bool {
+        !matches!(self, Self::Create)
+    }
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Update => "update",
+            Self::Create => "create",
+            Self::Get => "get",
+            Self::Notify => "notify",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+/// The kind of request a plan makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    UpdatePreloaded { entities: u64 },
+    CreateNew,
+    GetPreloaded { entities: u64 },
+}
+
+/// What every connection of one run shares: the target, the kind of request and the parsed update URI.
+#[derive(Debug)]
+pub struct RequestPlan {
+    target: Arc<Target>,
+    kind: RequestKind,
+    update_uri: Uri,
+}
+
+impl RequestPlan {
+    /// The plan of `scenario` against `target`, picking among `entities` preloaded entities.
+    pub fn new(scenario: Scenario, target: Arc<Target>, entities: u64) -> anyhow::Result<Self> {
+        let kind = match scenario {
+            Scenario::Update | Scenario::Notify => RequestKind::UpdatePreloaded { entities },
+            Scenario::Create => RequestKind::CreateNew,
+            Scenario::Get => RequestKind::GetPreloaded { entities },
+        };
+        anyhow::ensure!(
+            !matches!(
+                kind,
+                RequestKind::UpdatePreloaded { entities: 0 }
+                    | RequestKind::GetPreloaded { entities: 0 }
+            ),
+            "the {scenario} scenario needs at least one entity"
+        );
+        let update_uri = target.uri(UPDATE_CONTEXT_PATH)?;
+        Ok(Self {
+            target,
+            kind,
+            update_uri,
+        })
+    }
+
+    /// The request stream of connection `connection_index`.
+    pub fn generator(&self, connection_index: usize) -> RequestGenerator<'_> {
+        RequestGenerator {
+            plan: self,
+            connection_index,
+            sequence: 0,
+            rng: StdRng::from_entropy(),
+        }
+    }
+}
+
+/// Makes one connection's requests, one after the other.
+pub struct RequestGenerator<'plan> {
+    plan: &'plan RequestPlan,
+    connection_index: usize,
+    sequence: u64,
+    rng: StdRng,
+}
+
+impl RequestGenerator<'_> {
+    /// The next request to send.
+    pub fn next_request(&mut self) -> anyhow::Result<Request<RequestBody>> {
+        let plan = self.plan;
+        match plan.kind {
+            RequestKind::UpdatePreloaded { entities } => {
+                let entity = EntityId::Preloaded(self.rng.gen_range(0..entities));
+                Ok(self.update_request(entity))
+            }
+            RequestKind::CreateNew => {
+                let entity = EntityId::New {
+                    connection: self.connection_index,
+                    sequence: self.sequence,
+                };
+                self.sequence += 1;
+                Ok(self.update_request(entity))
+            }
+            RequestKind::GetPreloaded { entities } => {
+                let entity = EntityId::Preloaded(self.rng.gen_range(0..entities));
+                let uri = plan
+                    .target
+                    .uri(&format!("/ngsi10/entity/{entity}"))
+                    .context("cannot build a get request")?;
+                Ok(plan.target.request(Method::GET, uri, Bytes::new()))
+            }
+        }
+    }
+
+    /// An `updateContext` of `entity` with a random temperature.
+    pub fn update_request(&mut self, entity: EntityId) -> Request<RequestBody> {
+        let body = update_context_body(entity, self.rng.gen_range(TEMPERATURE_RANGE));
+        self.plan
+            .target
+            .request(Method::POST, self.plan.update_uri.clone(), body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn plan(scenario: Scenario, entities: u64) -> RequestPlan {
+        let target = Arc::new(Target::parse("http://127.0.0.1:8070").unwrap());
+        RequestPlan::new(scenario, target, entities).unwrap()
+    }
+
+    async fn body_json(request: Request<RequestBody>) -> Value {
+        let bytes = request.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn update_picks_preloaded_entities() {
+        let plan = plan(Scenario::Update, 5);
+        let mut generator = plan.generator(0);
+        for _ in 0..50 {
+            let request = generator.next_request().unwrap();
+            assert_eq!(request.method(), Method::POST);
+            assert_eq!(request.uri(), "/ngsi10/updateContext");
+            assert_eq!(request.headers()["content-type"], "application/json");
+            let body = body_json(request).await;
+            let id = body["contextElements"][0]["entityId"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let index: u64 = id.strip_prefix("Bench.").unwrap().parse().unwrap();
+            assert!(index < 5);
+        }
+    }
+
+    #[tokio::test]
+    async fn create_makes_unique_ids_per_connection() {
+        let plan = plan(Scenario::Create, 0);
+        let mut generator = plan.generator(7);
+        let first = body_json(generator.next_request().unwrap()).await;
+        let second = body_json(generator.next_request().unwrap()).await;
+        assert_eq!(
+            first["contextElements"][0]["entityId"]["id"],
+            "BenchNew.7.0"
+        );
+        assert_eq!(
+            second["contextElements"][0]["entityId"]["id"],
+            "BenchNew.7.1"
+        );
+    }
+
+    #[test]
+    fn get_reads_one_preloaded_entity() {
+        let plan = plan(Scenario::Get, 1);
+        let request = plan.generator(0).next_request().unwrap();
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/ngsi10/entity/Bench.0");
+        assert!(request.headers().get("content-type").is_none());
+    }
+
+    #[test]
+    fn preloading_scenarios_need_entities() {
+        let target = Arc::new(Target::parse("http://127.0.0.1:8070").unwrap());
+        assert!(RequestPlan::new(Scenario::Get, target.clone(), 0).is_err());
+        assert!(RequestPlan::new(Scenario::Create, target, 0).is_ok());
+        assert!(Scenario::Notify.needs_preload() && !Scenario::Create.needs_preload());
+    }
+}

@@ -1,0 +1,90 @@
+//! Conversions of an NGSI10 element into the NGSIv2 and NGSI-LD entity shapes, for subscriptions that asked
+//! for those notification formats with the `Destination` header (spec §4.9). Pure.
+
+use serde_json::{json, Map, Value};
+
+use super::v1::ContextElement;
+
+/// The NGSIv2 normalized entity: `{"id","type", attr: {"type","value","metadata"}, …}`; domain metadata become
+/// attributes too (FogFlow's `toNGSIv2`).
+pub fn to_ngsiv2(element: &ContextElement) -> Value {
+    let mut entity = Map::new();
+    entity.insert("id".into(), Value::String(element.entity_id.id.clone()));
+    entity.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
+    for attribute in &element.attributes {
+        let mut body = Map::new();
+        body.insert("type".into(), Value::String(attribute.attribute_type.clone()));
+        body.insert("value".into(), attribute.value.clone());
+        if !attribute.metadata.is_empty() {
+            let metadata: Map<String, Value> = attribute
+                .metadata
+                .iter()
+                .map(|m| (m.name.clone(), json!({ "type": m.metadata_type, "value": m.value })))
+                .collect();
+            body.insert("metadata".into(), Value::Object(metadata));
+        }
+        entity.insert(attribute.name.clone(), Value::Object(body));
+    }
+    for metadata in &element.domain_metadata {
+        entity.insert(metadata.name.clone(), json!({ "type": metadata.metadata_type, "value": metadata.value }));
+    }
+    Value::Object(entity)
+}
+
+/// The NGSI-LD normalized entity (FogFlow's `toNGSILD`): ids that are not URIs get a `urn:` prefix, attributes of
+/// type `relationship` become Relationships, point metadata become GeoProperties, the rest Properties.
+pub fn to_ngsi_ld(element: &ContextElement) -> Value {
+    let mut entity = Map::new();
+    let id = &element.entity_id.id;
+    let id = if id.contains(':') { id.clone() } else { format!("urn:{id}") };
+    entity.insert("id".into(), Value::String(id));
+    entity.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
+    for attribute in &element.attributes {
+        let value = if attribute.attribute_type.eq_ignore_ascii_case("relationship") {
+            json!({ "type": "Relationship", "object": attribute.value })
+        } else {
+            json!({ "type": "Property", "value": attribute.value })
+        };
+        entity.insert(attribute.name.clone(), value);
+    }
+    for metadata in &element.domain_metadata {
+        let latitude = metadata.value.get("latitude").and_then(Value::as_f64);
+        let longitude = metadata.value.get("longitude").and_then(Value::as_f64);
+        let value = match (metadata.metadata_type.eq_ignore_ascii_case("point"), latitude, longitude) {
+            (true, Some(latitude), Some(longitude)) => {
+                json!({ "type": "GeoProperty", "value": { "type": "Point", "coordinates": [longitude, latitude] } })
+            }
+            _ => json!({ "type": "Property", "value": metadata.value }),
+        };
+        entity.insert(metadata.name.clone(), value);
+    }
+    Value::Object(entity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ContextElement {
+        serde_json::from_value(json!({"entityId":{"id":"Device.temp001","type":"Temperature"},
+            "attributes":[{"name":"temp","type":"integer","value":10},{"name":"owner","type":"relationship","value":"urn:x"}],
+            "domainMetadata":[{"name":"location","type":"point","value":{"latitude":49.4,"longitude":8.6}}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn v2_shape_matches_fogflow() {
+        let entity = to_ngsiv2(&sample());
+        assert_eq!(entity["temp"], json!({"type":"integer","value":10}));
+        assert_eq!(entity["location"]["type"], "point");
+        assert_eq!(entity["id"], "Device.temp001");
+    }
+
+    #[test]
+    fn ld_shape_uses_urn_ids_relationships_and_geoproperties() {
+        let entity = to_ngsi_ld(&sample());
+        assert_eq!(entity["id"], "urn:Device.temp001");
+        assert_eq!(entity["owner"], json!({"type":"Relationship","object":"urn:x"}));
+        assert_eq!(entity["location"]["value"]["coordinates"], json!([8.6, 49.4]));
+    }
+}

@@ -1,0 +1,129 @@
+//! The NGSI10 operations posted as JSON: `updateContext` (and `/v1/updateContext`), `queryContext`,
+//! `subscribeContext`, `unsubscribeContext`, `notifyContext` (relay from other brokers) and
+//! `notifyContextAvailability` (callback from discovery).
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::error::V1Error;
+use super::headers::request_meta;
+use crate::http::read_json;
+use crate::ngsi::v1::{
+    ContextElementResponse, NotifyContextRequest, NotifyContextResponse, QueryContextRequest, QueryContextResponse,
+    StatusCode as NgsiStatus, SubscribeContextRequest, SubscribeContextResponse, SubscribeResponse, UnsubscribeContextRequest,
+    UnsubscribeContextResponse, UpdateContextRequest,
+};
+use crate::roles::broker::state::BrokerState;
+
+/// `POST /ngsi10/updateContext`.
+pub async fn update_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+    let meta = request_meta(&headers)?;
+    let request: UpdateContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    let response = state.update(&meta, &request).await?;
+    Ok(Json(response).into_response())
+}
+
+/// `POST /ngsi10/queryContext[?limit=&offset=]`; the total number of matches is in `Fiware-Total-Count`.
+pub async fn query_context(State(state): State<BrokerState>, RawQuery(query): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+    let meta = request_meta(&headers)?;
+    let (offset, limit) = paging(query.as_deref())?;
+    let request: QueryContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    let page = state.query(&meta.tenant, &request, offset, limit)?;
+    let response = QueryContextResponse {
+        context_responses: page
+            .elements
+            .into_iter()
+            .map(|element| ContextElementResponse { context_element: element, status_code: NgsiStatus::ok() })
+            .collect(),
+        error_code: Some(NgsiStatus::ok()),
+    };
+    let mut response = Json(response).into_response();
+    response.headers_mut().insert("fiware-total-count", HeaderValue::from(page.total));
+    Ok(response)
+}
+
+/// Parses `offset` and `limit` from the query string.
+fn paging(query: Option<&str>) -> Result<(usize, Option<usize>), V1Error> {
+    let mut offset = 0;
+    let mut limit = None;
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = || {
+            value.parse::<usize>().map_err(|_| V1Error::bad_request(format!("{key} must be a non-negative integer, not `{value}`")))
+        };
+        match key {
+            "offset" => offset = number()?,
+            "limit" => limit = Some(number()?),
+            "details" => {}
+            other => return Err(V1Error::bad_request(format!("unknown query parameter `{other}` (expected limit, offset)"))),
+        }
+    }
+    Ok((offset, limit))
+}
+
+/// `POST /ngsi10/subscribeContext`.
+pub async fn subscribe_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+    let meta = request_meta(&headers)?;
+    let request: SubscribeContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    let duration = request.duration.clone();
+    let throttling = request.throttling.clone();
+    let subscription_id = state.subscribe(&meta, request).await?;
+    Ok(Json(SubscribeContextResponse { subscribe_response: SubscribeResponse { subscription_id, duration, throttling } }).into_response())
+}
+
+/// `POST /ngsi10/unsubscribeContext`: 200 echoing the id, or 404 for an unknown one.
+pub async fn unsubscribe_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+    let meta = request_meta(&headers)?;
+    let request: UnsubscribeContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    let found = state.unsubscribe(&meta.tenant, &request.subscription_id).await?;
+    let (status, code) = if found {
+        (StatusCode::OK, NgsiStatus::ok())
+    } else {
+        (StatusCode::NOT_FOUND, NgsiStatus::new(404, "No context element found", format!("subscription `{}` does not exist", request.subscription_id)))
+    };
+    Ok((status, Json(UnsubscribeContextResponse { subscription_id: request.subscription_id, status_code: code })).into_response())
+}
+
+/// `POST /ngsi10/notifyContext`: elements notified by another broker, relayed to local subscribers.
+pub async fn notify_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+    let meta = request_meta(&headers)?;
+    let request: NotifyContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    let elements: Vec<_> = request.context_responses.into_iter().map(|response| response.context_element).collect();
+    for element in &elements {
+        crate::ngsi::limits::check_name("entity id", &element.entity_id.id)?;
+    }
+    state.relay(&meta.tenant, &elements);
+    Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())
+}
+
+/// The part of an availability notification this broker checks.
+#[derive(Debug, Deserialize)]
+struct AvailabilityNotification {
+    #[serde(rename = "subscribeId")]
+    subscribe_id: String,
+}
+
+/// `POST /ngsi10/notifyContextAvailability`: discovery's callback. This broker subscribes to no availability
+/// yet (federation comes with the discovery role), so a well-formed notification is acknowledged and logged.
+pub async fn notify_context_availability(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+    let notification: AvailabilityNotification = read_json(&headers, body, state.max_body_bytes).await?;
+    tracing::debug!(subscribe_id = %notification.subscribe_id, "availability notification for an unknown availability subscription");
+    Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_parameters_are_checked() {
+        assert_eq!(paging(None).unwrap(), (0, None));
+        assert_eq!(paging(Some("limit=5&offset=10")).unwrap(), (10, Some(5)));
+        assert!(paging(Some("limit=-1")).is_err());
+        assert!(paging(Some("colour=red")).is_err());
+    }
+}

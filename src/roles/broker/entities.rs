@@ -1,0 +1,423 @@
+//! The broker's entities: an in-memory map (the working set every read is served from) backed by the store
+//! (the durable copy, written before a write is acknowledged). Applies NGSI10 updates, deletions and queries.
+//!
+//! Knows nothing of HTTP or subscriptions: it reports each change as an [`EntityChange`] and lets the caller
+//! decide whom to notify and what to register.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::ngsi::limits::{self, MAX_ATTRIBUTES_PER_ENTITY, MAX_ELEMENTS_PER_REQUEST};
+use crate::ngsi::pattern::EntitySelector;
+use crate::ngsi::scope::{keep_nearest, ScopeFilter};
+use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata, UpdateAction};
+use crate::ngsi::ParseError;
+use crate::store::{Store, StoreError, Tree};
+
+/// An entity as stored: its element plus system timestamps (milliseconds since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEntity {
+    /// Tenant (`Fiware-Service`), empty for the default one.
+    #[serde(default)]
+    pub tenant: String,
+    /// The entity.
+    pub element: ContextElement,
+    /// When it was created.
+    pub created_at: i64,
+    /// When it last changed.
+    pub modified_at: i64,
+}
+
+/// What one element of an update did.
+#[derive(Debug, Clone)]
+pub struct EntityChange {
+    /// The entity before the change (None when created).
+    pub before: Option<Arc<StoredEntity>>,
+    /// The entity after the change (None when deleted).
+    pub after: Option<Arc<StoredEntity>>,
+    /// Names of the attributes the update wrote or removed.
+    pub touched: Vec<String>,
+    /// Whether the entity's registration (type, attribute names, domain metadata) changed.
+    pub registration_changed: bool,
+}
+
+/// The outcome of one element of an `updateContext`.
+#[derive(Debug, Clone)]
+pub enum ElementOutcome {
+    /// Applied.
+    Applied(EntityChange),
+    /// The entity (or an attribute to delete) does not exist.
+    NotFound(String),
+}
+
+/// Why a repository operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The client's input is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+    /// The store failed; nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A page of query results.
+#[derive(Debug, Clone, Default)]
+pub struct QueryPage {
+    /// The elements of the page.
+    pub elements: Vec<ContextElement>,
+    /// How many matched in all.
+    pub total: usize,
+}
+
+/// The entity repository.
+#[derive(Clone)]
+pub struct Entities {
+    map: Arc<DashMap<String, Arc<StoredEntity>>>,
+    tree: Tree<StoredEntity>,
+    store: Store,
+}
+
+/// The map and store key of an entity: tenant and id separated by NUL (ids cannot hold control characters).
+pub fn entity_key(tenant: &str, id: &str) -> String {
+    let mut key = String::with_capacity(tenant.len() + id.len() + 1);
+    key.push_str(tenant);
+    key.push('\0');
+    key.push_str(id);
+    key
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Entities {
+    /// Loads every stored entity into memory.
+    pub fn open(store: &Store) -> Result<Entities, StoreError> {
+        let tree = store.tree::<StoredEntity>("entities")?;
+        let map = DashMap::new();
+        for entry in tree.iter() {
+            let (key, entity) = entry?;
+            map.insert(key, Arc::new(entity));
+        }
+        Ok(Entities { map: Arc::new(map), tree, store: store.clone() })
+    }
+
+    /// Number of entities (all tenants).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// One entity.
+    pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<StoredEntity>> {
+        self.map.get(&entity_key(tenant, id)).map(|entry| entry.value().clone())
+    }
+
+    /// Every entity of a tenant, ordered by id.
+    pub fn list(&self, tenant: &str) -> Vec<Arc<StoredEntity>> {
+        let mut all: Vec<Arc<StoredEntity>> =
+            self.map.iter().filter(|entry| entry.value().tenant == tenant).map(|entry| entry.value().clone()).collect();
+        all.sort_by(|a, b| a.element.entity_id.id.cmp(&b.element.entity_id.id));
+        all
+    }
+
+    /// Validates every element, then applies them in order and makes the result durable before returning.
+    pub async fn apply_update(&self, tenant: &str, elements: &[ContextElement], action: UpdateAction) -> Result<Vec<ElementOutcome>, RepoError> {
+        validate_update(elements, action)?;
+        let mut outcomes = Vec::with_capacity(elements.len());
+        for element in elements {
+            let outcome = match action {
+                UpdateAction::Update | UpdateAction::Append => self.upsert(tenant, element)?,
+                UpdateAction::Delete => self.delete_element(tenant, element)?,
+            };
+            outcomes.push(outcome);
+        }
+        self.store.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Deletes one entity and makes that durable; None when it did not exist.
+    pub async fn delete(&self, tenant: &str, id: &str) -> Result<Option<EntityChange>, RepoError> {
+        let element = ContextElement { entity_id: crate::ngsi::v1::EntityId { id: id.into(), ..Default::default() }, ..Default::default() };
+        let outcome = self.delete_element(tenant, &element)?;
+        self.store.commit().await?;
+        Ok(match outcome {
+            ElementOutcome::Applied(change) => Some(change),
+            ElementOutcome::NotFound(_) => None,
+        })
+    }
+
+    fn upsert(&self, tenant: &str, element: &ContextElement) -> Result<ElementOutcome, StoreError> {
+        let key = entity_key(tenant, &element.entity_id.id);
+        let now = now_millis();
+        let mut slot = self.map.entry(key.clone()).or_insert_with(|| {
+            Arc::new(StoredEntity { tenant: tenant.to_string(), element: ContextElement::default(), created_at: 0, modified_at: 0 })
+        });
+        let existing = slot.value().clone();
+        let before = (existing.created_at != 0).then(|| existing.clone());
+        let (merged, registration_changed) = match &before {
+            Some(before) => merge(&before.element, element),
+            None => (normalized_new(element), true),
+        };
+        let stored = Arc::new(StoredEntity {
+            tenant: tenant.to_string(),
+            element: merged,
+            created_at: before.as_ref().map_or(now, |b| b.created_at),
+            modified_at: now,
+        });
+        if let Err(error) = self.tree.insert(&key, &stored) {
+            if before.is_none() {
+                drop(slot);
+                self.map.remove(&key);
+            }
+            return Err(error);
+        }
+        *slot.value_mut() = stored.clone();
+        let touched = element.attributes.iter().map(|a| a.name.clone()).collect();
+        Ok(ElementOutcome::Applied(EntityChange { before, after: Some(stored), touched, registration_changed }))
+    }
+
+    fn delete_element(&self, tenant: &str, element: &ContextElement) -> Result<ElementOutcome, StoreError> {
+        let id = &element.entity_id.id;
+        let key = entity_key(tenant, id);
+        if element.attributes.is_empty() {
+            let Some(before) = self.map.get(&key).map(|entry| entry.value().clone()) else {
+                return Ok(ElementOutcome::NotFound(format!("entity `{id}` does not exist")));
+            };
+            self.tree.remove(&key)?;
+            self.map.remove(&key);
+            let touched = before.element.attributes.iter().map(|a| a.name.clone()).collect();
+            return Ok(ElementOutcome::Applied(EntityChange { before: Some(before), after: None, touched, registration_changed: true }));
+        }
+        let Some(mut slot) = self.map.get_mut(&key) else {
+            return Ok(ElementOutcome::NotFound(format!("entity `{id}` does not exist")));
+        };
+        let before = slot.value().clone();
+        let names: Vec<&str> = element.attributes.iter().map(|a| a.name.as_str()).collect();
+        if let Some(missing) = names.iter().find(|name| !before.element.attributes.iter().any(|a| a.name == **name)) {
+            return Ok(ElementOutcome::NotFound(format!("entity `{id}` has no attribute `{missing}`")));
+        }
+        let mut remaining = before.element.clone();
+        remaining.attributes.retain(|attribute| !names.contains(&attribute.name.as_str()));
+        let stored = Arc::new(StoredEntity { tenant: tenant.to_string(), element: remaining, created_at: before.created_at, modified_at: now_millis() });
+        self.tree.insert(&key, &stored)?;
+        *slot.value_mut() = stored.clone();
+        let touched = names.iter().map(|name| name.to_string()).collect();
+        Ok(ElementOutcome::Applied(EntityChange { before: Some(before), after: Some(stored), touched, registration_changed: true }))
+    }
+
+    /// Entities of `tenant` selected by `selector` and `scopes` that have every attribute in `attributes`,
+    /// projected to those attributes, ordered by id (or by distance for `nearby`), paged.
+    pub fn query(&self, tenant: &str, selector: &EntitySelector, scopes: &ScopeFilter, attributes: &[String], offset: usize, limit: usize) -> QueryPage {
+        let candidates: Vec<Arc<StoredEntity>> = match selector.exact_ids() {
+            Some(ids) => {
+                let mut found: Vec<Arc<StoredEntity>> = Vec::new();
+                for id in ids {
+                    if let Some(entity) = self.get(tenant, id) {
+                        if !found.iter().any(|f| Arc::ptr_eq(f, &entity)) {
+                            found.push(entity);
+                        }
+                    }
+                }
+                found
+            }
+            None => self.list(tenant),
+        };
+        let mut matching: Vec<ContextElement> = candidates
+            .iter()
+            .filter(|entity| {
+                let element = &entity.element;
+                selector.matches(&element.entity_id.id, &element.entity_id.entity_type)
+                    && has_all_attributes(element, attributes)
+                    && scopes.matches(element)
+            })
+            .map(|entity| project(&entity.element, attributes))
+            .collect();
+        if let Some((landmark, nearest)) = scopes.nearby() {
+            keep_nearest(&mut matching, landmark, nearest, |element| element);
+        }
+        let total = matching.len();
+        let elements = matching.into_iter().skip(offset).take(limit).collect();
+        QueryPage { elements, total }
+    }
+}
+
+/// Whether the element has every listed attribute (an empty list asks for nothing).
+pub fn has_all_attributes(element: &ContextElement, attributes: &[String]) -> bool {
+    attributes.iter().all(|name| element.attributes.iter().any(|attribute| &attribute.name == name))
+}
+
+/// The element with only the listed attributes (all when the list is empty); domain metadata always kept.
+pub fn project(element: &ContextElement, attributes: &[String]) -> ContextElement {
+    if attributes.is_empty() {
+        return element.clone();
+    }
+    ContextElement {
+        entity_id: element.entity_id.clone(),
+        attributes: element.attributes.iter().filter(|a| attributes.contains(&a.name)).cloned().collect(),
+        domain_metadata: element.domain_metadata.clone(),
+    }
+}
+
+fn validate_update(elements: &[ContextElement], action: UpdateAction) -> Result<(), ParseError> {
+    if elements.is_empty() {
+        return Err(ParseError::new("contextElements is empty"));
+    }
+    if elements.len() > MAX_ELEMENTS_PER_REQUEST {
+        return Err(ParseError::new(format!("{} context elements, the limit is {MAX_ELEMENTS_PER_REQUEST}", elements.len())));
+    }
+    for element in elements {
+        let entity = &element.entity_id;
+        if entity.is_pattern {
+            return Err(ParseError::new(format!("entity `{}`: isPattern cannot be true in an update", entity.id)));
+        }
+        limits::check_name("entity id", &entity.id)?;
+        limits::check_optional_name("entity type", &entity.entity_type)?;
+        if element.attributes.len() > MAX_ATTRIBUTES_PER_ENTITY {
+            return Err(ParseError::new(format!("entity `{}` has {} attributes, the limit is {MAX_ATTRIBUTES_PER_ENTITY}", entity.id, element.attributes.len())));
+        }
+        for attribute in &element.attributes {
+            limits::check_name("attribute name", &attribute.name)?;
+            limits::check_optional_name("attribute type", &attribute.attribute_type)?;
+            check_metadata(&attribute.metadata)?;
+        }
+        if action == UpdateAction::Delete && !element.domain_metadata.is_empty() && element.attributes.is_empty() {
+            // Deleting a whole entity: domain metadata in the request are irrelevant but harmless.
+        }
+        check_metadata(&element.domain_metadata)?;
+    }
+    Ok(())
+}
+
+fn check_metadata(metadata: &[ContextMetadata]) -> Result<(), ParseError> {
+    for item in metadata {
+        limits::check_name("metadata name", &item.name)?;
+        limits::check_optional_name("metadata type", &item.metadata_type)?;
+    }
+    Ok(())
+}
+
+/// A new entity as received, with duplicate attribute and metadata names collapsed (last one wins).
+fn normalized_new(element: &ContextElement) -> ContextElement {
+    merge(&ContextElement { entity_id: element.entity_id.clone(), ..Default::default() }, element).0
+}
+
+/// Merges an update into the stored element: attributes and domain metadata by name (value, type and
+/// attribute metadata replaced by name; new ones appended). Returns the result and whether its registration
+/// (type, attribute names and types, domain metadata) changed.
+fn merge(stored: &ContextElement, update: &ContextElement) -> (ContextElement, bool) {
+    let mut merged = stored.clone();
+    let mut registration_changed = false;
+    if !update.entity_id.entity_type.is_empty() && update.entity_id.entity_type != merged.entity_id.entity_type {
+        merged.entity_id.entity_type = update.entity_id.entity_type.clone();
+        registration_changed = true;
+    }
+    for attribute in &update.attributes {
+        match merged.attributes.iter_mut().find(|a| a.name == attribute.name) {
+            Some(existing) => {
+                if !attribute.attribute_type.is_empty() && existing.attribute_type != attribute.attribute_type {
+                    existing.attribute_type = attribute.attribute_type.clone();
+                    registration_changed = true;
+                }
+                existing.value = attribute.value.clone();
+                merge_metadata(&mut existing.metadata, &attribute.metadata);
+            }
+            None => {
+                let mut fresh = ContextAttribute { metadata: Vec::new(), ..attribute.clone() };
+                merge_metadata(&mut fresh.metadata, &attribute.metadata);
+                merged.attributes.push(fresh);
+                registration_changed = true;
+            }
+        }
+    }
+    let metadata_before = merged.domain_metadata.clone();
+    merge_metadata(&mut merged.domain_metadata, &update.domain_metadata);
+    if merged.domain_metadata != metadata_before {
+        registration_changed = true;
+    }
+    (merged, registration_changed)
+}
+
+fn merge_metadata(stored: &mut Vec<ContextMetadata>, update: &[ContextMetadata]) {
+    for item in update {
+        match stored.iter_mut().find(|m| m.name == item.name) {
+            Some(existing) => {
+                if !item.metadata_type.is_empty() {
+                    existing.metadata_type = item.metadata_type.clone();
+                }
+                existing.value = item.value.clone();
+            }
+            None => stored.push(item.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn element(value: serde_json::Value) -> ContextElement {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn merge_replaces_by_name_and_reports_registration_changes() {
+        let stored = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","type":"integer","value":1},{"name":"b","type":"string","value":"x"}],
+            "domainMetadata":[{"name":"city","type":"string","value":"Heidelberg"}]}));
+        let (merged, changed) = merge(&stored, &element(json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"integer","value":2}]})));
+        assert!(!changed);
+        assert_eq!(merged.attributes[0].value, json!(2));
+        assert_eq!(merged.attributes[1].value, json!("x"));
+        assert_eq!(merged.entity_id.entity_type, "T");
+        let (merged, changed) = merge(&stored, &element(json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"float","value":2.5},{"name":"c","value":true}]})));
+        assert!(changed);
+        assert_eq!(merged.attributes[0].attribute_type, "float");
+        assert_eq!(merged.attributes.len(), 3);
+        let (_, changed) = merge(&stored, &element(json!({"entityId":{"id":"e"},"domainMetadata":[{"name":"city","type":"string","value":"Tokyo"}]})));
+        assert!(changed);
+    }
+
+    #[test]
+    fn updates_are_validated_before_anything_is_applied() {
+        let too_long = element(json!({"entityId":{"id":"x".repeat(300)}}));
+        assert!(validate_update(&[too_long], UpdateAction::Update).is_err());
+        let pattern = element(json!({"entityId":{"id":"a.*","isPattern":true}}));
+        assert!(validate_update(&[pattern], UpdateAction::Update).is_err());
+        assert!(validate_update(&[], UpdateAction::Update).is_err());
+        let bad_attribute = element(json!({"entityId":{"id":"a"},"attributes":[{"name":"","value":1}]}));
+        assert!(validate_update(&[bad_attribute], UpdateAction::Update).is_err());
+    }
+
+    #[tokio::test]
+    async fn upsert_delete_and_query_round_trip() {
+        let store = Store::temporary().unwrap();
+        let entities = Entities::open(&store).unwrap();
+        let first = element(json!({"entityId":{"id":"Device.1","type":"T"},"attributes":[{"name":"temp","value":1}]}));
+        let second = element(json!({"entityId":{"id":"Device.2","type":"T"},"attributes":[{"name":"hum","value":2}]}));
+        let outcomes = entities.apply_update("", &[first, second], UpdateAction::Update).await.unwrap();
+        assert!(matches!(&outcomes[0], ElementOutcome::Applied(change) if change.before.is_none() && change.registration_changed));
+        let selector = EntitySelector::compile(&[crate::ngsi::v1::EntityId { id: "Device.*".into(), entity_type: String::new(), is_pattern: true }]).unwrap();
+        let page = entities.query("", &selector, &ScopeFilter::default(), &[], 0, 10);
+        assert_eq!(page.total, 2);
+        let page = entities.query("", &selector, &ScopeFilter::default(), &["temp".to_string()], 0, 10);
+        assert_eq!(page.total, 1);
+        assert!(entities.query("other", &selector, &ScopeFilter::default(), &[], 0, 10).elements.is_empty());
+        let remove_attribute = element(json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp"}]}));
+        entities.apply_update("", &[remove_attribute], UpdateAction::Delete).await.unwrap();
+        assert!(entities.get("", "Device.1").unwrap().element.attributes.is_empty());
+        assert!(entities.delete("", "Device.1").await.unwrap().is_some());
+        assert!(entities.delete("", "Device.1").await.unwrap().is_none());
+        assert_eq!(entities.len(), 1);
+        let reopened = Entities::open(&store).unwrap();
+        assert_eq!(reopened.len(), 1);
+    }
+}

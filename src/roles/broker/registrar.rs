@@ -1,0 +1,212 @@
+//! Keeps IoT Discovery informed, in the background, as FogFlow's broker does (spec §5.1–§5.2): registers the
+//! broker itself (an `IoTBroker` entity with its location), heartbeats, registers every entity whose
+//! registration changed (with its FULL attribute list, fixing FogFlow's partial lists, §12.3), removes deleted
+//! entities, and unregisters the broker on shutdown. While discovery is down it retries with capped backoff;
+//! the latest pending registration per entity is kept (older ones are superseded), so memory stays bounded by
+//! the number of entities. Local reads and writes never wait on any of this.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::discovery::DiscoveryClient;
+use crate::ngsi::v1::{ContextElement, ContextMetadata, EntityId};
+use crate::ngsi::v9::{BrokerProfile, ContextRegistration, ContextRegistrationAttribute, RegisterContextRequest};
+
+const REGISTRATION_LEASE: &str = "PT10M";
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What discovery should learn about one entity.
+#[derive(Debug, Clone)]
+enum Pending {
+    Register(ContextElement),
+    Unregister,
+}
+
+/// The registrar's inbox; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registrar {
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
+    wake: Arc<Notify>,
+}
+
+/// Who this broker is.
+#[derive(Debug, Clone)]
+pub struct BrokerIdentity {
+    /// Broker id, e.g. `Broker.001`.
+    pub id: String,
+    /// Its NGSI10 URL.
+    pub url: String,
+    /// Its location.
+    pub latitude: f64,
+    /// Its location.
+    pub longitude: f64,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: Duration,
+}
+
+impl Registrar {
+    /// Starts the background loop; it stops when `shutdown` fires, after unregistering the broker.
+    pub fn start(client: DiscoveryClient, identity: BrokerIdentity, tasks: &tokio_util::task::TaskTracker, shutdown: CancellationToken) -> Registrar {
+        let registrar = Registrar { pending: Arc::new(Mutex::new(HashMap::new())), wake: Arc::new(Notify::new()) };
+        let inbox = registrar.clone();
+        tasks.spawn(async move { inbox.run(client, identity, shutdown).await });
+        registrar
+    }
+
+    /// Queues a (re-)registration of an entity in its current state.
+    pub fn register(&self, element: &ContextElement) {
+        self.queue(element.entity_id.id.clone(), Pending::Register(element.clone()));
+    }
+
+    /// Queues the removal of an entity's registration.
+    pub fn unregister(&self, id: &str) {
+        self.queue(id.to_string(), Pending::Unregister);
+    }
+
+    /// Registrations not yet accepted by discovery.
+    pub fn backlog(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn queue(&self, id: String, item: Pending) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, item);
+        self.wake.notify_one();
+    }
+
+    async fn run(self, client: DiscoveryClient, identity: BrokerIdentity, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        let mut broker_registered = false;
+        let mut next_heartbeat = tokio::time::Instant::now();
+        loop {
+            let round = self.round(&client, &identity, &mut broker_registered, &mut next_heartbeat).await;
+            let wait = match round {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(discovery = client.base_url(), "discovery reachable again");
+                    }
+                    failures = 0;
+                    None
+                }
+                Err(error) => {
+                    failures += 1;
+                    let backoff = Duration::from_millis(250).saturating_mul(1 << failures.min(7)).min(MAX_BACKOFF);
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(discovery = client.base_url(), %error, failures, retry_in = ?backoff, "cannot reach discovery; serving locally and retrying");
+                    }
+                    Some(backoff)
+                }
+            };
+            let sleep_until = match wait {
+                Some(backoff) => tokio::time::Instant::now() + backoff,
+                None => next_heartbeat,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(sleep_until) => {}
+                () = self.wake.notified(), if wait.is_none() => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        if broker_registered {
+            match tokio::time::timeout(Duration::from_secs(2), client.delete_registration(&identity.id)).await {
+                Ok(Ok(())) => tracing::info!(broker = %identity.id, "unregistered from discovery"),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot unregister from discovery"),
+                Err(_) => tracing::warn!("unregistering from discovery timed out"),
+            }
+        }
+    }
+
+    /// One round: register the broker if needed, heartbeat when due, then send every pending registration.
+    async fn round(&self, client: &DiscoveryClient, identity: &BrokerIdentity, broker_registered: &mut bool, next_heartbeat: &mut tokio::time::Instant) -> Result<(), crate::clients::discovery::DiscoveryError> {
+        if !*broker_registered {
+            client.register_context(&broker_registration(identity)).await?;
+            *broker_registered = true;
+            tracing::info!(broker = %identity.id, discovery = client.base_url(), "registered with discovery");
+        }
+        if tokio::time::Instant::now() >= *next_heartbeat {
+            let profile = BrokerProfile {
+                id: identity.id.clone(),
+                my_url: identity.url.clone(),
+                last_heartbeat_update: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            client.heartbeat(&profile).await?;
+            *next_heartbeat = tokio::time::Instant::now() + identity.heartbeat_interval;
+        }
+        loop {
+            let next = {
+                let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                pending.iter().next().map(|(id, item)| (id.clone(), item.clone()))
+            };
+            let Some((id, item)) = next else { return Ok(()) };
+            match &item {
+                Pending::Register(element) => client.register_context(&entity_registration(element, &identity.url)).await?,
+                Pending::Unregister => client.delete_registration(&id).await?,
+            }
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            // Only forget the item if no newer one replaced it while we were sending.
+            let unchanged = match (pending.get(&id), &item) {
+                (Some(Pending::Register(now)), Pending::Register(sent)) => now == sent,
+                (Some(Pending::Unregister), Pending::Unregister) => true,
+                _ => false,
+            };
+            if unchanged {
+                pending.remove(&id);
+            }
+        }
+    }
+}
+
+fn broker_registration(identity: &BrokerIdentity) -> RegisterContextRequest {
+    RegisterContextRequest {
+        context_registrations: vec![ContextRegistration {
+            entities: vec![EntityId { id: identity.id.clone(), entity_type: "IoTBroker".into(), is_pattern: false }],
+            attributes: vec![],
+            context_metadata: vec![ContextMetadata {
+                name: "location".into(),
+                metadata_type: "point".into(),
+                value: json!({ "latitude": identity.latitude, "longitude": identity.longitude }),
+            }],
+            providing_application: identity.url.clone(),
+        }],
+        duration: REGISTRATION_LEASE.into(),
+    }
+}
+
+fn entity_registration(element: &ContextElement, broker_url: &str) -> RegisterContextRequest {
+    RegisterContextRequest {
+        context_registrations: vec![ContextRegistration {
+            entities: vec![EntityId { id: element.entity_id.id.clone(), entity_type: element.entity_id.entity_type.clone(), is_pattern: false }],
+            attributes: element
+                .attributes
+                .iter()
+                .map(|a| ContextRegistrationAttribute { name: a.name.clone(), attribute_type: a.attribute_type.clone(), is_domain: false })
+                .collect(),
+            context_metadata: element.domain_metadata.clone(),
+            providing_application: broker_url.into(),
+        }],
+        duration: REGISTRATION_LEASE.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_registration_lists_every_attribute_and_the_broker_url() {
+        let element: ContextElement = serde_json::from_value(json!({"entityId":{"id":"e","type":"T"},
+            "attributes":[{"name":"a","type":"integer","value":1},{"name":"b","value":2}],
+            "domainMetadata":[{"name":"location","type":"point","value":{"latitude":1.0,"longitude":2.0}}]})).unwrap();
+        let request = entity_registration(&element, "http://h:8070/ngsi10");
+        let body = serde_json::to_value(&request).unwrap();
+        let registration = &body["contextRegistrations"][0];
+        assert_eq!(registration["attributes"].as_array().unwrap().len(), 2);
+        assert_eq!(registration["providingApplication"], "http://h:8070/ngsi10");
+        assert_eq!(registration["contextMetadata"][0]["name"], "location");
+        assert_eq!(body["duration"], "PT10M");
+    }
+}

@@ -1,0 +1,69 @@
+//! The broker's router: FogFlow's NGSI10 routes (spec §4.1 rows 1–14, plus `/v1/updateContext`), the common
+//! routes, request metrics, CORS as FogFlow allowed it, and NGSIv1-shaped answers for unknown paths, wrong
+//! methods and panics.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use axum::http::{HeaderName, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::api::{context, error, resources};
+use super::state::BrokerState;
+use crate::http::metrics::{track_requests, RequestTracking};
+use crate::http::{common, Metrics};
+
+/// The whole broker router.
+pub fn router(state: BrokerState, metrics: Arc<Metrics>) -> Router {
+    let ngsi10 = Router::new()
+        .route("/ngsi10/updateContext", post(context::update_context))
+        .route("/v1/updateContext", post(context::update_context))
+        .route("/ngsi10/queryContext", post(context::query_context))
+        .route("/ngsi10/subscribeContext", post(context::subscribe_context))
+        .route("/ngsi10/unsubscribeContext", post(context::unsubscribe_context))
+        .route("/ngsi10/notifyContext", post(context::notify_context))
+        .route("/ngsi10/notifyContextAvailability", post(context::notify_context_availability))
+        .route("/ngsi10/entity", get(resources::list_entities))
+        .route("/ngsi10/entity/{eid}", get(resources::get_entity).delete(resources::delete_entity))
+        .route("/ngsi10/entity/{eid}/{attr}", get(resources::get_attribute))
+        .route("/ngsi10/subscription", get(resources::list_subscriptions))
+        .route("/ngsi10/subscription/{sid}", get(resources::get_subscription).delete(resources::delete_subscription))
+        .method_not_allowed_fallback(error::wrong_method)
+        .with_state(state.clone());
+    let tracking = RequestTracking { metrics: metrics.clone(), role: "broker" };
+    ngsi10
+        .merge(common::routes("broker", state.readiness.clone(), metrics))
+        .fallback(error::unknown_path)
+        .layer(axum::middleware::from_fn_with_state(tracking, track_requests))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors())
+}
+
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("accept"),
+            HeaderName::from_static("content-type"),
+            HeaderName::from_static("x-custom-header"),
+            HeaderName::from_static("origin"),
+            HeaderName::from_static("destination"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "handler panicked");
+    error::V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}

@@ -1,0 +1,319 @@
+//! The broker's shared state and its operations, independent of HTTP: apply updates and fan changes out to
+//! subscriptions and to discovery, answer queries, create and cancel subscriptions, relay notifications from
+//! other brokers, expire subscriptions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio_util::sync::CancellationToken;
+
+use super::entities::{ElementOutcome, Entities, EntityChange, QueryPage, RepoError};
+use super::notifier::{Delivery, Notifier};
+use super::registrar::Registrar;
+use super::subscriptions::{validate_request, CompiledSubscription, Subscriber, SubscriptionRecord, SubscriptionTable};
+use crate::http::Readiness;
+use crate::ngsi::pattern::EntitySelector;
+use crate::ngsi::scope::ScopeFilter;
+use crate::ngsi::v1::{
+    ContextElement, ContextElementResponse, QueryContextRequest, StatusCode, SubscribeContextRequest, UpdateContextRequest,
+    UpdateContextResponse,
+};
+use crate::ngsi::ParseError;
+use crate::store::{Store, StoreError, Tree};
+
+/// Why a broker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The client's input is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed; the write was not acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<RepoError> for BrokerError {
+    fn from(error: RepoError) -> Self {
+        match error {
+            RepoError::Invalid(error) => BrokerError::Invalid(error),
+            RepoError::Store(error) => BrokerError::Store(error),
+        }
+    }
+}
+
+/// Request context taken from NGSI10 headers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    /// `Fiware-Service`, lower-cased; empty for the default tenant.
+    pub tenant: String,
+    /// `Fiware-Correlator`.
+    pub correlator: Option<String>,
+    /// Who is subscribing (from the other headers).
+    pub subscriber: Subscriber,
+}
+
+/// A subscription with its delivery task.
+#[derive(Debug)]
+pub struct LiveSubscription {
+    /// Matching logic and record.
+    pub compiled: CompiledSubscription,
+    /// Its queue.
+    pub delivery: Arc<Delivery>,
+}
+
+/// Gauges kept up to date by the state.
+#[derive(Debug, Clone, Default)]
+pub struct StateGauges {
+    /// Number of entities.
+    pub entities: Gauge,
+    /// Number of subscriptions.
+    pub subscriptions: Gauge,
+}
+
+/// Everything the broker's handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct BrokerState {
+    /// Entities.
+    pub entities: Entities,
+    subscriptions: Arc<SubscriptionTable<LiveSubscription>>,
+    subscription_tree: Tree<SubscriptionRecord>,
+    store: Store,
+    notifier: Notifier,
+    registrar: Option<Registrar>,
+    /// Readiness of the role.
+    pub readiness: Readiness,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Default and largest query page.
+    pub max_query_results: usize,
+    /// This broker's URL.
+    pub broker_url: String,
+    gauges: StateGauges,
+}
+
+impl BrokerState {
+    /// Opens entities and subscriptions from the store and restarts every subscription's delivery.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        store: Store,
+        notifier: Notifier,
+        registrar: Option<Registrar>,
+        readiness: Readiness,
+        max_body_bytes: usize,
+        max_query_results: usize,
+        broker_url: String,
+        gauges: StateGauges,
+    ) -> Result<BrokerState, StoreError> {
+        let entities = Entities::open(&store)?;
+        let subscription_tree = store.tree::<SubscriptionRecord>("subscriptions")?;
+        let state = BrokerState {
+            entities,
+            subscriptions: Arc::new(SubscriptionTable::new()),
+            subscription_tree,
+            store,
+            notifier,
+            registrar,
+            readiness,
+            max_body_bytes,
+            max_query_results,
+            broker_url,
+            gauges,
+        };
+        for entry in state.subscription_tree.iter() {
+            let (_, record) = entry?;
+            match CompiledSubscription::compile(record.clone()) {
+                Ok(compiled) => state.activate(compiled),
+                Err(error) => tracing::error!(subscription = %record.id, %error, "stored subscription cannot be compiled; skipping it"),
+            }
+        }
+        if let Some(registrar) = &state.registrar {
+            for entity in state.entities.list("") {
+                registrar.register(&entity.element);
+            }
+        }
+        state.refresh_gauges();
+        tracing::info!(entities = state.entities.len(), subscriptions = state.subscriptions.len(), "broker state loaded");
+        Ok(state)
+    }
+
+    fn refresh_gauges(&self) {
+        self.gauges.entities.set(self.entities.len() as i64);
+        self.gauges.subscriptions.set(self.subscriptions.len() as i64);
+    }
+
+    fn activate(&self, compiled: CompiledSubscription) {
+        let delivery = self.notifier.start(&compiled.record, compiled.throttling);
+        let id = compiled.record.id.clone();
+        self.subscriptions.insert(id, Arc::new(LiveSubscription { compiled, delivery }));
+    }
+
+    /// Applies an `updateContext` and answers with one status per element.
+    pub async fn update(&self, meta: &RequestMeta, request: &UpdateContextRequest) -> Result<UpdateContextResponse, BrokerError> {
+        let action = request.action()?;
+        let outcomes = self.entities.apply_update(&meta.tenant, &request.context_elements, action).await?;
+        let mut responses = Vec::with_capacity(outcomes.len());
+        for (element, outcome) in request.context_elements.iter().zip(outcomes) {
+            let status = match outcome {
+                ElementOutcome::Applied(change) => {
+                    self.publish_change(&meta.tenant, &change, meta.correlator.as_deref());
+                    StatusCode::ok()
+                }
+                ElementOutcome::NotFound(details) => StatusCode::new(404, "No context element found", details),
+            };
+            responses.push(ContextElementResponse { context_element: element.clone(), status_code: status });
+        }
+        self.refresh_gauges();
+        Ok(UpdateContextResponse { context_responses: responses })
+    }
+
+    /// Deletes one entity.
+    pub async fn delete_entity(&self, tenant: &str, id: &str) -> Result<(), BrokerError> {
+        match self.entities.delete(tenant, id).await? {
+            Some(change) => {
+                self.publish_change(tenant, &change, None);
+                self.refresh_gauges();
+                Ok(())
+            }
+            None => Err(BrokerError::NotFound(format!("entity `{id}` does not exist"))),
+        }
+    }
+
+    fn publish_change(&self, tenant: &str, change: &EntityChange, correlator: Option<&str>) {
+        let now = chrono::Utc::now().timestamp_millis();
+        for live in self.subscriptions.all() {
+            if live.compiled.is_expired(now) {
+                continue;
+            }
+            if let Some(element) = live.compiled.notification_for(tenant, change, correlator) {
+                live.delivery.push(element, correlator.map(str::to_string));
+            }
+        }
+        if !change.registration_changed || !tenant.is_empty() {
+            return;
+        }
+        if let Some(registrar) = &self.registrar {
+            match (&change.after, &change.before) {
+                (Some(after), _) => registrar.register(&after.element),
+                (None, Some(before)) => registrar.unregister(&before.element.entity_id.id),
+                (None, None) => {}
+            }
+        }
+    }
+
+    /// Answers a `queryContext` page.
+    pub fn query(&self, tenant: &str, request: &QueryContextRequest, offset: usize, limit: Option<usize>) -> Result<QueryPage, BrokerError> {
+        let selector = EntitySelector::compile(&request.entities)?;
+        let scopes = ScopeFilter::compile(request.restriction.as_ref())?;
+        for name in &request.attributes {
+            crate::ngsi::limits::check_name("attribute name", name)?;
+        }
+        let limit = match limit {
+            None => self.max_query_results,
+            Some(0) => return Err(ParseError::new("limit must be at least 1").into()),
+            Some(limit) if limit > self.max_query_results => {
+                return Err(ParseError::new(format!("limit {limit} is over the maximum of {}", self.max_query_results)).into())
+            }
+            Some(limit) => limit,
+        };
+        Ok(self.entities.query(tenant, &selector, &scopes, &request.attributes, offset, limit))
+    }
+
+    /// Creates a subscription (durable before this returns) and queues the current state of what it selects.
+    pub async fn subscribe(&self, meta: &RequestMeta, request: SubscribeContextRequest) -> Result<String, BrokerError> {
+        let duration = validate_request(&request)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let record = SubscriptionRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant: meta.tenant.clone(),
+            request,
+            subscriber: Subscriber { broker_url: self.broker_url.clone(), ..meta.subscriber.clone() },
+            created_at: now,
+            expires_at: duration.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        };
+        let compiled = CompiledSubscription::compile(record.clone())?;
+        self.subscription_tree.insert(&record.id, &record)?;
+        self.store.commit().await?;
+        let id = record.id.clone();
+        self.activate(compiled);
+        if let Some(live) = self.subscriptions.get(&id) {
+            for entity in self.entities.list(&meta.tenant) {
+                if live.compiled.selects(&meta.tenant, &entity.element) {
+                    let element = super::entities::project(&entity.element, &live.compiled.record.request.attributes);
+                    live.delivery.push(element, None);
+                }
+            }
+        }
+        self.refresh_gauges();
+        tracing::debug!(subscription = %id, "subscription created");
+        Ok(id)
+    }
+
+    /// Cancels a subscription; false when it does not exist (in this tenant).
+    pub async fn unsubscribe(&self, tenant: &str, id: &str) -> Result<bool, BrokerError> {
+        match self.subscriptions.get(id) {
+            Some(live) if live.compiled.record.tenant == tenant => {}
+            _ => return Ok(false),
+        }
+        self.subscription_tree.remove(id)?;
+        self.store.commit().await?;
+        if let Some(live) = self.subscriptions.remove(id) {
+            live.delivery.cancel();
+        }
+        self.refresh_gauges();
+        Ok(true)
+    }
+
+    /// One subscription of a tenant.
+    pub fn subscription(&self, tenant: &str, id: &str) -> Option<Arc<LiveSubscription>> {
+        self.subscriptions.get(id).filter(|live| live.compiled.record.tenant == tenant)
+    }
+
+    /// Every subscription of a tenant.
+    pub fn subscriptions(&self, tenant: &str) -> Vec<Arc<LiveSubscription>> {
+        let mut all: Vec<_> = self.subscriptions.all().into_iter().filter(|live| live.compiled.record.tenant == tenant).collect();
+        all.sort_by(|a, b| a.compiled.record.created_at.cmp(&b.compiled.record.created_at));
+        all
+    }
+
+    /// Relays elements notified by another broker to the subscriptions that select them, as received.
+    pub fn relay(&self, tenant: &str, elements: &[ContextElement]) {
+        for live in self.subscriptions.all() {
+            for element in elements {
+                if live.compiled.relay_for(tenant, element) {
+                    live.delivery.push(element.clone(), None);
+                }
+            }
+        }
+    }
+
+    /// Removes expired subscriptions, every second, until `shutdown` fires.
+    pub async fn expire_subscriptions(self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            for live in self.subscriptions.all() {
+                if !live.compiled.is_expired(now) {
+                    continue;
+                }
+                let record = &live.compiled.record;
+                match self.unsubscribe(&record.tenant, &record.id).await {
+                    Ok(_) => tracing::info!(subscription = %record.id, "subscription expired and was removed"),
+                    Err(error) => tracing::warn!(subscription = %record.id, %error, "cannot remove an expired subscription yet"),
+                }
+            }
+        }
+    }
+
+    /// Flushes the store (shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush_blocking()
+    }
+}

@@ -1,0 +1,287 @@
+//! NGSI10 subscriptions: the durable records, their compiled form (entity selector, scopes, trigger
+//! attributes, throttling, expiry) and the decision of which subscriptions a change concerns and with what
+//! content. Delivery itself belongs to `notifier`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::entities::{has_all_attributes, project, EntityChange};
+use crate::ngsi::duration::parse_iso8601;
+use crate::ngsi::limits;
+use crate::ngsi::pattern::EntitySelector;
+use crate::ngsi::scope::ScopeFilter;
+use crate::ngsi::v1::{ContextElement, SubscribeContextRequest};
+use crate::ngsi::ParseError;
+
+/// Who subscribed and how they want notifications, from the subscribe request's headers. Serialized with
+/// FogFlow's Go field names, as its `GET /ngsi10/subscription` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Subscriber {
+    /// Subscribed by another broker (`User-Agent: lightweight-iot-broker`).
+    #[serde(rename = "IsInternal", default)]
+    pub is_internal: bool,
+    /// `Require-Reliability: true`: retry failed notifications until they succeed.
+    #[serde(rename = "RequireReliability", default)]
+    pub require_reliability: bool,
+    /// This broker's URL.
+    #[serde(rename = "BrokerURL", default)]
+    pub broker_url: String,
+    /// Kept for FogFlow's shape; always empty (pending notifications live in the delivery queue).
+    #[serde(rename = "NotifyCache", default)]
+    pub notify_cache: Vec<ContextElement>,
+    /// `Destination` header: `NGSIv2`, `NGSI-LD`, anything else means NGSIv1.
+    #[serde(rename = "DestinationType", default)]
+    pub destination_type: String,
+    /// `NGSILD-Tenant` header, forwarded on NGSI-LD notifications.
+    #[serde(rename = "Tenant", default)]
+    pub tenant: String,
+    /// `Fiware-Correlator` header: updates carrying the same correlator are not notified (loop prevention).
+    #[serde(rename = "Correlator", default)]
+    pub correlator: String,
+}
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionRecord {
+    /// Subscription id.
+    pub id: String,
+    /// Tenant (`Fiware-Service`), empty for the default one.
+    #[serde(default)]
+    pub tenant: String,
+    /// The request as received.
+    pub request: SubscribeContextRequest,
+    /// Who subscribed.
+    pub subscriber: Subscriber,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+    /// Expiry time, ms since the epoch, from `duration`.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// A subscription ready to match changes.
+#[derive(Debug)]
+pub struct CompiledSubscription {
+    /// The record.
+    pub record: SubscriptionRecord,
+    selector: EntitySelector,
+    scopes: ScopeFilter,
+    triggers: Vec<String>,
+    /// Minimum interval between two notifications.
+    pub throttling: Option<Duration>,
+}
+
+/// Validates a subscribe request; returns the expiry duration, if any.
+pub fn validate_request(request: &SubscribeContextRequest) -> Result<Option<Duration>, ParseError> {
+    EntitySelector::compile(&request.entities)?;
+    ScopeFilter::compile(request.restriction.as_ref())?;
+    for name in &request.attributes {
+        limits::check_name("attribute name", name)?;
+    }
+    for condition in &request.notify_conditions {
+        for name in &condition.cond_value_list {
+            limits::check_name("condValueList attribute", name)?;
+        }
+    }
+    validate_reference(&request.reference)?;
+    if !request.throttling.is_empty() {
+        parse_iso8601("throttling", &request.throttling)?;
+    }
+    if request.duration.is_empty() {
+        return Ok(None);
+    }
+    let duration = parse_iso8601("duration", &request.duration)?;
+    if duration.is_zero() {
+        return Err(ParseError::new("duration must be longer than zero"));
+    }
+    Ok(Some(duration))
+}
+
+fn validate_reference(reference: &str) -> Result<(), ParseError> {
+    if reference.is_empty() {
+        return Err(ParseError::new("reference is missing: give the URL notifications are sent to"));
+    }
+    if reference.len() > 2048 {
+        return Err(ParseError::new("reference is longer than 2048 characters"));
+    }
+    let uri: http::Uri = reference
+        .parse()
+        .map_err(|_| ParseError::new(format!("reference `{reference}` is not a valid URL")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(ParseError::new("https references are not supported yet: use http or terminate TLS in front of the subscriber"))
+        }
+        _ => return Err(ParseError::new(format!("reference `{reference}` must be an http:// URL"))),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ParseError::new(format!("reference `{reference}` has no host")));
+    }
+    Ok(())
+}
+
+impl CompiledSubscription {
+    /// Compiles a stored record (validated when it was created).
+    pub fn compile(record: SubscriptionRecord) -> Result<Self, ParseError> {
+        let selector = EntitySelector::compile(&record.request.entities)?;
+        let scopes = ScopeFilter::compile(record.request.restriction.as_ref())?;
+        let triggers = record.request.notify_conditions.iter().flat_map(|c| c.cond_value_list.iter().cloned()).collect();
+        let throttling = if record.request.throttling.is_empty() {
+            None
+        } else {
+            Some(parse_iso8601("throttling", &record.request.throttling)?).filter(|d| !d.is_zero())
+        };
+        Ok(CompiledSubscription { record, selector, scopes, triggers, throttling })
+    }
+
+    /// Whether the subscription has expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.record.expires_at.is_some_and(|expires| now_ms >= expires)
+    }
+
+    /// Whether an entity in this state is selected (ids, type, attributes, scopes).
+    pub fn selects(&self, tenant: &str, element: &ContextElement) -> bool {
+        tenant == self.record.tenant
+            && self.selector.matches(&element.entity_id.id, &element.entity_id.entity_type)
+            && has_all_attributes(element, &self.record.request.attributes)
+            && self.scopes.matches(element)
+    }
+
+    /// The element to notify for `change`, or None when this subscription is not concerned.
+    pub fn notification_for(&self, tenant: &str, change: &EntityChange, correlator: Option<&str>) -> Option<ContextElement> {
+        let own = self.record.subscriber.correlator.as_str();
+        if !own.is_empty() && correlator == Some(own) {
+            return None;
+        }
+        if !self.triggers.is_empty() && !change.touched.iter().any(|name| self.triggers.contains(name)) {
+            return None;
+        }
+        match (&change.after, &change.before) {
+            (Some(after), _) => {
+                self.selects(tenant, &after.element).then(|| project(&after.element, &self.record.request.attributes))
+            }
+            (None, Some(before)) => self.selects(tenant, &before.element).then(|| ContextElement {
+                entity_id: before.element.entity_id.clone(),
+                ..ContextElement::default()
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// The element to relay for one received from another broker (`notifyContext`), as received.
+    pub fn relay_for(&self, tenant: &str, element: &ContextElement) -> bool {
+        tenant == self.record.tenant && self.selector.matches(&element.entity_id.id, &element.entity_id.entity_type)
+    }
+}
+
+/// The live subscriptions, by id.
+#[derive(Debug, Default)]
+pub struct SubscriptionTable<T> {
+    entries: RwLock<HashMap<String, Arc<T>>>,
+}
+
+impl<T> SubscriptionTable<T> {
+    /// An empty table.
+    pub fn new() -> Self {
+        SubscriptionTable { entries: RwLock::new(HashMap::new()) }
+    }
+
+    /// Adds or replaces an entry.
+    pub fn insert(&self, id: String, entry: Arc<T>) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(id, entry);
+    }
+
+    /// Removes an entry.
+    pub fn remove(&self, id: &str) -> Option<Arc<T>> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+    }
+
+    /// One entry.
+    pub fn get(&self, id: &str) -> Option<Arc<T>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// A snapshot of every entry.
+    pub fn all(&self) -> Vec<Arc<T>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::roles::broker::entities::StoredEntity;
+
+    fn subscription(request: serde_json::Value, correlator: &str) -> CompiledSubscription {
+        let request: SubscribeContextRequest = serde_json::from_value(request).unwrap();
+        validate_request(&request).unwrap();
+        let record = SubscriptionRecord {
+            id: "s".into(),
+            tenant: String::new(),
+            request,
+            subscriber: Subscriber { correlator: correlator.into(), ..Subscriber::default() },
+            created_at: 0,
+            expires_at: None,
+        };
+        CompiledSubscription::compile(record).unwrap()
+    }
+
+    fn change(element: serde_json::Value, touched: &[&str]) -> EntityChange {
+        let element: ContextElement = serde_json::from_value(element).unwrap();
+        EntityChange {
+            before: None,
+            after: Some(Arc::new(StoredEntity { tenant: String::new(), element, created_at: 1, modified_at: 1 })),
+            touched: touched.iter().map(|s| s.to_string()).collect(),
+            registration_changed: false,
+        }
+    }
+
+    #[test]
+    fn projection_triggers_and_correlators_decide_notifications() {
+        let sub = subscription(
+            json!({"entities":[{"id":"Device.*","isPattern":true}],"attributes":["temp"],"reference":"http://127.0.0.1:1",
+                   "notifyConditions":[{"type":"ONCHANGE","condValueList":["temp"]}]}),
+            "loop",
+        );
+        let update = change(json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}), &["temp"]);
+        let element = sub.notification_for("", &update, None).unwrap();
+        assert_eq!(element.attributes.len(), 1);
+        assert!(sub.notification_for("", &update, Some("loop")).is_none());
+        assert!(sub.notification_for("", &update, Some("other")).is_some());
+        let humidity_only = change(json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":3}]}), &["hum"]);
+        assert!(sub.notification_for("", &humidity_only, None).is_none());
+        let lacking = change(json!({"entityId":{"id":"Device.2"},"attributes":[{"name":"hum","value":2}]}), &["temp"]);
+        assert!(sub.notification_for("", &lacking, None).is_none());
+        assert!(sub.notification_for("tenant", &update, None).is_none());
+    }
+
+    #[test]
+    fn invalid_requests_are_rejected() {
+        for bad in [
+            json!({"entities":[{"id":"a"}]}),
+            json!({"entities":[{"id":"a"}],"reference":"ftp://x"}),
+            json!({"entities":[{"id":"a"}],"reference":"not a url"}),
+            json!({"entities":[],"reference":"http://x"}),
+            json!({"entities":[{"id":"a"}],"reference":"http://x","duration":"forever"}),
+            json!({"entities":[{"id":"a"}],"reference":"http://x","throttling":"5 seconds"}),
+        ] {
+            let request: SubscribeContextRequest = serde_json::from_value(bad.clone()).unwrap();
+            assert!(validate_request(&request).is_err(), "{bad}");
+        }
+    }
+}
