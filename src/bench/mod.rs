@@ -7,7 +7,8 @@
 //! - [`preload`]: creating the entities before a run.
 //! - [`runner`]: the timed run over N connections with progress lines.
 //! - [`sink`] and [`notify`]: the notification receiver and the `notify` scenario.
-//! - [`report`]: HDR histograms, counters and the printed report.
+//! - [`stats`]: per-connection HDR latency histograms and counters, merged.
+//! - [`report`]: the printed report (text and JSON).
 
 pub mod client;
 pub mod notify;
@@ -17,6 +18,7 @@ pub mod report;
 pub mod runner;
 pub mod scenarios;
 pub mod sink;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
 use super::client::{ClientConnection, Target};
-use super::report::LoadStats;
 use super::scenarios::RequestPlan;
 use super::sink::SinkCounters;
+use super::stats::LoadStats;
 
 /// Longest wait for one response (or one connect) before it counts as a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -296,6 +296,92 @@ mod tests {
             window.end() - window.measure_start(),
             Duration::from_secs(5)
         );
+    }
+
+    /// A server on 127.0.0.1 answering every request with `status`; returns its URL.
+    async fn constant_server(status: http::StatusCode) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let service = hyper::service::service_fn(move |_request| async move {
+                    let mut response = http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"{}"),
+                    ));
+                    *response.status_mut() = status;
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+                );
+            }
+        });
+        url
+    }
+
+    async fn run_against(url: &str, connections: usize) -> (LoadOutcome, Duration) {
+        let target = Arc::new(Target::parse(url).unwrap());
+        let plan =
+            Arc::new(RequestPlan::new(super::super::Scenario::Update, target.clone(), 10).unwrap());
+        let started = Instant::now();
+        let window = Window::new(
+            started,
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+        );
+        let outcome = run_load(target, plan, connections, window, None)
+            .await
+            .unwrap();
+        (outcome, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn load_runs_for_the_window_and_counts_successes() {
+        let url = constant_server(http::StatusCode::OK).await;
+        let (outcome, elapsed) = run_against(&url, 4).await;
+        assert!(outcome.stats.ok > 10, "{outcome:?}");
+        assert_eq!(
+            outcome.stats.http_errors + outcome.stats.transport_errors,
+            0
+        );
+        assert!(
+            outcome.acknowledged > outcome.stats.ok,
+            "warmup answers are acknowledged but not timed"
+        );
+        assert!(outcome.stats.latency().max_micros > 0);
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn non_success_statuses_are_http_errors() {
+        let url = constant_server(http::StatusCode::SERVICE_UNAVAILABLE).await;
+        let (outcome, _) = run_against(&url, 2).await;
+        assert_eq!(outcome.stats.ok, 0);
+        assert!(outcome.stats.http_errors > 0);
+        assert_eq!(
+            outcome
+                .stats
+                .error_statuses
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![503]
+        );
+        assert_eq!(outcome.acknowledged, 0);
+    }
+
+    #[tokio::test]
+    async fn an_absent_server_gives_transport_errors_and_still_stops() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let (outcome, elapsed) = run_against(&url, 2).await;
+        assert_eq!(outcome.stats.ok, 0);
+        assert!(outcome.stats.transport_errors > 0);
+        assert!(outcome.stats.first_transport_error.is_some());
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     }
 
     #[test]

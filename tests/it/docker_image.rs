@@ -89,6 +89,9 @@ fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
     cleanup.container = Some(container.clone());
 
     let port = wait_ready(&container);
+    eprintln!(
+        "docker_image: {tag} built; broker ready in container {container:.12} on 127.0.0.1:{port}"
+    );
     let (status, body) = http(port, "GET", "/version", None).expect("GET /version");
     assert_eq!(status, 200, "GET /version: {body}");
     let version: serde_json::Value = serde_json::from_str(&body).expect("/version answers JSON");
@@ -120,6 +123,7 @@ fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
     );
     assert!(body.contains("Device.temp001"), "{body}");
     stop_gracefully(&container);
+    eprintln!("docker_image: both graceful stops exited 0 and the entity survived the restart");
 
     docker_ok(&["rm", &container]);
     cleanup.container = None;

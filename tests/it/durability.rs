@@ -15,17 +15,32 @@ fn acknowledged_writes_survive_kill_9() {
     broker.update_ok(
         "UPDATE",
         &[
-            element("Keep.1", "K", &[("a", "integer", json!(1)), ("b", "string", json!("x"))]),
+            element(
+                "Keep.1",
+                "K",
+                &[("a", "integer", json!(1)), ("b", "string", json!("x"))],
+            ),
             element("Keep.2", "K", &[("a", "integer", json!(2))]),
             element("Drop.1", "K", &[("a", "integer", json!(3))]),
         ],
     );
-    broker.update_ok("UPDATE", &[element("Keep.1", "K", &[("a", "integer", json!(10))])]);
-    broker.update_ok("DELETE", &[json!({"entityId":{"id":"Keep.1"},"attributes":[{"name":"b"}]})]);
+    broker.update_ok(
+        "UPDATE",
+        &[element("Keep.1", "K", &[("a", "integer", json!(10))])],
+    );
+    broker.update_ok(
+        "DELETE",
+        &[json!({"entityId":{"id":"Keep.1"},"attributes":[{"name":"b"}]})],
+    );
     assert_eq!(broker.delete("/ngsi10/entity/Drop.1").status, 200);
     let sid = broker.subscribe_ok(&json!({"entities":[{"id":"Keep.*","isPattern":true}],"attributes":["a"],"reference":sink.url()}));
     let cancelled = broker.subscribe_ok(&json!({"entities":[{"id":"Keep.*","isPattern":true}],"reference":format!("{}/cancelled", sink.url())}));
-    assert_eq!(broker.delete(&format!("/ngsi10/subscription/{cancelled}")).status, 200);
+    assert_eq!(
+        broker
+            .delete(&format!("/ngsi10/subscription/{cancelled}"))
+            .status,
+        200
+    );
 
     broker.kill9();
     broker.restart();
@@ -33,27 +48,79 @@ fn acknowledged_writes_survive_kill_9() {
     let keep1 = broker.get("/ngsi10/entity/Keep.1");
     assert_eq!(keep1.status, 200, "Keep.1 lost: {keep1:?}");
     let keep1 = keep1.json();
-    assert_eq!(attr(&keep1, "a"), Some(json!(10)), "merged value lost: {keep1}");
-    assert_eq!(attr_names(&keep1), ["a"], "deleted attribute came back: {keep1}");
+    assert_eq!(
+        attr(&keep1, "a"),
+        Some(json!(10)),
+        "merged value lost: {keep1}"
+    );
+    assert_eq!(
+        attr_names(&keep1),
+        ["a"],
+        "deleted attribute came back: {keep1}"
+    );
     assert_eq!(keep1["entityId"]["type"], "K");
-    assert_eq!(attr(&broker.get("/ngsi10/entity/Keep.2").json(), "a"), Some(json!(2)));
-    assert_eq!(broker.get("/ngsi10/entity/Drop.1").status, 404, "a deleted entity came back");
+    assert_eq!(
+        attr(&broker.get("/ngsi10/entity/Keep.2").json(), "a"),
+        Some(json!(2))
+    );
+    assert_eq!(
+        broker.get("/ngsi10/entity/Drop.1").status,
+        404,
+        "a deleted entity came back"
+    );
 
     let subscription = broker.get(&format!("/ngsi10/subscription/{sid}"));
-    assert_eq!(subscription.status, 200, "subscription lost: {subscription:?}");
-    assert_eq!(broker.get(&format!("/ngsi10/subscription/{cancelled}")).status, 404, "a cancelled subscription came back");
+    assert_eq!(
+        subscription.status, 200,
+        "subscription lost: {subscription:?}"
+    );
+    assert_eq!(
+        broker
+            .get(&format!("/ngsi10/subscription/{cancelled}"))
+            .status,
+        404,
+        "a cancelled subscription came back"
+    );
 
-    let cancelled_before = sink.requests().iter().filter(|r| r.path.starts_with("/cancelled")).count();
-    broker.update_ok("UPDATE", &[element("Keep.2", "K", &[("a", "integer", json!(22)), ("z", "integer", json!(0))])]);
-    let all = sink.wait_notification(Duration::from_secs(10), "a notification after restart", |n| {
-        n["subscriptionId"] == sid.as_str()
-            && elements(n).iter().any(|e| e["entityId"]["id"] == "Keep.2" && attr(e, "a") == Some(json!(22)))
-    });
-    let last = elements(all.last().unwrap());
-    assert!(last.iter().all(|e| attr_names(e) == ["a"]), "projection lost after restart: {all:?}");
+    let cancelled_before = sink
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/cancelled"))
+        .count();
+    broker.update_ok(
+        "UPDATE",
+        &[element(
+            "Keep.2",
+            "K",
+            &[("a", "integer", json!(22)), ("z", "integer", json!(0))],
+        )],
+    );
+    let all = sink.wait_notification(
+        Duration::from_secs(10),
+        "a notification after restart",
+        |n| {
+            n["subscriptionId"] == sid.as_str()
+                && elements(n)
+                    .iter()
+                    .any(|e| e["entityId"]["id"] == "Keep.2" && attr(e, "a") == Some(json!(22)))
+        },
+    );
+    let last = elements(
+        all.iter()
+            .rev()
+            .find(|n| n["subscriptionId"] == sid.as_str())
+            .unwrap(),
+    );
+    assert!(
+        last.iter().all(|e| attr_names(e) == ["a"]),
+        "projection lost after restart: {all:?}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        sink.requests().iter().filter(|r| r.path.starts_with("/cancelled")).count(),
+        sink.requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/cancelled"))
+            .count(),
         cancelled_before,
         "the cancelled subscription notifies after restart"
     );
@@ -61,13 +128,22 @@ fn acknowledged_writes_survive_kill_9() {
 
 #[test]
 fn many_concurrent_acknowledged_writes_survive_kill_9() {
-    let mut broker = BrokerOptions::new().env("FOGFLOW__BROKER__DURABILITY", "group").start();
+    let mut broker = BrokerOptions::new()
+        .env("FOGFLOW__BROKER__DURABILITY", "group")
+        .start();
     std::thread::scope(|scope| {
         for writer in 0..4 {
             let broker = &broker;
             scope.spawn(move || {
                 for n in 0..25 {
-                    broker.update_ok("UPDATE", &[element(&format!("W{writer}.{n}"), "W", &[("n", "integer", json!(n))])]);
+                    broker.update_ok(
+                        "UPDATE",
+                        &[element(
+                            &format!("W{writer}.{n}"),
+                            "W",
+                            &[("n", "integer", json!(n))],
+                        )],
+                    );
                 }
             });
         }
@@ -76,15 +152,29 @@ fn many_concurrent_acknowledged_writes_survive_kill_9() {
     broker.restart();
     let listed = broker.get("/ngsi10/entity").json();
     let count = listed.as_array().map(Vec::len).unwrap_or(0);
-    assert_eq!(count, 100, "acknowledged writes lost after kill -9: {count} of 100 present");
-    assert_eq!(attr(&broker.get("/ngsi10/entity/W3.24").json(), "n"), Some(json!(24)));
+    assert_eq!(
+        count, 100,
+        "acknowledged writes lost after kill -9: {count} of 100 present"
+    );
+    assert_eq!(
+        attr(&broker.get("/ngsi10/entity/W3.24").json(), "n"),
+        Some(json!(24))
+    );
 }
 
 #[test]
 fn flush_durability_mode_also_survives_kill_9() {
-    let mut broker = BrokerOptions::new().env("FOGFLOW__BROKER__DURABILITY", "flush").start();
-    broker.update_ok("UPDATE", &[element("Flush.1", "F", &[("v", "integer", json!(1))])]);
+    let mut broker = BrokerOptions::new()
+        .env("FOGFLOW__BROKER__DURABILITY", "flush")
+        .start();
+    broker.update_ok(
+        "UPDATE",
+        &[element("Flush.1", "F", &[("v", "integer", json!(1))])],
+    );
     broker.kill9();
     broker.restart();
-    assert_eq!(attr(&broker.get("/ngsi10/entity/Flush.1").json(), "v"), Some(json!(1)));
+    assert_eq!(
+        attr(&broker.get("/ngsi10/entity/Flush.1").json(), "v"),
+        Some(json!(1))
+    );
 }

@@ -16,9 +16,15 @@ fn temperature_subscription(reference: &str) -> serde_json::Value {
 fn subscribe_answers_an_id_and_the_subscription_can_be_read() {
     let broker = Broker::start();
     let sink = Sink::start();
-    let response = broker.post("/ngsi10/subscribeContext", &temperature_subscription(&sink.url()));
+    let response = broker.post(
+        "/ngsi10/subscribeContext",
+        &temperature_subscription(&sink.url()),
+    );
     assert_eq!(response.status, 200, "{response:?}");
-    let sid = response.json()["subscribeResponse"]["subscriptionId"].as_str().unwrap_or_default().to_string();
+    let sid = response.json()["subscribeResponse"]["subscriptionId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!sid.is_empty(), "{}", response.body);
     let second = broker.subscribe_ok(&temperature_subscription(&sink.url()));
     assert_ne!(sid, second, "ids are unique");
@@ -26,33 +32,61 @@ fn subscribe_answers_an_id_and_the_subscription_can_be_read() {
     let listed = broker.get("/ngsi10/subscription");
     assert_eq!(listed.status, 200, "{listed:?}");
     let map = listed.json();
-    let map = map.as_object().unwrap_or_else(|| panic!("not a map sid→subscription: {}", listed.body));
-    assert!(map.contains_key(&sid) && map.contains_key(&second), "{map:?}");
+    let map = map
+        .as_object()
+        .unwrap_or_else(|| panic!("not a map sid→subscription: {}", listed.body));
+    assert!(
+        map.contains_key(&sid) && map.contains_key(&second),
+        "{map:?}"
+    );
 
     let one = broker.get(&format!("/ngsi10/subscription/{sid}"));
     assert_eq!(one.status, 200, "{one:?}");
     let subscription = one.json();
-    assert_eq!(find_key(&subscription, "reference"), Some(&json!(sink.url())), "{subscription}");
-    assert_eq!(find_key(&subscription, "entities"), Some(&json!([{"id":"Device.*","isPattern":true}])), "{subscription}");
+    assert_eq!(
+        find_key(&subscription, "reference"),
+        Some(&json!(sink.url())),
+        "{subscription}"
+    );
+    assert_eq!(
+        find_key(&subscription, "entities"),
+        Some(&json!([{"id":"Device.*","isPattern":true}])),
+        "{subscription}"
+    );
 
-    assert_ngsi_error(&broker.get("/ngsi10/subscription/no-such-subscription"), 404);
+    assert_ngsi_error(
+        &broker.get("/ngsi10/subscription/no-such-subscription"),
+        404,
+    );
 }
 
 #[test]
 fn unsubscribe_echoes_the_id_and_unknown_ids_are_404() {
     let broker = Broker::start();
     let sid = broker.subscribe_ok(&temperature_subscription("http://127.0.0.1:9"));
-    let response = broker.post("/ngsi10/unsubscribeContext", &json!({"subscriptionId": sid}));
+    let response = broker.post(
+        "/ngsi10/unsubscribeContext",
+        &json!({"subscriptionId": sid}),
+    );
     assert_eq!(response.status, 200, "{response:?}");
     let answer = response.json();
     assert_eq!(answer["subscriptionId"], sid.as_str(), "{answer}");
     assert_eq!(answer["statusCode"]["code"], 200, "{answer}");
-    assert_eq!(broker.get(&format!("/ngsi10/subscription/{sid}")).status, 404);
+    assert_eq!(
+        broker.get(&format!("/ngsi10/subscription/{sid}")).status,
+        404
+    );
     assert!(!broker.get("/ngsi10/subscription").body.contains(&sid));
 
-    let again = broker.post("/ngsi10/unsubscribeContext", &json!({"subscriptionId": sid}));
+    let again = broker.post(
+        "/ngsi10/unsubscribeContext",
+        &json!({"subscriptionId": sid}),
+    );
     assert_eq!(again.status, 404, "{again:?}");
-    let unknown = broker.post("/ngsi10/unsubscribeContext", &json!({"subscriptionId": "never-existed"}));
+    let unknown = broker.post(
+        "/ngsi10/unsubscribeContext",
+        &json!({"subscriptionId": "never-existed"}),
+    );
     assert_eq!(unknown.status, 404, "{unknown:?}");
 }
 
@@ -82,18 +116,41 @@ fn cancelled_subscriptions_are_not_notified() {
         sink.wait_notifications(1, Duration::from_secs(10));
     }
 
-    let response = broker.post("/ngsi10/unsubscribeContext", &json!({"subscriptionId": by_unsubscribe}));
+    let response = broker.post(
+        "/ngsi10/unsubscribeContext",
+        &json!({"subscriptionId": by_unsubscribe}),
+    );
     assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(broker.delete(&format!("/ngsi10/subscription/{by_delete}")).status, 200);
-    let before = (cancelled_sink.notifications().len(), deleted_sink.notifications().len());
+    assert_eq!(
+        broker
+            .delete(&format!("/ngsi10/subscription/{by_delete}"))
+            .status,
+        200
+    );
+    let before = (
+        cancelled_sink.notifications().len(),
+        deleted_sink.notifications().len(),
+    );
 
     broker.update_ok("UPDATE", &[first(2)]);
-    witness.wait_notification(Duration::from_secs(10), "the witness notified of temp 2", |n| {
-        n.to_string().contains("\"value\":2")
-    });
+    witness.wait_notification(
+        Duration::from_secs(10),
+        "the witness notified of temp 2",
+        |n| n.to_string().contains("\"value\":2"),
+    );
     std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(cancelled_sink.notifications().len(), before.0, "unsubscribed: {:?}", cancelled_sink.notifications());
-    assert_eq!(deleted_sink.notifications().len(), before.1, "deleted: {:?}", deleted_sink.notifications());
+    assert_eq!(
+        cancelled_sink.notifications().len(),
+        before.0,
+        "unsubscribed: {:?}",
+        cancelled_sink.notifications()
+    );
+    assert_eq!(
+        deleted_sink.notifications().len(),
+        before.1,
+        "deleted: {:?}",
+        deleted_sink.notifications()
+    );
 }
 
 #[test]
@@ -105,5 +162,8 @@ fn subscription_answer_echoes_duration_and_throttling() {
     assert_eq!(response.status, 200, "{response:?}");
     let answer = response.json();
     assert_eq!(answer["subscribeResponse"]["duration"], "PT1H", "{answer}");
-    assert_eq!(answer["subscribeResponse"]["throttling"], "PT5S", "{answer}");
+    assert_eq!(
+        answer["subscribeResponse"]["throttling"], "PT5S",
+        "{answer}"
+    );
 }

@@ -14,7 +14,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::api::{context, error, resources};
 use super::state::BrokerState;
-use crate::http::metrics::{track_requests, RequestTracking};
+use crate::http::metrics::RequestMetricsLayer;
 use crate::http::{common, Metrics};
 
 /// The whole broker router.
@@ -34,11 +34,10 @@ pub fn router(state: BrokerState, metrics: Arc<Metrics>) -> Router {
         .route("/ngsi10/subscription/{sid}", get(resources::get_subscription).delete(resources::delete_subscription))
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state.clone());
-    let tracking = RequestTracking { metrics: metrics.clone(), role: "broker" };
     ngsi10
-        .merge(common::routes("broker", state.readiness.clone(), metrics))
+        .merge(common::routes("broker", state.readiness.clone(), metrics.clone()))
         .fallback(error::unknown_path)
-        .layer(axum::middleware::from_fn_with_state(tracking, track_requests))
+        .layer(RequestMetricsLayer::new(metrics, "broker"))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
 }

@@ -74,9 +74,20 @@ pub struct StateGauges {
     pub subscriptions: Gauge,
 }
 
-/// Everything the broker's handlers share. Cheap to clone.
+/// Everything the broker's handlers share. Cheap to clone (one `Arc`).
 #[derive(Clone)]
-pub struct BrokerState {
+pub struct BrokerState(Arc<BrokerInner>);
+
+impl std::ops::Deref for BrokerState {
+    type Target = BrokerInner;
+
+    fn deref(&self) -> &BrokerInner {
+        &self.0
+    }
+}
+
+/// The state behind a [`BrokerState`].
+pub struct BrokerInner {
     /// Entities.
     pub entities: Entities,
     subscriptions: Arc<SubscriptionTable<LiveSubscription>>,
@@ -110,7 +121,7 @@ impl BrokerState {
     ) -> Result<BrokerState, StoreError> {
         let entities = Entities::open(&store)?;
         let subscription_tree = store.tree::<SubscriptionRecord>("subscriptions")?;
-        let state = BrokerState {
+        let state = BrokerState(Arc::new(BrokerInner {
             entities,
             subscriptions: Arc::new(SubscriptionTable::new()),
             subscription_tree,
@@ -122,7 +133,7 @@ impl BrokerState {
             max_query_results,
             broker_url,
             gauges,
-        };
+        }));
         for entry in state.subscription_tree.iter() {
             let (_, record) = entry?;
             match CompiledSubscription::compile(record.clone()) {
@@ -183,14 +194,16 @@ impl BrokerState {
     }
 
     fn publish_change(&self, tenant: &str, change: &EntityChange, correlator: Option<&str>) {
-        let now = chrono::Utc::now().timestamp_millis();
-        for live in self.subscriptions.all() {
-            if live.compiled.is_expired(now) {
-                continue;
-            }
-            if let Some(element) = live.compiled.notification_for(tenant, change, correlator) {
-                live.delivery.push(element, correlator.map(str::to_string));
-            }
+        if !self.subscriptions.is_empty() {
+            let now = chrono::Utc::now().timestamp_millis();
+            self.subscriptions.for_each(|live| {
+                if live.compiled.is_expired(now) {
+                    return;
+                }
+                if let Some(element) = live.compiled.notification_for(tenant, change, correlator) {
+                    live.delivery.push(element, correlator.map(str::to_string));
+                }
+            });
         }
         if !change.registration_changed || !tenant.is_empty() {
             return;

@@ -204,6 +204,13 @@ impl<T> SubscriptionTable<T> {
         self.entries.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
+    /// Calls `visit` on every entry while holding the read lock (`visit` must not block or re-enter).
+    pub fn for_each(&self, mut visit: impl FnMut(&Arc<T>)) {
+        for entry in self.entries.read().unwrap_or_else(|p| p.into_inner()).values() {
+            visit(entry);
+        }
+    }
+
     /// A snapshot of every entry.
     pub fn all(&self) -> Vec<Arc<T>> {
         self.entries.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()

@@ -45,7 +45,10 @@ impl Recorded {
     /// A header's value (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 
@@ -110,11 +113,20 @@ impl Sink {
 
     /// The `POST …/notifyContext` bodies so far, as JSON.
     pub fn notifications(&self) -> Vec<Value> {
-        self.requests().iter().filter(|r| r.path.ends_with("/notifyContext")).map(Recorded::json).collect()
+        self.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/notifyContext"))
+            .map(Recorded::json)
+            .collect()
     }
 
     /// Waits (at most `timeout`) until `check` accepts the requests so far; panics listing them otherwise.
-    pub fn wait_until(&self, timeout: Duration, what: &str, check: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&[Recorded]) -> bool,
+    ) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
         let mut requests = self.shared.requests.lock().unwrap();
         loop {
@@ -123,26 +135,49 @@ impl Sink {
             }
             let now = Instant::now();
             if now >= deadline {
-                let listing: Vec<String> =
-                    requests.iter().map(|r| format!("{} {} {}", r.method, r.path, r.body)).collect();
-                panic!("timed out after {timeout:?} waiting for {what}; received {}:\n{}", listing.len(), listing.join("\n"));
+                let listing: Vec<String> = requests
+                    .iter()
+                    .map(|r| format!("{} {} {}", r.method, r.path, r.body))
+                    .collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; received {}:\n{}",
+                    listing.len(),
+                    listing.join("\n")
+                );
             }
-            requests = self.shared.arrived.wait_timeout(requests, deadline - now).unwrap().0;
+            requests = self
+                .shared
+                .arrived
+                .wait_timeout(requests, deadline - now)
+                .unwrap()
+                .0;
         }
     }
 
     /// Waits until at least `count` notifications (`…/notifyContext`) arrived; returns their bodies.
     pub fn wait_notifications(&self, count: usize, timeout: Duration) -> Vec<Value> {
         self.wait_until(timeout, &format!("{count} notification(s)"), |requests| {
-            requests.iter().filter(|r| r.path.ends_with("/notifyContext")).count() >= count
+            requests
+                .iter()
+                .filter(|r| r.path.ends_with("/notifyContext"))
+                .count()
+                >= count
         });
         self.notifications()
     }
 
     /// Waits until a notification satisfies `check`; returns all notification bodies so far.
-    pub fn wait_notification(&self, timeout: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub fn wait_notification(
+        &self,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         self.wait_until(timeout, what, |requests| {
-            requests.iter().filter(|r| r.path.ends_with("/notifyContext")).any(|r| check(&r.json()))
+            requests
+                .iter()
+                .filter(|r| r.path.ends_with("/notifyContext"))
+                .any(|r| check(&r.json()))
         });
         self.notifications()
     }
@@ -157,28 +192,42 @@ impl Drop for Sink {
 
 fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     while !shared.stop.load(Ordering::SeqCst) {
-        let Some(request) = read_request(&mut reader, &shared.stop) else { return };
-        let close = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let Some(mut request) = read_request(&mut reader, &shared.stop) else {
+            return;
+        };
+        let close = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let reply = *shared.reply.lock().unwrap();
+        let answer = match reply {
+            Reply::Ok => Some((
+                200,
+                r#"{"responseCode":{"code":200,"reasonPhrase":"OK"}}"#.to_string(),
+            )),
+            Reply::Status(code) => Some((
+                code,
+                format!(
+                    r#"{{"errorCode":{{"code":"{code}","reasonPhrase":"sink told to fail"}}}}"#
+                ),
+            )),
+            Reply::Stall => None,
+        };
+        request.answered = answer.as_ref().map(|(status, _)| *status);
         {
             let mut requests = shared.requests.lock().unwrap();
             requests.push(request);
             shared.arrived.notify_all();
         }
-        let reply = *shared.reply.lock().unwrap();
-        let (status, body) = match reply {
-            Reply::Ok => (200, r#"{"responseCode":{"code":200,"reasonPhrase":"OK"}}"#.to_string()),
-            Reply::Status(code) => {
-                (code, format!(r#"{{"errorCode":{{"code":"{code}","reasonPhrase":"sink told to fail"}}}}"#))
+        let Some((status, body)) = answer else {
+            while !shared.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            Reply::Stall => {
-                while !shared.stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                return;
-            }
+            return;
         };
         let answer = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -212,17 +261,37 @@ fn read_request(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
-    let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
-    let body = if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let body = if header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
         read_chunked(reader, stop)?
     } else {
-        let length = header("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        let length = header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
         read_exact(reader, length, stop)?
     };
-    Some(Recorded { method, path, headers, body: String::from_utf8_lossy(&body).to_string(), at })
+    Some(Recorded {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+        at,
+        answered: None,
+    })
 }
 
-fn read_exact(reader: &mut BufReader<TcpStream>, length: usize, stop: &AtomicBool) -> Option<Vec<u8>> {
+fn read_exact(
+    reader: &mut BufReader<TcpStream>,
+    length: usize,
+    stop: &AtomicBool,
+) -> Option<Vec<u8>> {
     let mut body = vec![0u8; length];
     let mut filled = 0;
     while filled < length {
@@ -241,7 +310,9 @@ fn read_line_patiently(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> 
     loop {
         match reader.read_line(&mut line) {
             Ok(0) => return None,
-            Ok(_) if line.ends_with('\n') => return Some(line.trim_end_matches(['\r', '\n']).to_string()),
+            Ok(_) if line.ends_with('\n') => {
+                return Some(line.trim_end_matches(['\r', '\n']).to_string())
+            }
             Ok(_) => continue,
             Err(error) if is_timeout(&error) && !stop.load(Ordering::SeqCst) => continue,
             Err(_) => return None,
@@ -267,5 +338,8 @@ fn read_chunked(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<
 }
 
 fn is_timeout(error: &std::io::Error) -> bool {
-    matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }

@@ -1,0 +1,87 @@
+//! Request body size limits (reliability catalogue B1, B2): a body over 1 MiB is refused with 413 and an NGSI
+//! error, whether it declares its `Content-Length` or arrives chunked; nothing is stored, the broker keeps
+//! serving, and a body just under the limit is accepted.
+
+use serde_json::{json, Value};
+
+use crate::common::{element, raw_exchange, Broker};
+
+#[test]
+fn oversized_body_is_refused_with_413_and_the_broker_keeps_serving() {
+    let broker = Broker::start();
+    let size = 2 * 1024 * 1024;
+    let prefix =
+        br#"{"contextElements":[{"entityId":{"id":"Big.1"},"attributes":[{"name":"blob","value":""#;
+    let suffix = br#""}]}],"updateAction":"UPDATE"}"#;
+    let mut body = prefix.to_vec();
+    body.resize(size - suffix.len(), b'x');
+    body.extend_from_slice(suffix);
+    let head = format!(
+        "POST /ngsi10/updateContext HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (status, text) = raw_exchange(broker.port, &head, body);
+    assert_eq!(
+        status,
+        413,
+        "answer to a 2 MiB body: {}",
+        &text[..text.len().min(500)]
+    );
+    let json_start = text
+        .find("\r\n\r\n")
+        .map(|i| &text[i + 4..])
+        .unwrap_or_default();
+    let error: Value = serde_json::from_str(json_start).unwrap_or(Value::Null);
+    assert_eq!(
+        error["errorCode"]["code"], "413",
+        "413 answer is not an NGSI error: {text}"
+    );
+
+    assert_eq!(broker.get("/health").status, 200);
+    assert_eq!(
+        broker.get("/ngsi10/entity/Big.1").status,
+        404,
+        "the oversized entity was stored"
+    );
+    broker.update_ok(
+        "UPDATE",
+        &[element("Small.1", "T", &[("v", "integer", json!(1))])],
+    );
+
+    let just_under = 1024 * 1024 - 4096;
+    let mut fitting = prefix.to_vec();
+    fitting.resize(just_under - suffix.len(), b'y');
+    fitting.extend_from_slice(suffix);
+    let response = broker.post_raw(
+        "/ngsi10/updateContext",
+        std::str::from_utf8(&fitting).unwrap(),
+    );
+    assert_eq!(
+        response.status,
+        200,
+        "a body just under 1 MiB must be accepted: {}",
+        &response.body[..response.body.len().min(300)]
+    );
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_refused_too() {
+    let broker = Broker::start();
+    let head = "POST /ngsi10/updateContext HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunk = vec![b' '; 64 * 1024];
+    let mut body = Vec::new();
+    for _ in 0..40 {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(&chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let (status, text) = raw_exchange(broker.port, head, body);
+    assert_eq!(
+        status,
+        413,
+        "answer to a 2.5 MiB chunked body: {}",
+        &text[..text.len().min(500)]
+    );
+    assert_eq!(broker.get("/health").status, 200);
+}

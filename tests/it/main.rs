@@ -1,0 +1,18 @@
+//! The integration test binary: runs the real `fogflow` executable as child processes and talks to it over
+//! HTTP on 127.0.0.1. Shared harness in `common`; one module per area of behaviour.
+
+mod bad_input;
+mod body_limits;
+mod cli;
+mod common;
+mod common_routes;
+mod delivery;
+mod discovery_registration;
+mod docker_image;
+mod durability;
+mod ngsi10_query;
+mod ngsi10_subscribe;
+mod ngsi10_update;
+mod notifications;
+mod shutdown;
+mod subscription_lifetime;
