@@ -266,7 +266,7 @@ async fn print_progress(
             previous_elements = elements;
             line.push_str(&format!(", notified {notified_rate:.0} elements/s"));
         }
-        if window.phase(tick) == Phase::Warmup {
+        if tick <= window.measure_start {
             line.push_str(" (warmup)");
         }
         eprintln!("{line}");

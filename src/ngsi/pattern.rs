@@ -31,6 +31,9 @@ impl EntityMatcher {
         limits::check_optional_name("entity type", &entity.entity_type)?;
         let id = if entity.is_pattern {
             compile_pattern(&entity.id)?
+        } else if entity.id.is_empty() && !entity.entity_type.is_empty() {
+            // `{"type":"T"}` without an id selects every entity of that type, as `isPattern` would.
+            IdMatch::Any
         } else {
             limits::check_name("entity id", &entity.id)?;
             IdMatch::Exact(entity.id.clone())
@@ -126,7 +129,7 @@ fn compile_pattern(pattern: &str) -> Result<IdMatch, ParseError> {
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().filter(|line| !line.trim().is_empty()).last().unwrap_or(text).trim().to_string()
+    text.lines().rfind(|line| !line.trim().is_empty()).unwrap_or(text).trim().to_string()
 }
 
 #[cfg(test)]
@@ -164,6 +167,7 @@ mod tests {
         assert!(EntityMatcher::compile(&entity(&"a".repeat(2000), "", true)).is_err());
         assert!(EntityMatcher::compile(&entity("(a{1000}){1000}", "", true)).is_err());
         assert!(EntityMatcher::compile(&entity("", "", false)).is_err());
+        assert!(EntityMatcher::compile(&entity("", "T", false)).unwrap().matches("any", "T"));
         assert!(EntitySelector::compile(&[]).is_err());
     }
 }

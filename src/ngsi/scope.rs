@@ -159,7 +159,7 @@ fn has_value(element: &ContextElement, key: &str, wanted: &str) -> bool {
     metadata.chain(attributes).any(|value| match value {
         Value::String(text) => text == wanted,
         Value::Null => false,
-        other => other.to_string() == wanted,
+        other => serde_json::to_string(other).is_ok_and(|text| text == wanted),
     })
 }
 

@@ -288,7 +288,7 @@ impl BrokerState {
     /// Every subscription of a tenant.
     pub fn subscriptions(&self, tenant: &str) -> Vec<Arc<LiveSubscription>> {
         let mut all: Vec<_> = self.subscriptions.all().into_iter().filter(|live| live.compiled.record.tenant == tenant).collect();
-        all.sort_by(|a, b| a.compiled.record.created_at.cmp(&b.compiled.record.created_at));
+        all.sort_by_key(|live| live.compiled.record.created_at);
         all
     }
 

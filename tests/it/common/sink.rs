@@ -34,6 +34,8 @@ pub struct Recorded {
     pub body: String,
     /// When it was received.
     pub at: Instant,
+    /// The status it was answered with (`None`: stalled).
+    pub answered: Option<u16>,
 }
 
 impl Recorded {
