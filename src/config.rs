@@ -220,10 +220,10 @@ pub struct DesignerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
     /// Web and REST port. Default 8080.
-    #[serde(rename = "webSrvPort")]
+    #[serde(rename = "webSrvPort", alias = "websrvport")]
     pub web_srv_port: u16,
     /// NGSI agent port. Default 1030.
-    #[serde(rename = "agentPort")]
+    #[serde(rename = "agentPort", alias = "agentport")]
     pub agent_port: u16,
 }
 
@@ -398,24 +398,26 @@ impl Config {
         env: &HashMap<String, String>,
         overrides: &ConfigOverrides,
     ) -> Result<Config, ConfigError> {
-        let defaults = serde_json::to_string(&Config::default())
-            .map_err(|error| ConfigError::Parse(error.to_string()))?;
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(&defaults, config::FileFormat::Json));
+        let defaults =
+            serde_json::to_string(&Config::default()).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(&defaults, config::FileFormat::Json));
         if let Some(file) = Self::file_to_read(path) {
-            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
             serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .filter(serde_json::Value::is_object)
                 .ok_or_else(|| ConfigError::Parse(format!("{} is not a JSON object", file.display())))?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Json));
         }
-        let env_source = config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(env.iter().filter(|(key, _)| key.starts_with(ENV_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect()));
-        builder = builder.add_source(env_source);
+        let known_keys: serde_json::Value =
+            serde_json::from_str(&defaults).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        for (path, value) in env_overrides(env, &known_keys) {
+            builder = builder
+                .set_override(path.as_str(), value.as_str())
+                .map_err(|error| ConfigError::Parse(format!("{path}: {error}")))?;
+        }
         let layered = builder.build().map_err(|error| ConfigError::Parse(error.to_string()))?;
         let mut config: Config = layered.try_deserialize().map_err(|error| ConfigError::Parse(error.to_string()))?;
         if let Some(data_dir) = &overrides.data_dir {
@@ -442,8 +444,7 @@ impl Config {
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
-        if self.site_id.is_empty()
-            || !self.site_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        if self.site_id.is_empty() || !self.site_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         {
             return invalid(format!("site_id `{}` must be non-empty letters, digits, - or _", self.site_id));
         }
@@ -474,14 +475,20 @@ impl Config {
             return invalid(format!("broker.heartbeat_interval {} must be 1..3600 seconds", broker.heartbeat_interval));
         }
         if broker.group_commit_delay_ms > 1000 {
-            return invalid(format!("broker.group_commit_delay_ms {} must be at most 1000", broker.group_commit_delay_ms));
+            return invalid(format!(
+                "broker.group_commit_delay_ms {} must be at most 1000",
+                broker.group_commit_delay_ms
+            ));
         }
         if let Some(id) = &broker.id {
             crate::ngsi::limits::check_name("broker.id", id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         let notification = &broker.notification;
         if !(1..=1_000_000).contains(&notification.queue_capacity) {
-            return invalid(format!("broker.notification.queue_capacity {} must be 1..1000000", notification.queue_capacity));
+            return invalid(format!(
+                "broker.notification.queue_capacity {} must be 1..1000000",
+                notification.queue_capacity
+            ));
         }
         if notification.connect_timeout_ms == 0 || notification.timeout_ms == 0 {
             return invalid("broker.notification timeouts must be positive".into());
@@ -523,6 +530,39 @@ impl Config {
     }
 }
 
+/// The `FOGFLOW__SECTION__KEY` variables as dotted config paths, each segment spelled like the matching known
+/// key (so `FOGFLOW__DESIGNER__WEBSRVPORT` sets `designer.webSrvPort`); values stay text, converted to the
+/// field's type on deserialization (so `FOGFLOW__SITE_ID=002` stays `"002"`).
+fn env_overrides(env: &HashMap<String, String>, known_keys: &serde_json::Value) -> Vec<(String, String)> {
+    let prefix = format!("{ENV_PREFIX}__");
+    let mut overrides: Vec<(String, String)> = env
+        .iter()
+        .filter_map(|(key, value)| {
+            let rest = key.strip_prefix(&prefix)?;
+            let mut level = Some(known_keys);
+            let mut segments = Vec::new();
+            for raw in rest.split("__").filter(|segment| !segment.is_empty()) {
+                let known = level
+                    .and_then(serde_json::Value::as_object)
+                    .and_then(|object| object.iter().find(|(name, _)| name.eq_ignore_ascii_case(raw)));
+                match known {
+                    Some((name, inner)) => {
+                        segments.push(name.clone());
+                        level = Some(inner);
+                    }
+                    None => {
+                        segments.push(raw.to_ascii_lowercase());
+                        level = None;
+                    }
+                }
+            }
+            (!segments.is_empty()).then(|| (segments.join("."), value.clone()))
+        })
+        .collect();
+    overrides.sort();
+    overrides
+}
+
 fn mask(value: &mut serde_json::Value, path: &[&str]) {
     let mut cursor = value;
     for key in path {
@@ -550,13 +590,13 @@ mod tests {
                 handle.write_all(text.as_bytes()).unwrap();
                 Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
             }
-            None => Config::load(Some(Path::new("/nonexistent/ignored")), &env, &ConfigOverrides::default()).or_else(
-                |_| {
+            None => {
+                Config::load(Some(Path::new("/nonexistent/ignored")), &env, &ConfigOverrides::default()).or_else(|_| {
                     let mut handle = tempfile::NamedTempFile::new().unwrap();
                     handle.write_all(b"{}").unwrap();
                     Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
-                },
-            ),
+                })
+            }
         }
     }
 
@@ -573,10 +613,14 @@ mod tests {
     fn file_then_env_then_cli_layering() {
         let text = r#"{"my_hostip":"10.0.0.5","site_id":"002","broker":{"http_port":8060},
                        "designer":{"webSrvPort":8081},"rabbitmq":{"password":"s3cret"}}"#;
-        let config = load(Some(text), &[("FOGFLOW__BROKER__HTTP_PORT", "9000"), ("OTHER", "x")]).unwrap();
+        let config = load(
+            Some(text),
+            &[("FOGFLOW__BROKER__HTTP_PORT", "9000"), ("OTHER", "x"), ("FOGFLOW__DESIGNER__WEBSRVPORT", "8082")],
+        )
+        .unwrap();
         assert_eq!(config.my_hostip, "10.0.0.5");
         assert_eq!(config.broker.http_port, 9000);
-        assert_eq!(config.designer.web_srv_port, 8081);
+        assert_eq!(config.designer.web_srv_port, 8082);
         assert_eq!(config.broker_id(), "Broker.002");
         let printed = config.to_masked_json();
         assert!(!printed.contains("s3cret") && printed.contains("********"), "{printed}");
@@ -593,6 +637,12 @@ mod tests {
     fn bad_values_are_named() {
         let error = load(Some(r#"{"broker":{"http_port":"eighty"}}"#), &[]).unwrap_err();
         assert!(error.to_string().contains("http_port"), "{error}");
+        let numeric_text =
+            load(Some("{}"), &[("FOGFLOW__SITE_ID", "002"), ("FOGFLOW__RABBITMQ__PASSWORD", "007")]).unwrap();
+        assert_eq!(numeric_text.site_id, "002");
+        assert_eq!(numeric_text.rabbitmq.password, "007");
+        let flag = load(Some("{}"), &[("FOGFLOW__BROKER__USE_DISCOVERY", "false")]).unwrap();
+        assert!(!flag.broker.use_discovery);
         let error = load(Some(r#"{"site_id":""}"#), &[]).unwrap_err();
         assert!(error.to_string().contains("site_id"), "{error}");
         let error = load(Some("[1,2]"), &[]).unwrap_err();

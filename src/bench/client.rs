@@ -33,9 +33,7 @@ pub struct Target {
 impl Target {
     /// Parses a base URL such as `http://127.0.0.1:8070` (a path prefix is kept; only `http` is supported).
     pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let uri: Uri = url
-            .parse()
-            .with_context(|| format!("invalid broker url {url:?}"))?;
+        let uri: Uri = url.parse().with_context(|| format!("invalid broker url {url:?}"))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(other) => {
@@ -46,14 +44,8 @@ impl Target {
         if uri.query().is_some() {
             bail!("broker url {url:?} must not have a query string");
         }
-        let authority = uri
-            .authority()
-            .with_context(|| format!("broker url {url:?} has no host"))?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let authority = uri.authority().with_context(|| format!("broker url {url:?} has no host"))?;
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
         let host_header = HeaderValue::from_str(authority.as_str())
             .with_context(|| format!("broker url {url:?} has an invalid host"))?;
         Ok(Self {
@@ -131,14 +123,9 @@ impl ClientConnection {
             .await
             .with_context(|| format!("cannot connect to {}", target.url))?;
         stream.set_nodelay(true).context("cannot set TCP_NODELAY")?;
-        let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .context("http/1.1 handshake failed")?;
-        Ok(Self {
-            sender,
-            driver: Some(Box::pin(driver)),
-        })
+        let (sender, driver) =
+            http1::Builder::new().handshake(TokioIo::new(stream)).await.context("http/1.1 handshake failed")?;
+        Ok(Self { sender, driver: Some(Box::pin(driver)) })
     }
 
     /// Sends one request and reads the whole response. After an error the connection is unusable.
@@ -146,20 +133,10 @@ impl ClientConnection {
         let sender = &mut self.sender;
         let exchange = async move {
             sender.ready().await.context("connection closed")?;
-            let response = sender
-                .send_request(request)
-                .await
-                .context("request failed")?;
+            let response = sender.send_request(request).await.context("request failed")?;
             let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .context("reading the response body failed")?;
-            Ok::<_, anyhow::Error>(Reply {
-                status,
-                body: body.to_bytes(),
-            })
+            let body = response.into_body().collect().await.context("reading the response body failed")?;
+            Ok::<_, anyhow::Error>(Reply { status, body: body.to_bytes() })
         };
         tokio::pin!(exchange);
         let Some(driver) = self.driver.as_mut() else {
@@ -174,18 +151,13 @@ impl ClientConnection {
         self.driver = None;
         exchange.await.map_err(|error| match driver_result {
             Err(driver_error) => anyhow!(driver_error).context("connection failed"),
-            Ok(()) => error,
+            Ok(()) => error.context("the server closed the connection"),
         })
     }
 }
 
 /// Sends one request on a fresh connection (for setup calls), within [`SETUP_TIMEOUT`].
-pub async fn request_once(
-    target: &Target,
-    method: Method,
-    path: &str,
-    body: Bytes,
-) -> anyhow::Result<Reply> {
+pub async fn request_once(target: &Target, method: Method, path: &str, body: Bytes) -> anyhow::Result<Reply> {
     let request = target.request(method, target.uri(path)?, body);
     let call = async {
         let mut connection = ClientConnection::connect(target).await?;
@@ -193,13 +165,7 @@ pub async fn request_once(
     };
     tokio::time::timeout(SETUP_TIMEOUT, call)
         .await
-        .map_err(|_| {
-            anyhow!(
-                "no answer from {}{path} within {} s",
-                target.url,
-                SETUP_TIMEOUT.as_secs()
-            )
-        })?
+        .map_err(|_| anyhow!("no answer from {}{path} within {} s", target.url, SETUP_TIMEOUT.as_secs()))?
 }
 
 #[cfg(test)]
@@ -212,10 +178,7 @@ mod tests {
         assert_eq!(target.host, "127.0.0.1");
         assert_eq!(target.port, 8070);
         assert_eq!(target.url(), "http://127.0.0.1:8070");
-        assert_eq!(
-            target.uri("/ngsi10/updateContext").unwrap(),
-            "/ngsi10/updateContext"
-        );
+        assert_eq!(target.uri("/ngsi10/updateContext").unwrap(), "/ngsi10/updateContext");
     }
 
     #[test]
@@ -237,10 +200,7 @@ mod tests {
 
     #[test]
     fn cuts_long_bodies_in_messages() {
-        let reply = Reply {
-            status: StatusCode::OK,
-            body: Bytes::from("é".repeat(400)),
-        };
+        let reply = Reply { status: StatusCode::OK, body: Bytes::from("é".repeat(400)) };
         assert_eq!(reply.body_excerpt().chars().count(), 301);
     }
 }

@@ -104,11 +104,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.duration
     );
 
-    let preloaded_entities = if args.scenario.needs_preload() {
-        settings.entities
-    } else {
-        0
-    };
+    let preloaded_entities = if args.scenario.needs_preload() { settings.entities } else { 0 };
     let (load, notifications) = match args.scenario {
         Scenario::Notify => {
             let (load, figures) = notify::run_notify(target.clone(), &settings).await?;
@@ -116,19 +112,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         scenario => {
             if scenario.needs_preload() {
-                preload::preload_entities(target.clone(), settings.entities, settings.connections)
-                    .await?;
+                preload::preload_entities(target.clone(), settings.entities, settings.connections).await?;
             }
-            let plan = Arc::new(RequestPlan::new(
-                scenario,
-                target.clone(),
-                settings.entities,
-            )?);
+            let plan = Arc::new(RequestPlan::new(scenario, target.clone(), settings.entities)?);
             let window = Window::new(Instant::now(), settings.warmup, settings.duration);
-            (
-                run_load(target.clone(), plan, settings.connections, window, None).await?,
-                None,
-            )
+            (run_load(target.clone(), plan, settings.connections, window, None).await?, None)
         }
     };
 
@@ -181,10 +169,7 @@ mod tests {
         let args = TestCli::parse_from(["bench"]).bench;
         assert_eq!(args.url, "http://127.0.0.1:8070");
         assert_eq!(args.scenario, Scenario::Update);
-        assert_eq!(
-            (args.connections, args.duration, args.warmup, args.entities),
-            (64, 10, 2, 1000)
-        );
+        assert_eq!((args.connections, args.duration, args.warmup, args.entities), (64, 10, 2, 1000));
         assert!(!args.json);
     }
 
@@ -227,8 +212,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let args =
-            TestCli::parse_from(["bench", "--url", &format!("http://127.0.0.1:{port}")]).bench;
+        let args = TestCli::parse_from(["bench", "--url", &format!("http://127.0.0.1:{port}")]).bench;
         let error = run(args).await.unwrap_err();
         assert!(format!("{error:#}").contains("is unreachable"), "{error:#}");
     }

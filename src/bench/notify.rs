@@ -40,10 +40,7 @@ pub async fn run_notify(
 ) -> anyhow::Result<(LoadOutcome, NotificationFigures)> {
     let sink = NotificationSink::start().await?;
     let subscription_id = subscribe(&target, &sink.reference_url()).await?;
-    eprintln!(
-        "subscribed {subscription_id} with reference {}",
-        sink.reference_url()
-    );
+    eprintln!("subscribed {subscription_id} with reference {}", sink.reference_url());
     let result = measure(target.clone(), settings, &sink).await;
     if let Err(error) = unsubscribe(&target, &subscription_id).await {
         eprintln!("warning: {error:#}");
@@ -56,41 +53,20 @@ async fn measure(
     settings: &Settings,
     sink: &NotificationSink,
 ) -> anyhow::Result<(LoadOutcome, NotificationFigures)> {
-    let baseline = wait_until_quiet(sink.counters(), SETTLE_QUIET, SETTLE_LIMIT, None)
-        .await
-        .snapshot;
-    let preloaded =
-        preload_entities(target.clone(), settings.entities, settings.connections).await?;
+    let baseline = wait_until_quiet(sink.counters(), SETTLE_QUIET, SETTLE_LIMIT, None).await.snapshot;
+    let preloaded = preload_entities(target.clone(), settings.entities, settings.connections).await?;
 
-    let plan = Arc::new(RequestPlan::new(
-        Scenario::Notify,
-        target.clone(),
-        settings.entities,
-    )?);
+    let plan = Arc::new(RequestPlan::new(Scenario::Notify, target.clone(), settings.entities)?);
     let window = Window::new(Instant::now(), settings.warmup, settings.duration);
     let sampler = tokio::spawn(sample_timed_window(sink.counters(), window));
-    let load = run_load(
-        target,
-        plan,
-        settings.connections,
-        window,
-        Some(sink.counters()),
-    )
-    .await?;
+    let load = run_load(target, plan, settings.connections, window, Some(sink.counters())).await?;
     let (at_measure_start, at_end) = sampler.await.context("the notification sampler failed")?;
 
     let updates_acknowledged = preloaded + load.acknowledged;
-    eprintln!(
-        "waiting up to {} s for notifications to drain",
-        DRAIN_LIMIT.as_secs()
-    );
-    let drained = wait_until_quiet(
-        sink.counters(),
-        DRAIN_QUIET,
-        DRAIN_LIMIT,
-        Some(baseline.elements + updates_acknowledged),
-    )
-    .await;
+    eprintln!("waiting up to {} s for notifications to drain", DRAIN_LIMIT.as_secs());
+    let drained =
+        wait_until_quiet(sink.counters(), DRAIN_QUIET, DRAIN_LIMIT, Some(baseline.elements + updates_acknowledged))
+            .await;
     let received = drained.snapshot.since(&baseline);
     let timed_elements = at_end.since(&at_measure_start).elements;
     let figures = NotificationFigures {
@@ -127,10 +103,7 @@ async fn wait_until_quiet(
         let now = Instant::now();
         let reached = target_elements.is_some_and(|target| snapshot.elements >= target);
         if reached || now - last_arrival >= quiet || now - started >= limit {
-            return QuietWait {
-                snapshot,
-                last_arrival_after_start: last_arrival - started,
-            };
+            return QuietWait { snapshot, last_arrival_after_start: last_arrival - started };
         }
         tokio::time::sleep(POLL_INTERVAL).await;
         let latest = counters.snapshot();
@@ -142,10 +115,7 @@ async fn wait_until_quiet(
 }
 
 /// The sink counters at the start and at the end of the timed window.
-async fn sample_timed_window(
-    counters: Arc<SinkCounters>,
-    window: Window,
-) -> (SinkSnapshot, SinkSnapshot) {
+async fn sample_timed_window(counters: Arc<SinkCounters>, window: Window) -> (SinkSnapshot, SinkSnapshot) {
     tokio::time::sleep_until(window.measure_start()).await;
     let at_measure_start = counters.snapshot();
     tokio::time::sleep_until(window.end()).await;
@@ -153,23 +123,13 @@ async fn sample_timed_window(
 }
 
 async fn subscribe(target: &Target, reference: &str) -> anyhow::Result<String> {
-    let reply = request_once(
-        target,
-        Method::POST,
-        "/ngsi10/subscribeContext",
-        subscribe_context_body(reference),
-    )
-    .await
-    .context("subscribing failed")?;
+    let reply = request_once(target, Method::POST, "/ngsi10/subscribeContext", subscribe_context_body(reference))
+        .await
+        .context("subscribing failed")?;
     if !reply.status.is_success() {
-        bail!(
-            "subscribing failed: the broker answered {}: {}",
-            reply.status,
-            reply.body_excerpt()
-        );
+        bail!("subscribing failed: the broker answered {}: {}", reply.status, reply.body_excerpt());
     }
-    parse_subscription_id(&reply.body)
-        .with_context(|| format!("subscribing failed: {}", reply.body_excerpt()))
+    parse_subscription_id(&reply.body).with_context(|| format!("subscribing failed: {}", reply.body_excerpt()))
 }
 
 async fn unsubscribe(target: &Target, subscription_id: &str) -> anyhow::Result<()> {

@@ -43,10 +43,7 @@ impl fmt::Display for EntityId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Preloaded(index) => write!(formatter, "Bench.{index}"),
-            Self::New {
-                connection,
-                sequence,
-            } => write!(formatter, "BenchNew.{connection}.{sequence}"),
+            Self::New { connection, sequence } => write!(formatter, "BenchNew.{connection}.{sequence}"),
         }
     }
 }
@@ -86,12 +83,9 @@ struct SubscribeResponse {
 
 /// The subscription id in a `subscribeContext` response.
 pub fn parse_subscription_id(body: &[u8]) -> anyhow::Result<String> {
-    let response: SubscribeContextResponse = serde_json::from_slice(body)
-        .context("the subscribe response has no subscribeResponse.subscriptionId")?;
-    anyhow::ensure!(
-        !response.subscribe_response.subscription_id.is_empty(),
-        "the subscription id is empty"
-    );
+    let response: SubscribeContextResponse =
+        serde_json::from_slice(body).context("the subscribe response has no subscribeResponse.subscriptionId")?;
+    anyhow::ensure!(!response.subscribe_response.subscription_id.is_empty(), "the subscription id is empty");
     Ok(response.subscribe_response.subscription_id)
 }
 
@@ -103,8 +97,7 @@ struct NotifyContextRequest {
 
 /// How many context elements a `notifyContext` body carries (its `contextResponses`).
 pub fn count_notified_elements(body: &[u8]) -> anyhow::Result<usize> {
-    let request: NotifyContextRequest =
-        serde_json::from_slice(body).context("invalid notifyContext body")?;
+    let request: NotifyContextRequest = serde_json::from_slice(body).context("invalid notifyContext body")?;
     Ok(request.context_responses.len())
 }
 
@@ -134,18 +127,9 @@ mod tests {
 
     #[test]
     fn new_entity_ids_name_connection_and_sequence() {
-        let body = update_context_body(
-            EntityId::New {
-                connection: 3,
-                sequence: 17,
-            },
-            -4.0,
-        );
+        let body = update_context_body(EntityId::New { connection: 3, sequence: 17 }, -4.0);
         let value: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            value["contextElements"][0]["entityId"]["id"],
-            "BenchNew.3.17"
-        );
+        assert_eq!(value["contextElements"][0]["entityId"]["id"], "BenchNew.3.17");
         assert_eq!(value["contextElements"][0]["attributes"][0]["value"], -4.0);
     }
 
@@ -158,13 +142,7 @@ mod tests {
         assert_eq!(value["reference"], "http://127.0.0.1:4000");
         let pattern = regex::Regex::new(&format!("^{PRELOADED_ID_PATTERN}$")).unwrap();
         assert!(pattern.is_match(&EntityId::Preloaded(7).to_string()));
-        assert!(!pattern.is_match(
-            &EntityId::New {
-                connection: 0,
-                sequence: 0
-            }
-            .to_string()
-        ));
+        assert!(!pattern.is_match(&EntityId::New { connection: 0, sequence: 0 }.to_string()));
     }
 
     #[test]
@@ -175,9 +153,7 @@ mod tests {
 
     #[test]
     fn reads_the_subscription_id() {
-        let id = parse_subscription_id(
-            br#"{"subscribeResponse":{"subscriptionId":"s-1","duration":""}}"#,
-        );
+        let id = parse_subscription_id(br#"{"subscribeResponse":{"subscriptionId":"s-1","duration":""}}"#);
         assert_eq!(id.unwrap(), "s-1");
         assert!(parse_subscription_id(br#"{"subscribeError":{}}"#).is_err());
         assert!(parse_subscription_id(br#"{"subscribeResponse":{"subscriptionId":""}}"#).is_err());
@@ -189,10 +165,7 @@ mod tests {
             {"contextElement":{"entityId":{"id":"Bench.1"}},"statusCode":{"code":200}},
             {"contextElement":{"entityId":{"id":"Bench.2"}},"statusCode":{"code":200}}]}"#;
         assert_eq!(count_notified_elements(body).unwrap(), 2);
-        assert_eq!(
-            count_notified_elements(br#"{"subscriptionId":"s"}"#).unwrap(),
-            0
-        );
+        assert_eq!(count_notified_elements(br#"{"subscriptionId":"s"}"#).unwrap(), 0);
         assert!(count_notified_elements(b"not json").is_err());
     }
 }

@@ -16,42 +16,18 @@ use super::scenarios::{RequestPlan, Scenario};
 
 /// Creates `entities` entities over up to `connections` connections; returns how many the broker
 /// acknowledged (all of them, or an error).
-pub async fn preload_entities(
-    target: Arc<Target>,
-    entities: u64,
-    connections: usize,
-) -> anyhow::Result<u64> {
-    let plan = Arc::new(RequestPlan::new(
-        Scenario::Update,
-        target.clone(),
-        entities,
-    )?);
+pub async fn preload_entities(target: Arc<Target>, entities: u64, connections: usize) -> anyhow::Result<u64> {
+    let plan = Arc::new(RequestPlan::new(Scenario::Update, target.clone(), entities)?);
     let next_index = Arc::new(AtomicU64::new(0));
     let created = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let loaders = usize::try_from(entities)
-        .unwrap_or(usize::MAX)
-        .min(connections)
-        .max(1);
+    let loaders = usize::try_from(entities).unwrap_or(usize::MAX).min(connections).max(1);
     let mut tasks = JoinSet::new();
     for loader_index in 0..loaders {
-        let shared = (
-            target.clone(),
-            plan.clone(),
-            next_index.clone(),
-            created.clone(),
-        );
+        let shared = (target.clone(), plan.clone(), next_index.clone(), created.clone());
         tasks.spawn(async move {
             let (target, plan, next_index, created) = shared;
-            load_entities(
-                &target,
-                &plan,
-                loader_index,
-                entities,
-                &next_index,
-                &created,
-            )
-            .await
+            load_entities(&target, &plan, loader_index, entities, &next_index, &created).await
         });
     }
     let progress_task = tokio::spawn(print_preload_progress(created.clone(), entities));
@@ -64,18 +40,10 @@ pub async fn preload_entities(
     .await;
     progress_task.abort();
     // On error, dropping `tasks` stops the other loaders.
-    result.with_context(|| {
-        format!(
-            "preloading {entities} entities into {} failed",
-            target.url()
-        )
-    })?;
+    result.with_context(|| format!("preloading {entities} entities into {} failed", target.url()))?;
     let total = created.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "preloaded {total} entities in {seconds:.1} s ({:.0}/s)",
-        total as f64 / seconds.max(0.001)
-    );
+    eprintln!("preloaded {total} entities in {seconds:.1} s ({:.0}/s)", total as f64 / seconds.max(0.001));
     Ok(total)
 }
 
@@ -122,26 +90,38 @@ async fn load_entities(
             }
         };
         if !reply.status.is_success() {
-            bail!(
-                "creating {entity}: the broker answered {}: {}",
-                reply.status,
-                reply.body_excerpt()
-            );
+            bail!("creating {entity}: the broker answered {}: {}", reply.status, reply.body_excerpt());
         }
         created.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 async fn print_preload_progress(created: Arc<AtomicU64>, entities: u64) {
-    let mut ticker = tokio::time::interval_at(
-        Instant::now() + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
+    let mut ticker = tokio::time::interval_at(Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
     loop {
         ticker.tick().await;
-        eprintln!(
-            "[preload] {}/{entities} entities",
-            created.load(Ordering::Relaxed)
-        );
+        eprintln!("[preload] {}/{entities} entities", created.load(Ordering::Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::super::runner::tests::constant_server;
+    use super::*;
+
+    #[tokio::test]
+    async fn preload_creates_every_entity() {
+        let target = Arc::new(Target::parse(&constant_server(StatusCode::OK).await).unwrap());
+        assert_eq!(preload_entities(target, 250, 8).await.unwrap(), 250);
+    }
+
+    #[tokio::test]
+    async fn preload_fails_on_the_first_refused_entity() {
+        let target = Arc::new(Target::parse(&constant_server(StatusCode::BAD_REQUEST).await).unwrap());
+        let error = format!("{:#}", preload_entities(target, 100, 4).await.unwrap_err());
+        assert!(error.starts_with("preloading 100 entities into http://127.0.0.1:"), "{error}");
+        assert!(error.contains("the broker answered 400 Bad Request"), "{error}");
     }
 }

@@ -72,17 +72,9 @@ impl Report {
         let latency = stats.latency();
         let mut text = format!(
             "scenario {}: {} connections, {} s timed after {} s warmup, {} entities\n",
-            self.scenario,
-            self.connections,
-            self.duration_seconds,
-            self.warmup_seconds,
-            self.entities
+            self.scenario, self.connections, self.duration_seconds, self.warmup_seconds, self.entities
         );
-        let _ = writeln!(
-            text,
-            "  throughput   {:.1} requests/s (2xx)",
-            self.requests_per_second()
-        );
+        let _ = writeln!(text, "  throughput   {:.1} requests/s (2xx)", self.requests_per_second());
         let _ = writeln!(
             text,
             "  latency      p50 {}   p90 {}   p99 {}   max {}",
@@ -101,11 +93,8 @@ impl Report {
             stats.timeouts
         );
         if !stats.error_statuses.is_empty() {
-            let statuses: Vec<String> = stats
-                .error_statuses
-                .iter()
-                .map(|(status, count)| format!("{status} × {count}"))
-                .collect();
+            let statuses: Vec<String> =
+                stats.error_statuses.iter().map(|(status, count)| format!("{status} × {count}")).collect();
             let _ = writeln!(text, "  http errors  {}", statuses.join(", "));
         }
         if let Some(error) = &stats.first_transport_error {
@@ -159,22 +148,10 @@ impl Report {
         if let (Some(notified), Some(object)) = (&self.notifications, figures.as_object_mut()) {
             object.insert("notification_posts".into(), json!(notified.posts));
             object.insert("notification_elements".into(), json!(notified.elements));
-            object.insert(
-                "notification_initial_elements".into(),
-                json!(notified.initial_elements),
-            );
-            object.insert(
-                "updates_acknowledged".into(),
-                json!(notified.updates_acknowledged),
-            );
-            object.insert(
-                "notifications_per_s".into(),
-                json!(round_to_tenths(notified.elements_per_second)),
-            );
-            object.insert(
-                "notification_drain_s".into(),
-                json!(round_to_tenths(notified.drain_seconds)),
-            );
+            object.insert("notification_initial_elements".into(), json!(notified.initial_elements));
+            object.insert("updates_acknowledged".into(), json!(notified.updates_acknowledged));
+            object.insert("notifications_per_s".into(), json!(round_to_tenths(notified.elements_per_second)));
+            object.insert("notification_drain_s".into(), json!(round_to_tenths(notified.drain_seconds)));
             object.insert("notification_malformed".into(), json!(notified.malformed));
         }
         figures
@@ -220,17 +197,12 @@ mod tests {
     #[test]
     fn text_report_shows_the_figures() {
         let text = report(None).to_text();
-        assert!(text.starts_with(
-            "scenario update: 64 connections, 2 s timed after 1 s warmup, 1000 entities\n"
-        ));
+        assert!(text.starts_with("scenario update: 64 connections, 2 s timed after 1 s warmup, 1000 entities\n"));
         assert!(text.contains("throughput   1.0 requests/s (2xx)"), "{text}");
         assert!(text.contains("p50 1.50 ms"), "{text}");
         assert_eq!(format_micros(800), "800 µs");
         assert!(text.contains("max 2.00 ms"), "{text}");
-        assert!(
-            text.contains("2 ok, 1 errors (1 http, 0 transport"),
-            "{text}"
-        );
+        assert!(text.contains("2 ok, 1 errors (1 http, 0 transport"), "{text}");
         assert!(text.contains("500 × 1"), "{text}");
         assert!(!text.contains("notified"));
     }

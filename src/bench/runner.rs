@@ -49,12 +49,7 @@ impl Window {
     pub fn new(started: Instant, warmup: Duration, duration: Duration) -> Self {
         let measure_start = started + warmup;
         let end = measure_start + duration;
-        Self {
-            started,
-            measure_start,
-            end,
-            finish_deadline: end + FINISH_GRACE,
-        }
+        Self { started, measure_start, end, finish_deadline: end + FINISH_GRACE }
     }
 
     /// Start of the timed part.
@@ -117,22 +112,14 @@ pub async fn run_load(
     notifications: Option<Arc<SinkCounters>>,
 ) -> anyhow::Result<LoadOutcome> {
     let progress = Arc::new(ProgressCounters::default());
-    let shared = Arc::new(WorkerShared {
-        plan,
-        target,
-        window,
-        progress: progress.clone(),
-    });
+    let shared = Arc::new(WorkerShared { plan, target, window, progress: progress.clone() });
     let mut workers = JoinSet::new();
     for connection_index in 0..connections {
         workers.spawn(run_connection(shared.clone(), connection_index));
     }
     let progress_task = tokio::spawn(print_progress(window, progress, notifications));
 
-    let mut outcome = LoadOutcome {
-        stats: LoadStats::new()?,
-        acknowledged: 0,
-    };
+    let mut outcome = LoadOutcome { stats: LoadStats::new()?, acknowledged: 0 };
     let collect = async {
         while let Some(joined) = workers.join_next().await {
             let worker = joined.context("a connection task failed")??;
@@ -146,19 +133,13 @@ pub async fn run_load(
     progress_task.abort();
     match collected {
         Ok(result) => result?,
-        Err(_) => anyhow::bail!(
-            "{} connection tasks did not stop after the run",
-            workers.len()
-        ),
+        Err(_) => anyhow::bail!("{} connection tasks did not stop after the run", workers.len()),
     }
     Ok(outcome)
 }
 
 /// One connection: send, wait, record, repeat until the window ends; reconnect after transport errors.
-async fn run_connection(
-    shared: Arc<WorkerShared>,
-    connection_index: usize,
-) -> anyhow::Result<WorkerOutcome> {
+async fn run_connection(shared: Arc<WorkerShared>, connection_index: usize) -> anyhow::Result<WorkerOutcome> {
     let window = shared.window;
     let progress = &shared.progress;
     let mut generator = shared.plan.generator(connection_index);
@@ -181,8 +162,7 @@ async fn run_connection(
                                 _ => stats.record_transport_error(&"connect timed out", true),
                             }
                         }
-                        tokio::time::sleep_until((finished + RECONNECT_PAUSE).min(window.end))
-                            .await;
+                        tokio::time::sleep_until((finished + RECONNECT_PAUSE).min(window.end)).await;
                         continue;
                     }
                 }
@@ -223,27 +203,15 @@ async fn run_connection(
             }
         }
     }
-    Ok(WorkerOutcome {
-        stats,
-        acknowledged,
-    })
+    Ok(WorkerOutcome { stats, acknowledged })
 }
 
 /// Prints `[3s] 61234 req/s, errors 0` to stderr every second until the window ends.
-async fn print_progress(
-    window: Window,
-    progress: Arc<ProgressCounters>,
-    notifications: Option<Arc<SinkCounters>>,
-) {
-    let mut ticker = tokio::time::interval_at(
-        window.started + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
+async fn print_progress(window: Window, progress: Arc<ProgressCounters>, notifications: Option<Arc<SinkCounters>>) {
+    let mut ticker = tokio::time::interval_at(window.started + Duration::from_secs(1), Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut previous_ok = 0;
-    let mut previous_elements = notifications
-        .as_ref()
-        .map_or(0, |counters| counters.snapshot().elements);
+    let mut previous_elements = notifications.as_ref().map_or(0, |counters| counters.snapshot().elements);
     let mut previous_tick = window.started;
     loop {
         let tick = ticker.tick().await;
@@ -256,10 +224,7 @@ async fn print_progress(
         let errors = progress.errors.load(Ordering::Relaxed);
         let rate = (ok - previous_ok) as f64 / seconds;
         previous_ok = ok;
-        let mut line = format!(
-            "[{}s] {rate:.0} req/s, errors {errors}",
-            (tick - window.started).as_secs_f64().round()
-        );
+        let mut line = format!("[{}s] {rate:.0} req/s, errors {errors}", (tick - window.started).as_secs_f64().round());
         if let Some(counters) = &notifications {
             let elements = counters.snapshot().elements;
             let notified_rate = elements.saturating_sub(previous_elements) as f64 / seconds;
@@ -274,7 +239,7 @@ async fn print_progress(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -282,40 +247,27 @@ mod tests {
         let started = Instant::now();
         let window = Window::new(started, Duration::from_secs(2), Duration::from_secs(5));
         assert_eq!(window.phase(started), Phase::Warmup);
-        assert_eq!(
-            window.phase(started + Duration::from_millis(1999)),
-            Phase::Warmup
-        );
+        assert_eq!(window.phase(started + Duration::from_millis(1999)), Phase::Warmup);
         assert_eq!(window.phase(started + Duration::from_secs(2)), Phase::Timed);
-        assert_eq!(
-            window.phase(started + Duration::from_millis(6999)),
-            Phase::Timed
-        );
+        assert_eq!(window.phase(started + Duration::from_millis(6999)), Phase::Timed);
         assert_eq!(window.phase(started + Duration::from_secs(7)), Phase::Late);
-        assert_eq!(
-            window.end() - window.measure_start(),
-            Duration::from_secs(5)
-        );
+        assert_eq!(window.end() - window.measure_start(), Duration::from_secs(5));
     }
 
     /// A server on 127.0.0.1 answering every request with `status`; returns its URL.
-    async fn constant_server(status: http::StatusCode) -> String {
+    pub(crate) async fn constant_server(status: http::StatusCode) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let service = hyper::service::service_fn(move |_request| async move {
-                    let mut response = http::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from_static(b"{}"),
-                    ));
+                    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
                     *response.status_mut() = status;
                     Ok::<_, std::convert::Infallible>(response)
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
-                );
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
             }
         });
         url
@@ -323,17 +275,10 @@ mod tests {
 
     async fn run_against(url: &str, connections: usize) -> (LoadOutcome, Duration) {
         let target = Arc::new(Target::parse(url).unwrap());
-        let plan =
-            Arc::new(RequestPlan::new(super::super::Scenario::Update, target.clone(), 10).unwrap());
+        let plan = Arc::new(RequestPlan::new(super::super::Scenario::Update, target.clone(), 10).unwrap());
         let started = Instant::now();
-        let window = Window::new(
-            started,
-            Duration::from_millis(200),
-            Duration::from_millis(500),
-        );
-        let outcome = run_load(target, plan, connections, window, None)
-            .await
-            .unwrap();
+        let window = Window::new(started, Duration::from_millis(200), Duration::from_millis(500));
+        let outcome = run_load(target, plan, connections, window, None).await.unwrap();
         (outcome, started.elapsed())
     }
 
@@ -342,14 +287,8 @@ mod tests {
         let url = constant_server(http::StatusCode::OK).await;
         let (outcome, elapsed) = run_against(&url, 4).await;
         assert!(outcome.stats.ok > 10, "{outcome:?}");
-        assert_eq!(
-            outcome.stats.http_errors + outcome.stats.transport_errors,
-            0
-        );
-        assert!(
-            outcome.acknowledged > outcome.stats.ok,
-            "warmup answers are acknowledged but not timed"
-        );
+        assert_eq!(outcome.stats.http_errors + outcome.stats.transport_errors, 0);
+        assert!(outcome.acknowledged > outcome.stats.ok, "warmup answers are acknowledged but not timed");
         assert!(outcome.stats.latency().max_micros > 0);
         assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     }
@@ -360,15 +299,7 @@ mod tests {
         let (outcome, _) = run_against(&url, 2).await;
         assert_eq!(outcome.stats.ok, 0);
         assert!(outcome.stats.http_errors > 0);
-        assert_eq!(
-            outcome
-                .stats
-                .error_statuses
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![503]
-        );
+        assert_eq!(outcome.stats.error_statuses.keys().copied().collect::<Vec<_>>(), vec![503]);
         assert_eq!(outcome.acknowledged, 0);
     }
 

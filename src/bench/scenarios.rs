@@ -80,29 +80,16 @@ impl RequestPlan {
             Scenario::Get => RequestKind::GetPreloaded { entities },
         };
         anyhow::ensure!(
-            !matches!(
-                kind,
-                RequestKind::UpdatePreloaded { entities: 0 }
-                    | RequestKind::GetPreloaded { entities: 0 }
-            ),
+            !matches!(kind, RequestKind::UpdatePreloaded { entities: 0 } | RequestKind::GetPreloaded { entities: 0 }),
             "the {scenario} scenario needs at least one entity"
         );
         let update_uri = target.uri(UPDATE_CONTEXT_PATH)?;
-        Ok(Self {
-            target,
-            kind,
-            update_uri,
-        })
+        Ok(Self { target, kind, update_uri })
     }
 
     /// The request stream of connection `connection_index`.
     pub fn generator(&self, connection_index: usize) -> RequestGenerator<'_> {
-        RequestGenerator {
-            plan: self,
-            connection_index,
-            sequence: 0,
-            rng: StdRng::from_entropy(),
-        }
+        RequestGenerator { plan: self, connection_index, sequence: 0, rng: StdRng::from_entropy() }
     }
 }
 
@@ -124,19 +111,13 @@ impl RequestGenerator<'_> {
                 Ok(self.update_request(entity))
             }
             RequestKind::CreateNew => {
-                let entity = EntityId::New {
-                    connection: self.connection_index,
-                    sequence: self.sequence,
-                };
+                let entity = EntityId::New { connection: self.connection_index, sequence: self.sequence };
                 self.sequence += 1;
                 Ok(self.update_request(entity))
             }
             RequestKind::GetPreloaded { entities } => {
                 let entity = EntityId::Preloaded(self.rng.gen_range(0..entities));
-                let uri = plan
-                    .target
-                    .uri(&format!("/ngsi10/entity/{entity}"))
-                    .context("cannot build a get request")?;
+                let uri = plan.target.uri(&format!("/ngsi10/entity/{entity}")).context("cannot build a get request")?;
                 Ok(plan.target.request(Method::GET, uri, Bytes::new()))
             }
         }
@@ -145,9 +126,7 @@ impl RequestGenerator<'_> {
     /// An `updateContext` of `entity` with a random temperature.
     pub fn update_request(&mut self, entity: EntityId) -> Request<RequestBody> {
         let body = update_context_body(entity, self.rng.gen_range(TEMPERATURE_RANGE));
-        self.plan
-            .target
-            .request(Method::POST, self.plan.update_uri.clone(), body)
+        self.plan.target.request(Method::POST, self.plan.update_uri.clone(), body)
     }
 }
 
@@ -178,10 +157,7 @@ mod tests {
             assert_eq!(request.uri(), "/ngsi10/updateContext");
             assert_eq!(request.headers()["content-type"], "application/json");
             let body = body_json(request).await;
-            let id = body["contextElements"][0]["entityId"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let id = body["contextElements"][0]["entityId"]["id"].as_str().unwrap().to_owned();
             let index: u64 = id.strip_prefix("Bench.").unwrap().parse().unwrap();
             assert!(index < 5);
         }
@@ -193,14 +169,8 @@ mod tests {
         let mut generator = plan.generator(7);
         let first = body_json(generator.next_request().unwrap()).await;
         let second = body_json(generator.next_request().unwrap()).await;
-        assert_eq!(
-            first["contextElements"][0]["entityId"]["id"],
-            "BenchNew.7.0"
-        );
-        assert_eq!(
-            second["contextElements"][0]["entityId"]["id"],
-            "BenchNew.7.1"
-        );
+        assert_eq!(first["contextElements"][0]["entityId"]["id"], "BenchNew.7.0");
+        assert_eq!(second["contextElements"][0]["entityId"]["id"], "BenchNew.7.1");
     }
 
     #[test]

@@ -83,16 +83,10 @@ impl NotificationSink {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("cannot bind the notification sink on 127.0.0.1")?;
-        let address = listener
-            .local_addr()
-            .context("cannot read the notification sink address")?;
+        let address = listener.local_addr().context("cannot read the notification sink address")?;
         let counters = Arc::new(SinkCounters::default());
         let accept_task = tokio::spawn(accept_connections(listener, counters.clone()));
-        Ok(Self {
-            address,
-            counters,
-            accept_task,
-        })
+        Ok(Self { address, counters, accept_task })
     }
 
     /// The URL to give the broker as subscription `reference`.
@@ -136,9 +130,7 @@ async fn serve_connection(stream: TcpStream, counters: Arc<SinkCounters>) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| handle_notification(request, counters.clone()));
     // A connection the broker drops mid-request ends here; nothing to report.
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }
 
 async fn handle_notification(
@@ -146,10 +138,7 @@ async fn handle_notification(
     counters: Arc<SinkCounters>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::POST || !request.uri().path().ends_with("/notifyContext") {
-        return Ok(plain_response(
-            StatusCode::NOT_FOUND,
-            Bytes::from_static(b"not found"),
-        ));
+        return Ok(plain_response(StatusCode::NOT_FOUND, Bytes::from_static(b"not found")));
     }
     let counted = match request.into_body().collect().await {
         Ok(body) => count_notified_elements(&body.to_bytes()).ok(),
@@ -159,17 +148,12 @@ async fn handle_notification(
         Some(elements) => {
             counters.record(elements);
             let mut response = plain_response(StatusCode::OK, Bytes::from_static(NOTIFY_OK_BODY));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
         None => {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
-            plain_response(
-                StatusCode::BAD_REQUEST,
-                Bytes::from_static(b"not a notifyContext request"),
-            )
+            plain_response(StatusCode::BAD_REQUEST, Bytes::from_static(b"not a notifyContext request"))
         }
     })
 }
@@ -194,47 +178,18 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"subscriptionId":"s","originator":"","contextResponses":[{"contextElement":{},"statusCode":{}},{"contextElement":{},"statusCode":{}}]}"#,
         );
-        let reply = request_once(&target, Method::POST, "/notifyContext", body.clone())
-            .await
-            .unwrap();
+        let reply = request_once(&target, Method::POST, "/notifyContext", body.clone()).await.unwrap();
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(&reply.body[..], NOTIFY_OK_BODY);
-        request_once(&target, Method::POST, "/notifyContext", body)
-            .await
-            .unwrap();
+        request_once(&target, Method::POST, "/notifyContext", body).await.unwrap();
 
-        let bad = request_once(
-            &target,
-            Method::POST,
-            "/notifyContext",
-            Bytes::from_static(b"["),
-        )
-        .await
-        .unwrap();
+        let bad = request_once(&target, Method::POST, "/notifyContext", Bytes::from_static(b"[")).await.unwrap();
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-        let elsewhere = request_once(&target, Method::GET, "/notifyContext", Bytes::new())
-            .await
-            .unwrap();
+        let elsewhere = request_once(&target, Method::GET, "/notifyContext", Bytes::new()).await.unwrap();
         assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
 
         let snapshot = sink.snapshot();
-        assert_eq!(
-            snapshot,
-            SinkSnapshot {
-                posts: 2,
-                elements: 4,
-                malformed: 1
-            }
-        );
-        assert_eq!(
-            snapshot
-                .since(&SinkSnapshot {
-                    posts: 1,
-                    elements: 1,
-                    malformed: 0
-                })
-                .elements,
-            3
-        );
+        assert_eq!(snapshot, SinkSnapshot { posts: 2, elements: 4, malformed: 1 });
+        assert_eq!(snapshot.since(&SinkSnapshot { posts: 1, elements: 1, malformed: 0 }).elements, 3);
     }
 }

@@ -36,9 +36,8 @@ pub struct LoadStats {
 impl LoadStats {
     /// Empty stats.
     pub fn new() -> anyhow::Result<Self> {
-        let latency_micros =
-            Histogram::new_with_bounds(1, HIGHEST_TRACKABLE_MICROS, SIGNIFICANT_DIGITS)
-                .context("cannot create the latency histogram")?;
+        let latency_micros = Histogram::new_with_bounds(1, HIGHEST_TRACKABLE_MICROS, SIGNIFICANT_DIGITS)
+            .context("cannot create the latency histogram")?;
         Ok(Self {
             latency_micros,
             ok: 0,
@@ -52,9 +51,7 @@ impl LoadStats {
 
     /// Records a response (any status) and its latency.
     pub fn record_response(&mut self, status: StatusCode, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
         self.latency_micros.saturating_record(micros);
         if status.is_success() {
             self.ok += 1;
@@ -77,9 +74,7 @@ impl LoadStats {
 
     /// Adds another connection's stats to these.
     pub fn merge(&mut self, other: &LoadStats) -> anyhow::Result<()> {
-        self.latency_micros
-            .add(&other.latency_micros)
-            .context("cannot merge latency histograms")?;
+        self.latency_micros.add(&other.latency_micros).context("cannot merge latency histograms")?;
         self.ok += other.ok;
         self.http_errors += other.http_errors;
         self.transport_errors += other.transport_errors;
@@ -88,8 +83,7 @@ impl LoadStats {
             *self.error_statuses.entry(*status).or_default() += count;
         }
         if self.first_transport_error.is_none() {
-            self.first_transport_error
-                .clone_from(&other.first_transport_error);
+            self.first_transport_error.clone_from(&other.first_transport_error);
         }
         Ok(())
     }
@@ -137,20 +131,9 @@ pub(crate) mod tests {
         other.record_transport_error(&"connection reset", false);
         other.record_transport_error(&"timed out", true);
         total.merge(&other).unwrap();
-        assert_eq!(
-            (
-                total.ok,
-                total.http_errors,
-                total.transport_errors,
-                total.timeouts
-            ),
-            (3, 1, 2, 1)
-        );
+        assert_eq!((total.ok, total.http_errors, total.transport_errors, total.timeouts), (3, 1, 2, 1));
         assert_eq!(total.error_statuses.get(&404), Some(&1));
-        assert_eq!(
-            total.first_transport_error.as_deref(),
-            Some("connection reset")
-        );
+        assert_eq!(total.first_transport_error.as_deref(), Some("connection reset"));
         let latency = total.latency();
         assert_eq!(latency.p50_micros, 200);
         assert!((9_990..=10_010).contains(&latency.max_micros));

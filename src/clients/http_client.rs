@@ -93,7 +93,12 @@ impl HttpClient {
     }
 
     /// POSTs a JSON body.
-    pub async fn post_json(&self, url: &str, headers: HeaderMap, body: Bytes) -> Result<OutboundResponse, OutboundError> {
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<OutboundResponse, OutboundError> {
         self.send(Method::POST, url, headers, body).await
     }
 
@@ -103,10 +108,17 @@ impl HttpClient {
     }
 
     /// Sends one request and reads at most [`MAX_RESPONSE_BYTES`] of the answer, all within the total timeout.
-    pub async fn send(&self, method: Method, url: &str, headers: HeaderMap, body: Bytes) -> Result<OutboundResponse, OutboundError> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|error: http::uri::InvalidUri| OutboundError::InvalidUrl { url: url.into(), reason: error.to_string() })?;
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<OutboundResponse, OutboundError> {
+        let uri: http::Uri = url.parse().map_err(|error: http::uri::InvalidUri| OutboundError::InvalidUrl {
+            url: url.into(),
+            reason: error.to_string(),
+        })?;
         if uri.scheme_str() != Some("http") {
             return Err(OutboundError::InvalidUrl { url: url.into(), reason: "only http:// is supported".into() });
         }

@@ -52,10 +52,7 @@ async fn ready(State(state): State<CommonState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<CommonState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
         .into_response()
 }
 

@@ -197,7 +197,12 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let handles = self.metrics.handles(&self.cache, self.role, request.method(), matched_route(&request));
-        RecordedFuture { inner: self.inner.call(request), metrics: self.metrics.clone(), handles, started: Instant::now() }
+        RecordedFuture {
+            inner: self.inner.call(request),
+            metrics: self.metrics.clone(),
+            handles,
+            started: Instant::now(),
+        }
     }
 }
 

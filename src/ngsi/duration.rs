@@ -6,9 +6,8 @@ use super::ParseError;
 
 /// Parses an ISO 8601 duration. Months count as 30 days and years as 365 days, as Orion does.
 pub fn parse_iso8601(what: &str, text: &str) -> Result<Duration, ParseError> {
-    let parsed = iso8601::duration(text.trim()).map_err(|_| {
-        ParseError::new(format!("{what} `{text}` is not an ISO 8601 duration such as PT1H or P1D"))
-    })?;
+    let parsed = iso8601::duration(text.trim())
+        .map_err(|_| ParseError::new(format!("{what} `{text}` is not an ISO 8601 duration such as PT1H or P1D")))?;
     let duration: Duration = match parsed {
         iso8601::Duration::Weeks(weeks) => Duration::from_secs(u64::from(weeks) * 7 * 86_400),
         iso8601::Duration::YMDHMS { year, month, day, hour, minute, second, millisecond } => {

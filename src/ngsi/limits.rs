@@ -27,15 +27,10 @@ pub fn check_name(what: &str, value: &str) -> Result<(), ParseError> {
     }
     let length = value.chars().count();
     if length > MAX_ID_LEN {
-        return Err(ParseError::new(format!(
-            "{what} is {length} characters long, the limit is {MAX_ID_LEN}"
-        )));
+        return Err(ParseError::new(format!("{what} is {length} characters long, the limit is {MAX_ID_LEN}")));
     }
     if let Some(bad) = value.chars().find(|c| c.is_control()) {
-        return Err(ParseError::new(format!(
-            "{what} contains the control character U+{:04X}",
-            bad as u32
-        )));
+        return Err(ParseError::new(format!("{what} contains the control character U+{:04X}", bad as u32)));
     }
     Ok(())
 }

@@ -4,13 +4,13 @@
 //! Pure: no I/O, no async, no knowledge of HTTP or the store. Everything a client can send is validated here
 //! into typed values, with a [`ParseError`] the API layer turns into its own error format.
 
+pub mod convert;
 pub mod duration;
 pub mod limits;
 pub mod pattern;
 pub mod scope;
 pub mod v1;
 pub mod v9;
-pub mod convert;
 
 /// A client's input could not be accepted; the message says why, in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -38,8 +38,7 @@ impl EntityMatcher {
             limits::check_name("entity id", &entity.id)?;
             IdMatch::Exact(entity.id.clone())
         };
-        let entity_type =
-            (!entity.entity_type.is_empty()).then(|| entity.entity_type.clone());
+        let entity_type = (!entity.entity_type.is_empty()).then(|| entity.entity_type.clone());
         Ok(EntityMatcher { id, entity_type })
     }
 
@@ -125,7 +124,12 @@ fn compile_pattern(pattern: &str) -> Result<IdMatch, ParseError> {
         .dfa_size_limit(MAX_REGEX_SIZE)
         .build()
         .map(IdMatch::Pattern)
-        .map_err(|error| ParseError::new(format!("id pattern `{pattern}` is not a valid regular expression: {}", first_line(&error.to_string()))))
+        .map_err(|error| {
+            ParseError::new(format!(
+                "id pattern `{pattern}` is not a valid regular expression: {}",
+                first_line(&error.to_string())
+            ))
+        })
 }
 
 fn first_line(text: &str) -> String {

@@ -92,7 +92,12 @@ impl ScopeFilter {
 }
 
 /// Keeps the `limit` elements nearest to `landmark`, nearest first; elements without a position go last.
-pub fn keep_nearest<T>(items: &mut Vec<T>, landmark: Point<f64>, limit: usize, element: impl Fn(&T) -> &ContextElement) {
+pub fn keep_nearest<T>(
+    items: &mut Vec<T>,
+    landmark: Point<f64>,
+    limit: usize,
+    element: impl Fn(&T) -> &ContextElement,
+) {
     let distance = |item: &T| {
         entity_positions(element(item))
             .into_iter()
@@ -139,11 +144,13 @@ fn position_of(value: &Value) -> Option<Point<f64>> {
 fn scope_matches(scope: &Scope, element: &ContextElement) -> bool {
     match scope {
         Scope::Everything | Scope::Nearby { .. } => true,
-        Scope::Circle { center, radius_m } => all_positions(element, |position| {
-            Haversine::distance(*center, position) <= *radius_m
-        }),
+        Scope::Circle { center, radius_m } => {
+            all_positions(element, |position| Haversine::distance(*center, position) <= *radius_m)
+        }
         Scope::Polygon(polygon) => all_positions(element, |position| polygon.intersects(&position)),
-        Scope::Rectangle(rect) => all_positions(element, |position| rect.contains(&position) || rect.intersects(&position)),
+        Scope::Rectangle(rect) => {
+            all_positions(element, |position| rect.contains(&position) || rect.intersects(&position))
+        }
         Scope::StringQuery(pairs) => pairs.iter().all(|(key, wanted)| has_value(element, key, wanted)),
     }
 }
@@ -267,9 +274,8 @@ fn compile_scope(scope: &OperationScope) -> Result<Scope, ParseError> {
 }
 
 fn scope_value<T: for<'de> Deserialize<'de>>(scope: &OperationScope, shape: &str) -> Result<T, ParseError> {
-    T::deserialize(&scope.scope_value).map_err(|error| {
-        ParseError::new(format!("{} scope value must look like {shape}: {error}", scope.scope_type))
-    })
+    T::deserialize(&scope.scope_value)
+        .map_err(|error| ParseError::new(format!("{} scope value must look like {shape}: {error}", scope.scope_type)))
 }
 
 fn valid_position(latitude: f64, longitude: f64) -> Result<Point<f64>, ParseError> {
@@ -288,8 +294,7 @@ fn corner(what: &str, text: &str) -> Result<Point<f64>, ParseError> {
         return Err(ParseError::new(format!("{what} must be \"latitude,longitude\", not `{text}`")));
     };
     let parse = |part: &str| {
-        part.parse::<f64>()
-            .map_err(|_| ParseError::new(format!("{what} must be \"latitude,longitude\", not `{text}`")))
+        part.parse::<f64>().map_err(|_| ParseError::new(format!("{what} must be \"latitude,longitude\", not `{text}`")))
     };
     valid_position(parse(latitude)?, parse(longitude)?)
 }
@@ -344,9 +349,15 @@ mod tests {
     #[test]
     fn circle_uses_haversine_metres() {
         let heidelberg = located("h", 49.406393, 8.684208);
-        let near = filter(json!([{"scopeType":"circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":2000}}])).unwrap();
+        let near = filter(
+            json!([{"scopeType":"circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":2000}}]),
+        )
+        .unwrap();
         assert!(near.matches(&heidelberg));
-        let tight = filter(json!([{"scopeType":"Circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":100}}])).unwrap();
+        let tight = filter(
+            json!([{"scopeType":"Circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":100}}]),
+        )
+        .unwrap();
         assert!(!tight.matches(&heidelberg));
         let nowhere = ContextElement::default();
         assert!(!near.matches(&nowhere), "an entity without a position is not inside a circle");
@@ -358,10 +369,13 @@ mod tests {
         let outside = located("out", 10.0, 10.0);
         let polygon = filter(json!([{"scopeType":"polygon","scopeValue":{"vertices":[
             {"latitude":34.0,"longitude":138.0},{"latitude":36.0,"longitude":138.0},
-            {"latitude":36.0,"longitude":140.0},{"latitude":34.0,"longitude":140.0}]}}])).unwrap();
+            {"latitude":36.0,"longitude":140.0},{"latitude":34.0,"longitude":140.0}]}}]))
+        .unwrap();
         assert!(polygon.matches(&inside));
         assert!(!polygon.matches(&outside));
-        let rectangle = filter(json!([{"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"36,138","se_Corner":"34,140"}}])).unwrap();
+        let rectangle =
+            filter(json!([{"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"36,138","se_Corner":"34,140"}}]))
+                .unwrap();
         assert!(rectangle.matches(&inside));
         assert!(!rectangle.matches(&outside));
     }
@@ -369,13 +383,17 @@ mod tests {
     #[test]
     fn string_query_compares_metadata_text() {
         let entity = located("e", 1.0, 1.0);
-        assert!(filter(json!([{"scopeType":"stringQuery","scopeValue":"city=Heidelberg;floor=3"}])).unwrap().matches(&entity));
+        assert!(filter(json!([{"scopeType":"stringQuery","scopeValue":"city=Heidelberg;floor=3"}]))
+            .unwrap()
+            .matches(&entity));
         assert!(!filter(json!([{"scopeType":"stringQuery","scopeValue":"city=Tokyo"}])).unwrap().matches(&entity));
     }
 
     #[test]
     fn nearby_keeps_the_nearest_in_order() {
-        let scopes = filter(json!([{"scopeType":"nearby","scopeValue":{"latitude":35.69,"longitude":139.70,"limit":2}}])).unwrap();
+        let scopes =
+            filter(json!([{"scopeType":"nearby","scopeValue":{"latitude":35.69,"longitude":139.70,"limit":2}}]))
+                .unwrap();
         let (landmark, limit) = scopes.nearby().unwrap();
         assert_eq!(limit, 2);
         let mut items = vec![located("far", 10.0, 10.0), located("near", 35.7, 139.7), located("mid", 40.0, 139.0)];

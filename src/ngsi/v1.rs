@@ -20,12 +20,7 @@ pub struct EntityId {
     #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     pub entity_type: String,
     /// Whether `id` is a pattern. FogFlow omits it when false; Orion-style clients send it as a string.
-    #[serde(
-        rename = "isPattern",
-        default,
-        skip_serializing_if = "is_false",
-        deserialize_with = "bool_or_string"
-    )]
+    #[serde(rename = "isPattern", default, skip_serializing_if = "is_false", deserialize_with = "bool_or_string")]
     pub is_pattern: bool,
 }
 
@@ -101,11 +96,7 @@ impl<'de> Deserialize<'de> for ContextElement {
                 entity_type: raw.entity_type.unwrap_or_default(),
                 is_pattern: raw.is_pattern.unwrap_or(false),
             },
-            (None, None) => {
-                return Err(serde::de::Error::custom(
-                    "context element has neither `entityId` nor `id`",
-                ))
-            }
+            (None, None) => return Err(serde::de::Error::custom("context element has neither `entityId` nor `id`")),
         };
         Ok(ContextElement {
             entity_id,
@@ -183,9 +174,9 @@ impl UpdateContextRequest {
             "UPDATE" => Ok(UpdateAction::Update),
             "APPEND" | "APPEND_STRICT" => Ok(UpdateAction::Append),
             "DELETE" => Ok(UpdateAction::Delete),
-            other => Err(ParseError::new(format!(
-                "unknown updateAction `{other}` (expected UPDATE, APPEND or DELETE)"
-            ))),
+            other => {
+                Err(ParseError::new(format!("unknown updateAction `{other}` (expected UPDATE, APPEND or DELETE)")))
+            }
         }
     }
 }
@@ -357,9 +348,7 @@ fn bool_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<b
     Ok(opt_bool_or_string(deserializer)?.unwrap_or(false))
 }
 
-fn opt_bool_or_string<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<bool>, D::Error> {
+fn opt_bool_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum BoolOrString {
@@ -372,9 +361,7 @@ fn opt_bool_or_string<'de, D: serde::Deserializer<'de>>(
         Some(BoolOrString::Text(text)) => match text.to_ascii_lowercase().as_str() {
             "true" => Ok(Some(true)),
             "false" | "" => Ok(Some(false)),
-            _ => Err(serde::de::Error::custom(format!(
-                "isPattern must be true or false, not `{text}`"
-            ))),
+            _ => Err(serde::de::Error::custom(format!("isPattern must be true or false, not `{text}`"))),
         },
     }
 }

@@ -87,7 +87,8 @@ fn listen_addr(config: &Config, role: Role) -> Option<SocketAddr> {
 
 /// Runs `roles` until `shutdown` fires or one fails.
 pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToken) -> Result<(), RunError> {
-    let missing: Vec<&str> = roles.iter().filter(|role| listen_addr(&config, *role).is_none()).map(Role::as_str).collect();
+    let missing: Vec<&str> =
+        roles.iter().filter(|role| listen_addr(&config, *role).is_none()).map(Role::as_str).collect();
     if !missing.is_empty() {
         return Err(RunError::NotBuilt(missing.join(", ")));
     }
@@ -138,7 +139,12 @@ pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToke
     }
 }
 
-async fn start(role: Role, context: RoleContext, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RoleError> {
+async fn start(
+    role: Role,
+    context: RoleContext,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RoleError> {
     match role {
         Role::Broker => broker::run(context, listener, shutdown).await,
         other => Err(RoleError::Other(format!("role {other} is not built yet"))),

@@ -39,7 +39,13 @@ impl GroupCommit {
     pub(super) fn start(db: sled::Db, options: StoreOptions) -> Arc<GroupCommit> {
         let (sender, state) = watch::channel(FlushState::default());
         let wake = Arc::new((Mutex::new(false), Condvar::new()));
-        let commits = Arc::new(GroupCommit { db, mode: options.durability, tickets: AtomicU64::new(0), wake: wake.clone(), state });
+        let commits = Arc::new(GroupCommit {
+            db,
+            mode: options.durability,
+            tickets: AtomicU64::new(0),
+            wake: wake.clone(),
+            state,
+        });
         if options.durability == Durability::Group {
             let weak = Arc::downgrade(&commits);
             let delay = options.group_commit_delay;
@@ -68,7 +74,9 @@ impl GroupCommit {
         }
         let mut state = self.state.clone();
         let settled = state
-            .wait_for(|state| state.durable >= ticket || state.failed.as_ref().is_some_and(|(failed, _)| *failed >= ticket))
+            .wait_for(|state| {
+                state.durable >= ticket || state.failed.as_ref().is_some_and(|(failed, _)| *failed >= ticket)
+            })
             .await
             .map_err(|_| StoreError::Io("the store flusher stopped".into()))?;
         if settled.durable >= ticket {

@@ -34,7 +34,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The store was written by another format version.
-    #[error("store at {path} has format version {found}, this build reads version {FORMAT_VERSION}; refusing to open it")]
+    #[error(
+        "store at {path} has format version {found}, this build reads version {FORMAT_VERSION}; refusing to open it"
+    )]
     UnsupportedFormat {
         /// The store directory.
         path: PathBuf,
@@ -158,7 +160,10 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
                 .filter(|name| name.as_ref() != META_TREE.as_bytes() && name.as_ref() != b"__sled__default")
                 .any(|name| db.open_tree(name).map(|tree| !tree.is_empty()).unwrap_or(true));
             if has_data || !db.is_empty() {
-                return Err(StoreError::UnsupportedFormat { path: dir.to_path_buf(), found: "none (data without a format version)".into() });
+                return Err(StoreError::UnsupportedFormat {
+                    path: dir.to_path_buf(),
+                    found: "none (data without a format version)".into(),
+                });
             }
             meta.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_bytes())?;
             db.flush()?;
@@ -233,7 +238,8 @@ mod tests {
             tree.insert("a", &vec![1, 2]).unwrap();
             store.commit().await.unwrap();
         }
-        let store = Store::open(dir.path(), StoreOptions { durability: Durability::Flush, ..StoreOptions::default() }).unwrap();
+        let store =
+            Store::open(dir.path(), StoreOptions { durability: Durability::Flush, ..StoreOptions::default() }).unwrap();
         let tree = store.tree::<Vec<u32>>("numbers").unwrap();
         assert_eq!(tree.get("a").unwrap(), Some(vec![1, 2]));
         assert_eq!(tree.iter().count(), 1);

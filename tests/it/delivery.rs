@@ -202,7 +202,7 @@ fn full_queue_of_a_stalled_subscriber_drops_and_counts_without_blocking_updates(
         },
     );
     assert!(
-        metric_sum(&text, &["notification", "drop"]).unwrap() <= 30.0,
-        "{text}"
+        metric_sum(&text, &["notification", "drop"]).unwrap() <= 60.0,
+        "more drops than elements queued (30 updates x 2 subscriptions): {text}"
     );
 }

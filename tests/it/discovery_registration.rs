@@ -1,7 +1,8 @@
 //! The broker's side of discovery (`broker.use_discovery = true`), with a recording sink standing in for
 //! discovery: self-registration as `IoTBroker`/`Broker.001` with its advertised URL, periodic heartbeats,
-//! entity registrations listing the full merged attribute set, and local reads and writes that do not wait
-//! when discovery is closed or stalled.
+//! entity registrations listing the full merged attribute set, unregistration of deleted entities and of the
+//! broker on shutdown, local reads and writes that do not wait when discovery is closed or stalled, and
+//! (re-)registration once discovery comes up or restarts empty (spec §12.17, reliability F12).
 
 use std::time::{Duration, Instant};
 
@@ -212,5 +213,88 @@ fn stalled_discovery_does_not_block_local_reads_and_writes() {
         Duration::from_secs(10),
         "the broker trying discovery",
         |requests| !requests.is_empty(),
+    );
+}
+
+#[test]
+fn deleted_entities_and_the_stopping_broker_are_unregistered() {
+    let discovery = Sink::start();
+    let mut broker = with_discovery_at(discovery.port).start();
+    broker.update_ok(
+        "UPDATE",
+        &[element("Gone.1", "G", &[("v", "integer", json!(1))])],
+    );
+    discovery.wait_until(Duration::from_secs(15), "Gone.1 registered", |requests| {
+        registrations(requests)
+            .iter()
+            .any(|r| registers_entity(r, "Gone.1", "G"))
+    });
+    assert_eq!(broker.delete("/ngsi10/entity/Gone.1").status, 200);
+    discovery.wait_until(Duration::from_secs(15), "Gone.1 unregistered", |requests| {
+        requests
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == "/ngsi9/registration/Gone.1")
+    });
+    let status = broker
+        .terminate(Duration::from_secs(15))
+        .expect("no exit after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        discovery
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == "/ngsi9/registration/Broker.001"),
+        "the broker did not unregister itself on shutdown"
+    );
+}
+
+#[test]
+fn registrations_made_while_discovery_was_down_arrive_once_it_is_up() {
+    let port = free_port();
+    let broker = with_discovery_at(port).start();
+    broker.update_ok(
+        "UPDATE",
+        &[element("Early.1", "E", &[("v", "integer", json!(1))])],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let discovery = Sink::on_port(port, Reply::Ok);
+    discovery.wait_until(
+        Duration::from_secs(30),
+        "the broker and Early.1 registered after discovery came up",
+        |requests| {
+            let all = registrations(requests);
+            all.iter()
+                .any(|r| registers_entity(r, "Broker.001", "IoTBroker"))
+                && all.iter().any(|r| registers_entity(r, "Early.1", "E"))
+        },
+    );
+}
+
+#[test]
+fn broker_re_registers_everything_after_discovery_restarts_empty() {
+    let port = free_port();
+    let first = Sink::on_port(port, Reply::Ok);
+    let broker = with_discovery_at(port).start();
+    broker.update_ok(
+        "UPDATE",
+        &[element("Kept.1", "K", &[("v", "integer", json!(1))])],
+    );
+    first.wait_until(Duration::from_secs(15), "Kept.1 registered", |requests| {
+        registrations(requests)
+            .iter()
+            .any(|r| registers_entity(r, "Kept.1", "K"))
+    });
+    drop(first);
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = Sink::on_port(port, Reply::Ok);
+    second.wait_until(
+        Duration::from_secs(20),
+        "the broker and Kept.1 registered again with the restarted discovery",
+        |requests| {
+            let all = registrations(requests);
+            all.iter()
+                .any(|r| registers_entity(r, "Broker.001", "IoTBroker"))
+                && all.iter().any(|r| registers_entity(r, "Kept.1", "K"))
+        },
     );
 }

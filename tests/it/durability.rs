@@ -1,6 +1,6 @@
 //! Durability across a crash: whatever was acknowledged with 200 (entities, attribute merges, deletions,
 //! subscriptions, cancellations) is there after `kill -9` and a restart on the same data directory, and the
-//! restored subscription notifies again.
+//! restored subscription notifies again. A store of a newer format is refused and left as it was.
 
 use std::time::Duration;
 
@@ -176,5 +176,48 @@ fn flush_durability_mode_also_survives_kill_9() {
     assert_eq!(
         attr(&broker.get("/ngsi10/entity/Flush.1").json(), "v"),
         Some(json!(1))
+    );
+}
+
+/// Sets `meta/format_version` of the stopped broker's sled store to `version`.
+fn set_format_version(broker: &Broker, version: &str) {
+    let db = sled::open(broker.data_dir().join("broker")).expect("open the broker's sled store");
+    db.open_tree("meta")
+        .expect("meta tree")
+        .insert("format_version", version.as_bytes())
+        .expect("write format_version");
+    db.flush().expect("flush");
+}
+
+#[test]
+fn store_of_a_newer_format_is_refused_and_left_intact() {
+    let mut broker = Broker::start();
+    broker.update_ok(
+        "UPDATE",
+        &[element("Old.1", "O", &[("v", "integer", json!(1))])],
+    );
+    let status = broker
+        .terminate(Duration::from_secs(15))
+        .expect("no exit after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    set_format_version(&broker, "99");
+
+    let status = broker.restart_expecting_exit();
+    assert!(
+        !status.success(),
+        "a store of format 99 was opened: {status}"
+    );
+    let log = broker.log();
+    assert!(
+        log.contains("99") && log.contains("format"),
+        "the refusal does not say why:\n{log}"
+    );
+
+    set_format_version(&broker, "1");
+    broker.restart();
+    assert_eq!(
+        attr(&broker.get("/ngsi10/entity/Old.1").json(), "v"),
+        Some(json!(1)),
+        "the refused store was altered"
     );
 }

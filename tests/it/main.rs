@@ -14,5 +14,6 @@ mod ngsi10_query;
 mod ngsi10_subscribe;
 mod ngsi10_update;
 mod notifications;
+mod relay;
 mod shutdown;
 mod subscription_lifetime;

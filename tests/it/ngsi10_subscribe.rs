@@ -167,3 +167,61 @@ fn subscription_answer_echoes_duration_and_throttling() {
         "{answer}"
     );
 }
+
+#[test]
+fn subscriptions_only_see_their_own_tenant() {
+    let broker = Broker::start();
+    let sink = Sink::start();
+    let tenant_a = [("Fiware-Service", "tenanta")];
+    let sid_a = broker.subscribe_ok_with(
+        &json!({"entities":[{"id":"TN.*","isPattern":true}],"reference":format!("{}/a", sink.url())}),
+        &tenant_a,
+    );
+    broker.subscribe_ok(
+        &json!({"entities":[{"id":"TN.*","isPattern":true}],"reference":format!("{}/default", sink.url())}),
+    );
+    broker.update_ok_with(
+        "UPDATE",
+        &[element("TN.b", "T", &[("v", "integer", json!(1))])],
+        &[("Fiware-Service", "tenantb")],
+    );
+    broker.update_ok_with(
+        "UPDATE",
+        &[element("TN.a", "T", &[("v", "integer", json!(2))])],
+        &tenant_a,
+    );
+    broker.update_ok(
+        "UPDATE",
+        &[element("TN.d", "T", &[("v", "integer", json!(3))])],
+    );
+    sink.wait_until(
+        Duration::from_secs(10),
+        "both tenants notified",
+        |requests| {
+            requests.iter().any(|r| r.path == "/a/notifyContext")
+                && requests.iter().any(|r| r.path == "/default/notifyContext")
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = |path: &str| -> Vec<String> {
+        sink.requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .flat_map(|r| crate::common::ids(&r.json()))
+            .collect()
+    };
+    assert_eq!(seen("/a/notifyContext"), ["TN.a"]);
+    assert_eq!(seen("/default/notifyContext"), ["TN.d"]);
+    let own = broker.request(
+        "GET",
+        &format!("/ngsi10/subscription/{sid_a}"),
+        None,
+        &tenant_a,
+    );
+    assert_eq!(own.status, 200, "{own:?}");
+    assert_eq!(
+        broker.get(&format!("/ngsi10/subscription/{sid_a}")).status,
+        404,
+        "the default tenant sees tenanta's subscription"
+    );
+}

@@ -332,3 +332,67 @@ fn entities_are_separated_by_fiware_service_tenant() {
         "the default tenant does not see tenanta's entity"
     );
 }
+
+#[test]
+fn concurrent_updates_of_one_entity_lose_no_attribute() {
+    let broker = Broker::start();
+    std::thread::scope(|scope| {
+        for writer in 0..4 {
+            let broker = &broker;
+            scope.spawn(move || {
+                for n in 0..20 {
+                    let name = format!("a{writer}");
+                    broker.update_ok(
+                        "UPDATE",
+                        &[element(
+                            "Shared.1",
+                            "S",
+                            &[(name.as_str(), "integer", json!(n))],
+                        )],
+                    );
+                }
+            });
+        }
+    });
+    let entity = broker.get("/ngsi10/entity/Shared.1").json();
+    assert_eq!(attr_names(&entity), ["a0", "a1", "a2", "a3"], "{entity}");
+    for writer in 0..4 {
+        assert_eq!(
+            attr(&entity, &format!("a{writer}")),
+            Some(json!(19)),
+            "{entity}"
+        );
+    }
+}
+
+#[test]
+fn ids_with_colons_and_encoded_characters_round_trip() {
+    let broker = Broker::start();
+    broker.update_ok(
+        "UPDATE",
+        &[element(
+            "urn:ngsi-ld:Vehicle:A100",
+            "Vehicle",
+            &[("speed", "float", json!(80.5))],
+        )],
+    );
+    let entity = broker.get("/ngsi10/entity/urn:ngsi-ld:Vehicle:A100");
+    assert_eq!(entity.status, 200, "{entity:?}");
+    assert_eq!(entity.json()["entityId"]["id"], "urn:ngsi-ld:Vehicle:A100");
+    assert_eq!(
+        broker
+            .get("/ngsi10/entity/urn%3Angsi-ld%3AVehicle%3AA100/speed")
+            .status,
+        200
+    );
+    assert_eq!(
+        broker
+            .delete("/ngsi10/entity/urn:ngsi-ld:Vehicle:A100")
+            .status,
+        200
+    );
+    assert_eq!(
+        broker.get("/ngsi10/entity/urn:ngsi-ld:Vehicle:A100").status,
+        404
+    );
+}

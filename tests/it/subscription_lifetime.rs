@@ -157,3 +157,34 @@ fn subscription_without_duration_does_not_expire_quickly() {
         200
     );
 }
+
+#[test]
+fn subscription_expiry_time_survives_a_restart() {
+    let mut broker = Broker::start();
+    let started = Instant::now();
+    let sid = broker.subscribe_ok(
+        &json!({"entities":[{"id":"Short.2"}],"reference":"http://127.0.0.1:9","duration":"PT6S"}),
+    );
+    broker.kill9();
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
+    broker.restart();
+    assert_eq!(
+        broker.get(&format!("/ngsi10/subscription/{sid}")).status,
+        200,
+        "the subscription did not survive the restart"
+    );
+    crate::common::wait_until(
+        Duration::from_secs(12),
+        "the PT6S subscription to expire after a restart",
+        || (broker.get(&format!("/ngsi10/subscription/{sid}")).status == 404).then_some(()),
+    );
+    let expired_after = started.elapsed();
+    assert!(
+        expired_after >= Duration::from_millis(5500),
+        "expired before its duration: {expired_after:?}"
+    );
+    assert!(
+        expired_after < Duration::from_secs(9),
+        "expired {expired_after:?} after creation: the 6 s duration restarted with the process"
+    );
+}

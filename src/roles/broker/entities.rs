@@ -129,7 +129,12 @@ impl Entities {
     }
 
     /// Validates every element, then applies them in order and makes the result durable before returning.
-    pub async fn apply_update(&self, tenant: &str, elements: &[ContextElement], action: UpdateAction) -> Result<Vec<ElementOutcome>, RepoError> {
+    pub async fn apply_update(
+        &self,
+        tenant: &str,
+        elements: &[ContextElement],
+        action: UpdateAction,
+    ) -> Result<Vec<ElementOutcome>, RepoError> {
         validate_update(elements, action)?;
         let mut outcomes = Vec::with_capacity(elements.len());
         for element in elements {
@@ -145,7 +150,10 @@ impl Entities {
 
     /// Deletes one entity and makes that durable; None when it did not exist.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<Option<EntityChange>, RepoError> {
-        let element = ContextElement { entity_id: crate::ngsi::v1::EntityId { id: id.into(), ..Default::default() }, ..Default::default() };
+        let element = ContextElement {
+            entity_id: crate::ngsi::v1::EntityId { id: id.into(), ..Default::default() },
+            ..Default::default()
+        };
         let outcome = self.delete_element(tenant, &element)?;
         self.store.commit().await?;
         Ok(match outcome {
@@ -158,7 +166,12 @@ impl Entities {
         let key = entity_key(tenant, &element.entity_id.id);
         let now = now_millis();
         let mut slot = self.map.entry(key.clone()).or_insert_with(|| {
-            Arc::new(StoredEntity { tenant: tenant.to_string(), element: ContextElement::default(), created_at: 0, modified_at: 0 })
+            Arc::new(StoredEntity {
+                tenant: tenant.to_string(),
+                element: ContextElement::default(),
+                created_at: 0,
+                modified_at: 0,
+            })
         });
         let existing = slot.value().clone();
         let before = (existing.created_at != 0).then(|| existing.clone());
@@ -194,7 +207,12 @@ impl Entities {
             self.tree.remove(&key)?;
             self.map.remove(&key);
             let touched = before.element.attributes.iter().map(|a| a.name.clone()).collect();
-            return Ok(ElementOutcome::Applied(EntityChange { before: Some(before), after: None, touched, registration_changed: true }));
+            return Ok(ElementOutcome::Applied(EntityChange {
+                before: Some(before),
+                after: None,
+                touched,
+                registration_changed: true,
+            }));
         }
         let Some(mut slot) = self.map.get_mut(&key) else {
             return Ok(ElementOutcome::NotFound(format!("entity `{id}` does not exist")));
@@ -206,16 +224,34 @@ impl Entities {
         }
         let mut remaining = before.element.clone();
         remaining.attributes.retain(|attribute| !names.contains(&attribute.name.as_str()));
-        let stored = Arc::new(StoredEntity { tenant: tenant.to_string(), element: remaining, created_at: before.created_at, modified_at: now_millis() });
+        let stored = Arc::new(StoredEntity {
+            tenant: tenant.to_string(),
+            element: remaining,
+            created_at: before.created_at,
+            modified_at: now_millis(),
+        });
         self.tree.insert(&key, &stored)?;
         *slot.value_mut() = stored.clone();
         let touched = names.iter().map(|name| name.to_string()).collect();
-        Ok(ElementOutcome::Applied(EntityChange { before: Some(before), after: Some(stored), touched, registration_changed: true }))
+        Ok(ElementOutcome::Applied(EntityChange {
+            before: Some(before),
+            after: Some(stored),
+            touched,
+            registration_changed: true,
+        }))
     }
 
     /// Entities of `tenant` selected by `selector` and `scopes` that have every attribute in `attributes`,
     /// projected to those attributes, ordered by id (or by distance for `nearby`), paged.
-    pub fn query(&self, tenant: &str, selector: &EntitySelector, scopes: &ScopeFilter, attributes: &[String], offset: usize, limit: usize) -> QueryPage {
+    pub fn query(
+        &self,
+        tenant: &str,
+        selector: &EntitySelector,
+        scopes: &ScopeFilter,
+        attributes: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> QueryPage {
         let candidates: Vec<Arc<StoredEntity>> = match selector.exact_ids() {
             Some(ids) => {
                 let mut found: Vec<Arc<StoredEntity>> = Vec::new();
@@ -271,7 +307,10 @@ fn validate_update(elements: &[ContextElement], action: UpdateAction) -> Result<
         return Err(ParseError::new("contextElements is empty"));
     }
     if elements.len() > MAX_ELEMENTS_PER_REQUEST {
-        return Err(ParseError::new(format!("{} context elements, the limit is {MAX_ELEMENTS_PER_REQUEST}", elements.len())));
+        return Err(ParseError::new(format!(
+            "{} context elements, the limit is {MAX_ELEMENTS_PER_REQUEST}",
+            elements.len()
+        )));
     }
     for element in elements {
         let entity = &element.entity_id;
@@ -281,7 +320,11 @@ fn validate_update(elements: &[ContextElement], action: UpdateAction) -> Result<
         limits::check_name("entity id", &entity.id)?;
         limits::check_optional_name("entity type", &entity.entity_type)?;
         if element.attributes.len() > MAX_ATTRIBUTES_PER_ENTITY {
-            return Err(ParseError::new(format!("entity `{}` has {} attributes, the limit is {MAX_ATTRIBUTES_PER_ENTITY}", entity.id, element.attributes.len())));
+            return Err(ParseError::new(format!(
+                "entity `{}` has {} attributes, the limit is {MAX_ATTRIBUTES_PER_ENTITY}",
+                entity.id,
+                element.attributes.len()
+            )));
         }
         for attribute in &element.attributes {
             limits::check_name("attribute name", &attribute.name)?;
@@ -371,18 +414,31 @@ mod tests {
 
     #[test]
     fn merge_replaces_by_name_and_reports_registration_changes() {
-        let stored = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","type":"integer","value":1},{"name":"b","type":"string","value":"x"}],
-            "domainMetadata":[{"name":"city","type":"string","value":"Heidelberg"}]}));
-        let (merged, changed) = merge(&stored, &element(json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"integer","value":2}]})));
+        let stored = element(
+            json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","type":"integer","value":1},{"name":"b","type":"string","value":"x"}],
+            "domainMetadata":[{"name":"city","type":"string","value":"Heidelberg"}]}),
+        );
+        let (merged, changed) = merge(
+            &stored,
+            &element(json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"integer","value":2}]})),
+        );
         assert!(!changed);
         assert_eq!(merged.attributes[0].value, json!(2));
         assert_eq!(merged.attributes[1].value, json!("x"));
         assert_eq!(merged.entity_id.entity_type, "T");
-        let (merged, changed) = merge(&stored, &element(json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"float","value":2.5},{"name":"c","value":true}]})));
+        let (merged, changed) = merge(
+            &stored,
+            &element(
+                json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"float","value":2.5},{"name":"c","value":true}]}),
+            ),
+        );
         assert!(changed);
         assert_eq!(merged.attributes[0].attribute_type, "float");
         assert_eq!(merged.attributes.len(), 3);
-        let (_, changed) = merge(&stored, &element(json!({"entityId":{"id":"e"},"domainMetadata":[{"name":"city","type":"string","value":"Tokyo"}]})));
+        let (_, changed) = merge(
+            &stored,
+            &element(json!({"entityId":{"id":"e"},"domainMetadata":[{"name":"city","type":"string","value":"Tokyo"}]})),
+        );
         assert!(changed);
     }
 
@@ -404,8 +460,15 @@ mod tests {
         let first = element(json!({"entityId":{"id":"Device.1","type":"T"},"attributes":[{"name":"temp","value":1}]}));
         let second = element(json!({"entityId":{"id":"Device.2","type":"T"},"attributes":[{"name":"hum","value":2}]}));
         let outcomes = entities.apply_update("", &[first, second], UpdateAction::Update).await.unwrap();
-        assert!(matches!(&outcomes[0], ElementOutcome::Applied(change) if change.before.is_none() && change.registration_changed));
-        let selector = EntitySelector::compile(&[crate::ngsi::v1::EntityId { id: "Device.*".into(), entity_type: String::new(), is_pattern: true }]).unwrap();
+        assert!(
+            matches!(&outcomes[0], ElementOutcome::Applied(change) if change.before.is_none() && change.registration_changed)
+        );
+        let selector = EntitySelector::compile(&[crate::ngsi::v1::EntityId {
+            id: "Device.*".into(),
+            entity_type: String::new(),
+            is_pattern: true,
+        }])
+        .unwrap();
         let page = entities.query("", &selector, &ScopeFilter::default(), &[], 0, 10);
         assert_eq!(page.total, 2);
         let page = entities.query("", &selector, &ScopeFilter::default(), &["temp".to_string()], 0, 10);

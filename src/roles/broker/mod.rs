@@ -48,7 +48,12 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
 
     let tasks = TaskTracker::new();
     let background = CancellationToken::new();
-    let notifier = Notifier::new(&config.broker.notification, NotifierMetrics::register(&ctx.metrics), tasks.clone(), background.clone());
+    let notifier = Notifier::new(
+        &config.broker.notification,
+        NotifierMetrics::register(&ctx.metrics),
+        tasks.clone(),
+        background.clone(),
+    );
     let registrar = config.broker.use_discovery.then(|| {
         let http = HttpClient::new(Duration::from_secs(2), Duration::from_secs(5));
         let identity = BrokerIdentity {

@@ -77,8 +77,16 @@ impl NotifierMetrics {
         let own = NotifierMetrics::default();
         metrics.register("broker_notifications_sent", "Notification requests delivered", own.sent.clone());
         metrics.register("broker_notifications_failed", "Notification attempts that failed", own.failed.clone());
-        metrics.register("broker_notifications_dropped", "Notified elements dropped because a queue was full", own.dropped.clone());
-        metrics.register("broker_notification_queue_depth", "Elements waiting in notification queues", own.queued.clone());
+        metrics.register(
+            "broker_notifications_dropped",
+            "Notified elements dropped because a queue was full",
+            own.dropped.clone(),
+        );
+        metrics.register(
+            "broker_notification_queue_depth",
+            "Elements waiting in notification queues",
+            own.queued.clone(),
+        );
         own
     }
 }
@@ -213,8 +221,14 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier whose tasks stop when `shutdown` fires.
-    pub fn new(config: &NotificationConfig, metrics: NotifierMetrics, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
-        let http = HttpClient::new(Duration::from_millis(config.connect_timeout_ms), Duration::from_millis(config.timeout_ms));
+    pub fn new(
+        config: &NotificationConfig,
+        metrics: NotifierMetrics,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let http =
+            HttpClient::new(Duration::from_millis(config.connect_timeout_ms), Duration::from_millis(config.timeout_ms));
         Notifier { http, config: config.clone(), metrics, tasks, shutdown }
     }
 
@@ -323,14 +337,20 @@ fn build_request(target: &Target, batch: &[Pending]) -> (String, HeaderMap, Byte
                 subscription_id: target.subscription_id.clone(),
                 originator: String::new(),
                 context_responses: elements
-                    .map(|element| ContextElementResponse { context_element: element.clone(), status_code: StatusCode::ok() })
+                    .map(|element| ContextElementResponse {
+                        context_element: element.clone(),
+                        status_code: StatusCode::ok(),
+                    })
                     .collect(),
             };
             (format!("{}/notifyContext", target.reference), serde_json::to_vec(&request))
         }
         Destination::NgsiV2 => {
             let data: Vec<_> = elements.map(to_ngsiv2).collect();
-            (target.reference.clone(), serde_json::to_vec(&json!({ "subscriptionId": target.subscription_id, "data": data })))
+            (
+                target.reference.clone(),
+                serde_json::to_vec(&json!({ "subscriptionId": target.subscription_id, "data": data })),
+            )
         }
         Destination::NgsiLd => {
             headers.insert(http::header::LINK, HeaderValue::from_static(LD_CORE_CONTEXT_LINK));
@@ -351,24 +371,36 @@ mod tests {
 
     fn pending(id: &str, correlator: Option<&str>) -> Pending {
         Pending {
-            element: ContextElement { entity_id: EntityId { id: id.into(), ..EntityId::default() }, ..ContextElement::default() },
+            element: ContextElement {
+                entity_id: EntityId { id: id.into(), ..EntityId::default() },
+                ..ContextElement::default()
+            },
             correlator: correlator.map(str::to_string),
         }
     }
 
     fn target(destination: Destination) -> Target {
-        Target { subscription_id: "s1".into(), reference: "http://127.0.0.1:9/sink".into(), destination, ld_tenant: "t".into(), reliable: false, throttling: None }
+        Target {
+            subscription_id: "s1".into(),
+            reference: "http://127.0.0.1:9/sink".into(),
+            destination,
+            ld_tenant: "t".into(),
+            reliable: false,
+            throttling: None,
+        }
     }
 
     #[test]
     fn v1_batches_go_to_notify_context_with_a_shared_correlator() {
-        let (url, headers, body) = build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", Some("c"))]);
+        let (url, headers, body) =
+            build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", Some("c"))]);
         assert_eq!(url, "http://127.0.0.1:9/sink/notifyContext");
         assert_eq!(headers.get("fiware-correlator").unwrap(), "c");
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["subscriptionId"], "s1");
         assert_eq!(body["contextResponses"][1]["contextElement"]["entityId"]["id"], "b");
-        let (_, headers, _) = build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", None)]);
+        let (_, headers, _) =
+            build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", None)]);
         assert!(headers.get("fiware-correlator").is_none());
     }
 

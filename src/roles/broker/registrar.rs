@@ -51,7 +51,12 @@ pub struct BrokerIdentity {
 
 impl Registrar {
     /// Starts the background loop; it stops when `shutdown` fires, after unregistering the broker.
-    pub fn start(client: DiscoveryClient, identity: BrokerIdentity, tasks: &tokio_util::task::TaskTracker, shutdown: CancellationToken) -> Registrar {
+    pub fn start(
+        client: DiscoveryClient,
+        identity: BrokerIdentity,
+        tasks: &tokio_util::task::TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Registrar {
         let registrar = Registrar { pending: Arc::new(Mutex::new(HashMap::new())), wake: Arc::new(Notify::new()) };
         let inbox = registrar.clone();
         tasks.spawn(async move { inbox.run(client, identity, shutdown).await });
@@ -121,7 +126,13 @@ impl Registrar {
     }
 
     /// One round: register the broker if needed, heartbeat when due, then send every pending registration.
-    async fn round(&self, client: &DiscoveryClient, identity: &BrokerIdentity, broker_registered: &mut bool, next_heartbeat: &mut tokio::time::Instant) -> Result<(), crate::clients::discovery::DiscoveryError> {
+    async fn round(
+        &self,
+        client: &DiscoveryClient,
+        identity: &BrokerIdentity,
+        broker_registered: &mut bool,
+        next_heartbeat: &mut tokio::time::Instant,
+    ) -> Result<(), crate::clients::discovery::DiscoveryError> {
         if !*broker_registered {
             client.register_context(&broker_registration(identity)).await?;
             *broker_registered = true;
@@ -143,7 +154,9 @@ impl Registrar {
             };
             let Some((id, item)) = next else { return Ok(()) };
             match &item {
-                Pending::Register(element) => client.register_context(&entity_registration(element, &identity.url)).await?,
+                Pending::Register(element) => {
+                    client.register_context(&entity_registration(element, &identity.url)).await?
+                }
                 Pending::Unregister => client.delete_registration(&id).await?,
             }
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,11 +192,19 @@ fn broker_registration(identity: &BrokerIdentity) -> RegisterContextRequest {
 fn entity_registration(element: &ContextElement, broker_url: &str) -> RegisterContextRequest {
     RegisterContextRequest {
         context_registrations: vec![ContextRegistration {
-            entities: vec![EntityId { id: element.entity_id.id.clone(), entity_type: element.entity_id.entity_type.clone(), is_pattern: false }],
+            entities: vec![EntityId {
+                id: element.entity_id.id.clone(),
+                entity_type: element.entity_id.entity_type.clone(),
+                is_pattern: false,
+            }],
             attributes: element
                 .attributes
                 .iter()
-                .map(|a| ContextRegistrationAttribute { name: a.name.clone(), attribute_type: a.attribute_type.clone(), is_domain: false })
+                .map(|a| ContextRegistrationAttribute {
+                    name: a.name.clone(),
+                    attribute_type: a.attribute_type.clone(),
+                    is_domain: false,
+                })
                 .collect(),
             context_metadata: element.domain_metadata.clone(),
             providing_application: broker_url.into(),
@@ -200,7 +221,8 @@ mod tests {
     fn entity_registration_lists_every_attribute_and_the_broker_url() {
         let element: ContextElement = serde_json::from_value(json!({"entityId":{"id":"e","type":"T"},
             "attributes":[{"name":"a","type":"integer","value":1},{"name":"b","value":2}],
-            "domainMetadata":[{"name":"location","type":"point","value":{"latitude":1.0,"longitude":2.0}}]})).unwrap();
+            "domainMetadata":[{"name":"location","type":"point","value":{"latitude":1.0,"longitude":2.0}}]}))
+        .unwrap();
         let request = entity_registration(&element, "http://h:8070/ngsi10");
         let body = serde_json::to_value(&request).unwrap();
         let registration = &body["contextRegistrations"][0];

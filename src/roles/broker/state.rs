@@ -16,8 +16,8 @@ use crate::http::Readiness;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::ScopeFilter;
 use crate::ngsi::v1::{
-    ContextElement, ContextElementResponse, QueryContextRequest, StatusCode, SubscribeContextRequest, UpdateContextRequest,
-    UpdateContextResponse,
+    ContextElement, ContextElementResponse, QueryContextRequest, StatusCode, SubscribeContextRequest,
+    UpdateContextRequest, UpdateContextResponse,
 };
 use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
@@ -138,7 +138,9 @@ impl BrokerState {
             let (_, record) = entry?;
             match CompiledSubscription::compile(record.clone()) {
                 Ok(compiled) => state.activate(compiled),
-                Err(error) => tracing::error!(subscription = %record.id, %error, "stored subscription cannot be compiled; skipping it"),
+                Err(error) => {
+                    tracing::error!(subscription = %record.id, %error, "stored subscription cannot be compiled; skipping it")
+                }
             }
         }
         if let Some(registrar) = &state.registrar {
@@ -147,7 +149,11 @@ impl BrokerState {
             }
         }
         state.refresh_gauges();
-        tracing::info!(entities = state.entities.len(), subscriptions = state.subscriptions.len(), "broker state loaded");
+        tracing::info!(
+            entities = state.entities.len(),
+            subscriptions = state.subscriptions.len(),
+            "broker state loaded"
+        );
         Ok(state)
     }
 
@@ -163,7 +169,11 @@ impl BrokerState {
     }
 
     /// Applies an `updateContext` and answers with one status per element.
-    pub async fn update(&self, meta: &RequestMeta, request: &UpdateContextRequest) -> Result<UpdateContextResponse, BrokerError> {
+    pub async fn update(
+        &self,
+        meta: &RequestMeta,
+        request: &UpdateContextRequest,
+    ) -> Result<UpdateContextResponse, BrokerError> {
         let action = request.action()?;
         let outcomes = self.entities.apply_update(&meta.tenant, &request.context_elements, action).await?;
         let mut responses = Vec::with_capacity(outcomes.len());
@@ -218,7 +228,13 @@ impl BrokerState {
     }
 
     /// Answers a `queryContext` page.
-    pub fn query(&self, tenant: &str, request: &QueryContextRequest, offset: usize, limit: Option<usize>) -> Result<QueryPage, BrokerError> {
+    pub fn query(
+        &self,
+        tenant: &str,
+        request: &QueryContextRequest,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<QueryPage, BrokerError> {
         let selector = EntitySelector::compile(&request.entities)?;
         let scopes = ScopeFilter::compile(request.restriction.as_ref())?;
         for name in &request.attributes {
@@ -228,7 +244,9 @@ impl BrokerState {
             None => self.max_query_results,
             Some(0) => return Err(ParseError::new("limit must be at least 1").into()),
             Some(limit) if limit > self.max_query_results => {
-                return Err(ParseError::new(format!("limit {limit} is over the maximum of {}", self.max_query_results)).into())
+                return Err(
+                    ParseError::new(format!("limit {limit} is over the maximum of {}", self.max_query_results)).into()
+                )
             }
             Some(limit) => limit,
         };
@@ -287,7 +305,8 @@ impl BrokerState {
 
     /// Every subscription of a tenant.
     pub fn subscriptions(&self, tenant: &str) -> Vec<Arc<LiveSubscription>> {
-        let mut all: Vec<_> = self.subscriptions.all().into_iter().filter(|live| live.compiled.record.tenant == tenant).collect();
+        let mut all: Vec<_> =
+            self.subscriptions.all().into_iter().filter(|live| live.compiled.record.tenant == tenant).collect();
         all.sort_by_key(|live| live.compiled.record.created_at);
         all
     }
@@ -319,7 +338,9 @@ impl BrokerState {
                 let record = &live.compiled.record;
                 match self.unsubscribe(&record.tenant, &record.id).await {
                     Ok(_) => tracing::info!(subscription = %record.id, "subscription expired and was removed"),
-                    Err(error) => tracing::warn!(subscription = %record.id, %error, "cannot remove an expired subscription yet"),
+                    Err(error) => {
+                        tracing::warn!(subscription = %record.id, %error, "cannot remove an expired subscription yet")
+                    }
                 }
             }
         }

@@ -107,13 +107,14 @@ fn validate_reference(reference: &str) -> Result<(), ParseError> {
     if reference.len() > 2048 {
         return Err(ParseError::new("reference is longer than 2048 characters"));
     }
-    let uri: http::Uri = reference
-        .parse()
-        .map_err(|_| ParseError::new(format!("reference `{reference}` is not a valid URL")))?;
+    let uri: http::Uri =
+        reference.parse().map_err(|_| ParseError::new(format!("reference `{reference}` is not a valid URL")))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            return Err(ParseError::new("https references are not supported yet: use http or terminate TLS in front of the subscriber"))
+            return Err(ParseError::new(
+                "https references are not supported yet: use http or terminate TLS in front of the subscriber",
+            ))
         }
         _ => return Err(ParseError::new(format!("reference `{reference}` must be an http:// URL"))),
     }
@@ -128,7 +129,8 @@ impl CompiledSubscription {
     pub fn compile(record: SubscriptionRecord) -> Result<Self, ParseError> {
         let selector = EntitySelector::compile(&record.request.entities)?;
         let scopes = ScopeFilter::compile(record.request.restriction.as_ref())?;
-        let triggers = record.request.notify_conditions.iter().flat_map(|c| c.cond_value_list.iter().cloned()).collect();
+        let triggers =
+            record.request.notify_conditions.iter().flat_map(|c| c.cond_value_list.iter().cloned()).collect();
         let throttling = if record.request.throttling.is_empty() {
             None
         } else {
@@ -151,7 +153,12 @@ impl CompiledSubscription {
     }
 
     /// The element to notify for `change`, or None when this subscription is not concerned.
-    pub fn notification_for(&self, tenant: &str, change: &EntityChange, correlator: Option<&str>) -> Option<ContextElement> {
+    pub fn notification_for(
+        &self,
+        tenant: &str,
+        change: &EntityChange,
+        correlator: Option<&str>,
+    ) -> Option<ContextElement> {
         let own = self.record.subscriber.correlator.as_str();
         if !own.is_empty() && correlator == Some(own) {
             return None;
@@ -163,10 +170,9 @@ impl CompiledSubscription {
             (Some(after), _) => {
                 self.selects(tenant, &after.element).then(|| project(&after.element, &self.record.request.attributes))
             }
-            (None, Some(before)) => self.selects(tenant, &before.element).then(|| ContextElement {
-                entity_id: before.element.entity_id.clone(),
-                ..ContextElement::default()
-            }),
+            (None, Some(before)) => self
+                .selects(tenant, &before.element)
+                .then(|| ContextElement { entity_id: before.element.entity_id.clone(), ..ContextElement::default() }),
             (None, None) => None,
         }
     }
@@ -265,12 +271,18 @@ mod tests {
                    "notifyConditions":[{"type":"ONCHANGE","condValueList":["temp"]}]}),
             "loop",
         );
-        let update = change(json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}), &["temp"]);
+        let update = change(
+            json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}),
+            &["temp"],
+        );
         let element = sub.notification_for("", &update, None).unwrap();
         assert_eq!(element.attributes.len(), 1);
         assert!(sub.notification_for("", &update, Some("loop")).is_none());
         assert!(sub.notification_for("", &update, Some("other")).is_some());
-        let humidity_only = change(json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":3}]}), &["hum"]);
+        let humidity_only = change(
+            json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":3}]}),
+            &["hum"],
+        );
         assert!(sub.notification_for("", &humidity_only, None).is_none());
         let lacking = change(json!({"entityId":{"id":"Device.2"},"attributes":[{"name":"hum","value":2}]}), &["temp"]);
         assert!(sub.notification_for("", &lacking, None).is_none());

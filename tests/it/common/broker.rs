@@ -114,6 +114,16 @@ impl Broker {
     }
 
     fn spawn_and_wait(&mut self) {
+        if let Some(status) = self.spawn_until_ready_or_exit() {
+            panic!(
+                "broker exited during start-up with {status}; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Spawns the process and waits until it is ready (`None`) or has exited (its status).
+    fn spawn_until_ready_or_exit(&mut self) -> Option<ExitStatus> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -151,14 +161,12 @@ impl Broker {
                 .as_mut()
                 .and_then(|child| child.try_wait().expect("try_wait"))
             {
-                panic!(
-                    "broker exited during start-up with {status}; log:\n{}",
-                    self.log()
-                );
+                self.child = None;
+                return Some(status);
             }
             if let Ok(response) = probe.get(&self.url("/ready")).call() {
                 if response.status() == 200 {
-                    return;
+                    return None;
                 }
             }
             if Instant::now() > deadline {
@@ -207,6 +215,20 @@ impl Broker {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Starts the broker again on the same data directory and expects it to refuse to start: returns its exit
+    /// status (panics if it becomes ready instead).
+    pub fn restart_expecting_exit(&mut self) -> ExitStatus {
+        assert!(self.child.is_none(), "stop the broker before restarting it");
+        self.port = free_port();
+        match self.spawn_until_ready_or_exit() {
+            Some(status) => status,
+            None => panic!(
+                "the broker started although it should have refused to; log:\n{}",
+                self.log()
+            ),
         }
     }
 

@@ -76,7 +76,12 @@ impl Sink {
 
     /// A sink answering as `reply` says.
     pub fn with_reply(reply: Reply) -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        Sink::on_port(0, reply)
+    }
+
+    /// A sink on a given port of 127.0.0.1 (0: any free port).
+    pub fn on_port(port: u16, reply: Reply) -> Sink {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind sink");
         let port = listener.local_addr().expect("sink addr").port();
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),

@@ -14,13 +14,17 @@ use super::headers::request_meta;
 use crate::http::read_json;
 use crate::ngsi::v1::{
     ContextElementResponse, NotifyContextRequest, NotifyContextResponse, QueryContextRequest, QueryContextResponse,
-    StatusCode as NgsiStatus, SubscribeContextRequest, SubscribeContextResponse, SubscribeResponse, UnsubscribeContextRequest,
-    UnsubscribeContextResponse, UpdateContextRequest,
+    StatusCode as NgsiStatus, SubscribeContextRequest, SubscribeContextResponse, SubscribeResponse,
+    UnsubscribeContextRequest, UnsubscribeContextResponse, UpdateContextRequest,
 };
 use crate::roles::broker::state::BrokerState;
 
 /// `POST /ngsi10/updateContext`.
-pub async fn update_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+pub async fn update_context(
+    State(state): State<BrokerState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     let request: UpdateContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let response = state.update(&meta, &request).await?;
@@ -28,7 +32,12 @@ pub async fn update_context(State(state): State<BrokerState>, headers: HeaderMap
 }
 
 /// `POST /ngsi10/queryContext[?limit=&offset=]`; the total number of matches is in `Fiware-Total-Count`.
-pub async fn query_context(State(state): State<BrokerState>, RawQuery(query): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+pub async fn query_context(
+    State(state): State<BrokerState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     let (offset, limit) = paging(query.as_deref())?;
     let request: QueryContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
@@ -53,43 +62,70 @@ fn paging(query: Option<&str>) -> Result<(usize, Option<usize>), V1Error> {
     for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let number = || {
-            value.parse::<usize>().map_err(|_| V1Error::bad_request(format!("{key} must be a non-negative integer, not `{value}`")))
+            value
+                .parse::<usize>()
+                .map_err(|_| V1Error::bad_request(format!("{key} must be a non-negative integer, not `{value}`")))
         };
         match key {
             "offset" => offset = number()?,
             "limit" => limit = Some(number()?),
             "details" => {}
-            other => return Err(V1Error::bad_request(format!("unknown query parameter `{other}` (expected limit, offset)"))),
+            other => {
+                return Err(V1Error::bad_request(format!("unknown query parameter `{other}` (expected limit, offset)")))
+            }
         }
     }
     Ok((offset, limit))
 }
 
 /// `POST /ngsi10/subscribeContext`.
-pub async fn subscribe_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+pub async fn subscribe_context(
+    State(state): State<BrokerState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     let request: SubscribeContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let duration = request.duration.clone();
     let throttling = request.throttling.clone();
     let subscription_id = state.subscribe(&meta, request).await?;
-    Ok(Json(SubscribeContextResponse { subscribe_response: SubscribeResponse { subscription_id, duration, throttling } }).into_response())
+    Ok(Json(SubscribeContextResponse {
+        subscribe_response: SubscribeResponse { subscription_id, duration, throttling },
+    })
+    .into_response())
 }
 
 /// `POST /ngsi10/unsubscribeContext`: 200 echoing the id, or 404 for an unknown one.
-pub async fn unsubscribe_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+pub async fn unsubscribe_context(
+    State(state): State<BrokerState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     let request: UnsubscribeContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let found = state.unsubscribe(&meta.tenant, &request.subscription_id).await?;
     let (status, code) = if found {
         (StatusCode::OK, NgsiStatus::ok())
     } else {
-        (StatusCode::NOT_FOUND, NgsiStatus::new(404, "No context element found", format!("subscription `{}` does not exist", request.subscription_id)))
+        (
+            StatusCode::NOT_FOUND,
+            NgsiStatus::new(
+                404,
+                "No context element found",
+                format!("subscription `{}` does not exist", request.subscription_id),
+            ),
+        )
     };
-    Ok((status, Json(UnsubscribeContextResponse { subscription_id: request.subscription_id, status_code: code })).into_response())
+    Ok((status, Json(UnsubscribeContextResponse { subscription_id: request.subscription_id, status_code: code }))
+        .into_response())
 }
 
 /// `POST /ngsi10/notifyContext`: elements notified by another broker, relayed to local subscribers.
-pub async fn notify_context(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+pub async fn notify_context(
+    State(state): State<BrokerState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     let request: NotifyContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let elements: Vec<_> = request.context_responses.into_iter().map(|response| response.context_element).collect();
@@ -109,7 +145,11 @@ struct AvailabilityNotification {
 
 /// `POST /ngsi10/notifyContextAvailability`: discovery's callback. This broker subscribes to no availability
 /// yet (federation comes with the discovery role), so a well-formed notification is acknowledged and logged.
-pub async fn notify_context_availability(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V1Error> {
+pub async fn notify_context_availability(
+    State(state): State<BrokerState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V1Error> {
     let notification: AvailabilityNotification = read_json(&headers, body, state.max_body_bytes).await?;
     tracing::debug!(subscribe_id = %notification.subscribe_id, "availability notification for an unknown availability subscription");
     Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())

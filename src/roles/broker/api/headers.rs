@@ -41,12 +41,15 @@ pub fn request_meta(headers: &HeaderMap) -> Result<RequestMeta, V1Error> {
     let correlator = match header(headers, "fiware-correlator")? {
         None | Some("") => None,
         Some(value) if value.len() > MAX_CORRELATOR_LEN => {
-            return Err(V1Error::bad_request(format!("Fiware-Correlator is longer than {MAX_CORRELATOR_LEN} characters")))
+            return Err(V1Error::bad_request(format!(
+                "Fiware-Correlator is longer than {MAX_CORRELATOR_LEN} characters"
+            )))
         }
         Some(value) => Some(value.to_string()),
     };
     let is_internal = header(headers, "user-agent")?.is_some_and(|agent| agent == INTERNAL_USER_AGENT);
-    let require_reliability = header(headers, "require-reliability")?.is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let require_reliability =
+        header(headers, "require-reliability")?.is_some_and(|value| value.eq_ignore_ascii_case("true"));
     let destination_type = header(headers, "destination")?.unwrap_or_default().to_string();
     let ld_tenant = header(headers, "ngsild-tenant")?.unwrap_or_default().to_string();
     if ld_tenant.len() > MAX_TENANT_LEN {

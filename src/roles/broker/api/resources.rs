@@ -20,7 +20,11 @@ pub async fn list_entities(State(state): State<BrokerState>, headers: HeaderMap)
 }
 
 /// `GET /ngsi10/entity/{eid}`.
-pub async fn get_entity(State(state): State<BrokerState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, V1Error> {
+pub async fn get_entity(
+    State(state): State<BrokerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     match state.entities.get(&meta.tenant, &id) {
         Some(entity) => Ok(Json(&entity.element).into_response()),
@@ -29,9 +33,16 @@ pub async fn get_entity(State(state): State<BrokerState>, Path(id): Path<String>
 }
 
 /// `GET /ngsi10/entity/{eid}/{attr}`.
-pub async fn get_attribute(State(state): State<BrokerState>, Path((id, name)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, V1Error> {
+pub async fn get_attribute(
+    State(state): State<BrokerState>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
-    let entity = state.entities.get(&meta.tenant, &id).ok_or_else(|| V1Error::not_found(format!("entity `{id}` does not exist")))?;
+    let entity = state
+        .entities
+        .get(&meta.tenant, &id)
+        .ok_or_else(|| V1Error::not_found(format!("entity `{id}` does not exist")))?;
     match entity.element.attributes.iter().find(|attribute| attribute.name == name) {
         Some(attribute) => Ok(Json(attribute).into_response()),
         None => Err(V1Error::not_found(format!("entity `{id}` has no attribute `{name}`"))),
@@ -39,7 +50,11 @@ pub async fn get_attribute(State(state): State<BrokerState>, Path((id, name)): P
 }
 
 /// `DELETE /ngsi10/entity/{eid}`: 200 with an empty body, 404 for an unknown id.
-pub async fn delete_entity(State(state): State<BrokerState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, V1Error> {
+pub async fn delete_entity(
+    State(state): State<BrokerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     state.delete_entity(&meta.tenant, &id).await?;
     Ok(().into_response())
@@ -56,7 +71,8 @@ fn describe(live: &LiveSubscription) -> Value {
     object.insert("subscriptionId".into(), Value::String(record.id.clone()));
     object.insert("Subscriber".into(), serde_json::to_value(&record.subscriber).unwrap_or(Value::Null));
     if let Some(expires_at) = record.expires_at.and_then(chrono::DateTime::from_timestamp_millis) {
-        object.insert("expiresAt".into(), Value::String(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        object
+            .insert("expiresAt".into(), Value::String(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
     }
     object.insert("notification".into(), serde_json::to_value(live.delivery.status()).unwrap_or(Value::Null));
     Value::Object(object)
@@ -65,13 +81,20 @@ fn describe(live: &LiveSubscription) -> Value {
 /// `GET /ngsi10/subscription`: `{sid: subscription}`.
 pub async fn list_subscriptions(State(state): State<BrokerState>, headers: HeaderMap) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
-    let all: Map<String, Value> =
-        state.subscriptions(&meta.tenant).iter().map(|live| (live.compiled.record.id.clone(), describe(live))).collect();
+    let all: Map<String, Value> = state
+        .subscriptions(&meta.tenant)
+        .iter()
+        .map(|live| (live.compiled.record.id.clone(), describe(live)))
+        .collect();
     Ok(Json(Value::Object(all)).into_response())
 }
 
 /// `GET /ngsi10/subscription/{sid}`.
-pub async fn get_subscription(State(state): State<BrokerState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, V1Error> {
+pub async fn get_subscription(
+    State(state): State<BrokerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     match state.subscription(&meta.tenant, &id) {
         Some(live) => Ok(Json(describe(&live)).into_response()),
@@ -80,7 +103,11 @@ pub async fn get_subscription(State(state): State<BrokerState>, Path(id): Path<S
 }
 
 /// `DELETE /ngsi10/subscription/{sid}`: 200 with an empty body, 404 for an unknown id.
-pub async fn delete_subscription(State(state): State<BrokerState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, V1Error> {
+pub async fn delete_subscription(
+    State(state): State<BrokerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     if state.unsubscribe(&meta.tenant, &id).await? {
         Ok(().into_response())
