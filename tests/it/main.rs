@@ -6,6 +6,7 @@ mod body_limits;
 mod cli;
 mod common;
 mod common_routes;
+mod count_limits;
 mod delivery;
 mod discovery_registration;
 mod docker_image;

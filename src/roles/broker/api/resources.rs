@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::error::V1Error;
 use super::headers::request_meta;
+use crate::ngsi::limits::check_name;
 use crate::roles::broker::state::{BrokerState, LiveSubscription};
 
 /// `GET /ngsi10/entity`: every entity of the tenant.
@@ -26,6 +27,7 @@ pub async fn get_entity(
     headers: HeaderMap,
 ) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
+    check_name("entity id", &id)?;
     match state.entities.get(&meta.tenant, &id) {
         Some(entity) => Ok(Json(&entity.element).into_response()),
         None => Err(V1Error::not_found(format!("entity `{id}` does not exist"))),
@@ -56,6 +58,7 @@ pub async fn delete_entity(
     headers: HeaderMap,
 ) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
+    check_name("entity id", &id)?;
     state.delete_entity(&meta.tenant, &id).await?;
     Ok(().into_response())
 }
