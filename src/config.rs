@@ -159,8 +159,9 @@ pub struct BrokerConfig {
     pub use_discovery: bool,
     /// (ours) `group` (default) or `flush`: see [`Durability`].
     pub durability: Durability,
-    /// (ours) Milliseconds a group commit waits for more writers before flushing. Default 0.
-    pub group_commit_delay_ms: u64,
+    /// (ours) Shortest time in milliseconds between two group-commit flushes: under load one fsync then covers
+    /// every write of the interval; a lone write is still flushed at once. Default 1.
+    pub group_commit_interval_ms: u64,
     /// (ours) Largest request body accepted, in bytes. Default 1 MiB.
     pub max_body_bytes: usize,
     /// (ours) Default and largest page of a query (`limit`). Default 1000.
@@ -340,7 +341,7 @@ impl Default for BrokerConfig {
             id: None,
             use_discovery: true,
             durability: Durability::Group,
-            group_commit_delay_ms: 0,
+            group_commit_interval_ms: 1,
             max_body_bytes: 1024 * 1024,
             max_query_results: 1000,
             notification: NotificationConfig::default(),
@@ -474,10 +475,10 @@ impl Config {
         if !(1..=3600).contains(&broker.heartbeat_interval) {
             return invalid(format!("broker.heartbeat_interval {} must be 1..3600 seconds", broker.heartbeat_interval));
         }
-        if broker.group_commit_delay_ms > 1000 {
+        if broker.group_commit_interval_ms > 1000 {
             return invalid(format!(
-                "broker.group_commit_delay_ms {} must be at most 1000",
-                broker.group_commit_delay_ms
+                "broker.group_commit_interval_ms {} must be at most 1000",
+                broker.group_commit_interval_ms
             ));
         }
         if let Some(id) = &broker.id {

@@ -1,6 +1,8 @@
 //! Durability barriers. In `group` mode one flusher thread serves every writer: a writer takes a ticket after
 //! its write and waits until a flush that started after the ticket has finished, so writers arriving during a
-//! flush share the next one (group commit). In `flush` mode each writer runs its own flush.
+//! flush share the next one (group commit). Flushes start at most once per `group_commit_interval`, so under
+//! load each fsync covers many writers while a lone writer is still flushed at once. In `flush` mode each writer
+//! runs its own flush.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -48,10 +50,10 @@ impl GroupCommit {
         });
         if options.durability == Durability::Group {
             let weak = Arc::downgrade(&commits);
-            let delay = options.group_commit_delay;
+            let interval = options.group_commit_interval;
             std::thread::Builder::new()
                 .name("store-flusher".into())
-                .spawn(move || flusher(weak, wake, sender, delay))
+                .spawn(move || flusher(weak, wake, sender, interval))
                 .expect("the OS refused to start the store flusher thread");
         }
         commits
@@ -100,9 +102,10 @@ fn flusher(
     commits: std::sync::Weak<GroupCommit>,
     wake: Arc<(Mutex<bool>, Condvar)>,
     sender: watch::Sender<FlushState>,
-    delay: Duration,
+    interval: Duration,
 ) {
     let (pending, signal) = &*wake;
+    let mut last_flush_started = std::time::Instant::now() - interval;
     loop {
         {
             let mut flag = pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -112,9 +115,14 @@ fn flusher(
             *flag = false;
         }
         let Some(owner) = commits.upgrade() else { return };
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
+        // Rate-limit flushes rather than delaying each one: a lone writer after a quiet spell is flushed at
+        // once, while under load flushes start at most once per interval and each covers every writer that
+        // arrived meanwhile.
+        let since_last = last_flush_started.elapsed();
+        if since_last < interval {
+            std::thread::sleep(interval - since_last);
         }
+        last_flush_started = std::time::Instant::now();
         let target = owner.tickets.load(Ordering::SeqCst);
         let flushed = owner.db.flush();
         drop(owner);

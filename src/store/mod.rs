@@ -67,13 +67,13 @@ impl From<sled::Error> for StoreError {
 pub struct StoreOptions {
     /// How writes become durable.
     pub durability: Durability,
-    /// Extra wait of a group commit for more writers.
-    pub group_commit_delay: Duration,
+    /// Shortest time between the starts of two group-commit flushes.
+    pub group_commit_interval: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { durability: Durability::Group, group_commit_delay: Duration::ZERO }
+        StoreOptions { durability: Durability::Group, group_commit_interval: Duration::from_millis(1) }
     }
 }
 

@@ -40,7 +40,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
             ConfigDurability::Group => Durability::Group,
             ConfigDurability::Flush => Durability::Flush,
         },
-        group_commit_delay: Duration::from_millis(config.broker.group_commit_delay_ms),
+        group_commit_interval: Duration::from_millis(config.broker.group_commit_interval_ms),
     };
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, options))
         .await
