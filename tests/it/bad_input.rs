@@ -16,13 +16,7 @@ struct Case {
 }
 
 fn case(name: &'static str, path: &'static str, body: impl Into<String>, status: u16) -> Case {
-    Case {
-        name,
-        method: "POST",
-        path,
-        body: Some(body.into()),
-        status,
-    }
+    Case { name, method: "POST", path, body: Some(body.into()), status }
 }
 
 fn update_with(elements: Value) -> String {
@@ -38,8 +32,7 @@ fn query_pattern(pattern: &str) -> String {
 }
 
 fn subscribe_with(extra: Value) -> String {
-    let mut body =
-        json!({"entities":[{"id":"Device.*","isPattern":true}],"reference":"http://127.0.0.1:9"});
+    let mut body = json!({"entities":[{"id":"Device.*","isPattern":true}],"reference":"http://127.0.0.1:9"});
     for (key, value) in extra.as_object().unwrap() {
         if value.is_null() {
             body.as_object_mut().unwrap().remove(key);
@@ -61,35 +54,15 @@ fn cases() -> Vec<Case> {
     let query = "/ngsi10/queryContext";
     let sub = "/ngsi10/subscribeContext";
     vec![
-        case(
-            "malformed JSON",
-            up,
-            r#"{"contextElements": [ {"entityId": "#,
-            400,
-        ),
+        case("malformed JSON", up, r#"{"contextElements": [ {"entityId": "#, 400),
         case("not JSON at all", up, "hello", 400),
         case("empty body", up, "", 400),
         case("null body", up, "null", 400),
         case("array body", up, "[]", 400),
         case("empty object", up, "{}", 400),
-        case(
-            "missing updateAction",
-            up,
-            json!({"contextElements":[valid]}).to_string(),
-            400,
-        ),
-        case(
-            "unknown updateAction",
-            up,
-            json!({"contextElements":[valid],"updateAction":"CRETAE"}).to_string(),
-            400,
-        ),
-        case(
-            "updateAction not a string",
-            up,
-            json!({"contextElements":[valid],"updateAction":5}).to_string(),
-            400,
-        ),
+        case("missing updateAction", up, json!({"contextElements":[valid]}).to_string(), 400),
+        case("unknown updateAction", up, json!({"contextElements":[valid],"updateAction":"CRETAE"}).to_string(), 400),
+        case("updateAction not a string", up, json!({"contextElements":[valid],"updateAction":5}).to_string(), 400),
         case(
             "contextElements is a string",
             up,
@@ -108,80 +81,36 @@ fn cases() -> Vec<Case> {
             update_with(json!([{"entityId":{"type":"T"},"attributes":[{"name":"v","value":1}]}])),
             400,
         ),
-        case(
-            "element without entityId or id",
-            up,
-            update_with(json!([{"attributes":[{"name":"v","value":1}]}])),
-            400,
-        ),
-        case(
-            "empty entity id",
-            up,
-            update_with(json!([element("", "T", &[("v", "integer", json!(1))])])),
-            400,
-        ),
-        case(
-            "257-char entity id",
-            up,
-            update_with(json!([element(&"x".repeat(257), "T", &[])])),
-            400,
-        ),
-        case(
-            "control char in id",
-            up,
-            update_with(json!([element("a\u{0001}b", "T", &[])])),
-            400,
-        ),
-        case(
-            "NUL in id",
-            up,
-            update_with(json!([element("a\u{0000}b", "T", &[])])),
-            400,
-        ),
-        case(
-            "control char in type",
-            up,
-            update_with(json!([element("A.1", "T\u{0007}", &[])])),
-            400,
-        ),
+        case("element without entityId or id", up, update_with(json!([{"attributes":[{"name":"v","value":1}]}])), 400),
+        case("empty entity id", up, update_with(json!([element("", "T", &[("v", "integer", json!(1))])])), 400),
+        case("257-char entity id", up, update_with(json!([element(&"x".repeat(257), "T", &[])])), 400),
+        case("control char in id", up, update_with(json!([element("a\u{0001}b", "T", &[])])), 400),
+        case("NUL in id", up, update_with(json!([element("a\u{0000}b", "T", &[])])), 400),
+        case("control char in type", up, update_with(json!([element("A.1", "T\u{0007}", &[])])), 400),
         case(
             "attribute without name",
             up,
             update_with(json!([{"entityId":{"id":"A.1"},"attributes":[{"value":1}]}])),
             400,
         ),
-        case(
-            "empty attribute name",
-            up,
-            update_with(json!([element("A.1", "T", &[("", "integer", json!(1))])])),
-            400,
-        ),
-        case(
-            "attributes not a list",
-            up,
-            update_with(json!([{"entityId":{"id":"A.1"},"attributes":{"v":1}}])),
-            400,
-        ),
+        case("empty attribute name", up, update_with(json!([element("A.1", "T", &[("", "integer", json!(1))])])), 400),
+        case("attributes not a list", up, update_with(json!([{"entityId":{"id":"A.1"},"attributes":{"v":1}}])), 400),
         case("200 levels of nesting", up, deep, 400),
+        case(
+            "pattern in an update",
+            up,
+            update_with(json!([{"entityId":{"id":"A.*","isPattern":true},"attributes":[]}])),
+            400,
+        ),
         case(
             "lone surrogate",
             up,
             r#"{"contextElements":[{"entityId":{"id":"\ud800"}}],"updateAction":"UPDATE"}"#,
             400,
         ),
-        case(
-            "trailing garbage after the JSON",
-            up,
-            format!("{} trailing", update_with(json!([valid]))),
-            400,
-        ),
+        case("trailing garbage after the JSON", up, format!("{} trailing", update_with(json!([valid]))), 400),
         case("query malformed JSON", query, "{\"entities\":", 400),
-        case(
-            "query entities not a list",
-            query,
-            json!({"entities":"Device.*"}).to_string(),
-            400,
-        ),
+        case("query entities not a list", query, json!({"entities":"Device.*"}).to_string(), 400),
         case(
             "query latitude 91",
             query,
@@ -212,12 +141,7 @@ fn cases() -> Vec<Case> {
             query_scope(json!({"scopeType":"circle","scopeValue":{"radius":10}})),
             400,
         ),
-        case(
-            "query circle value a string",
-            query,
-            query_scope(json!({"scopeType":"circle","scopeValue":"here"})),
-            400,
-        ),
+        case("query circle value a string", query, query_scope(json!({"scopeType":"circle","scopeValue":"here"})), 400),
         case(
             "query polygon with 2 vertices",
             query,
@@ -237,17 +161,10 @@ fn cases() -> Vec<Case> {
         case(
             "query bad rectangle corner",
             query,
-            query_scope(
-                json!({"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"a,b","se_Corner":"1,1"}}),
-            ),
+            query_scope(json!({"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"a,b","se_Corner":"1,1"}})),
             400,
         ),
-        case(
-            "query unknown scopeType",
-            query,
-            query_scope(json!({"scopeType":"teleport","scopeValue":{}})),
-            400,
-        ),
+        case("query unknown scopeType", query, query_scope(json!({"scopeType":"teleport","scopeValue":{}})), 400),
         case(
             "query stringQuery not a string",
             query,
@@ -257,66 +174,19 @@ fn cases() -> Vec<Case> {
         case(
             "query nearby negative limit",
             query,
-            query_scope(
-                json!({"scopeType":"nearby","scopeValue":{"latitude":1,"longitude":1,"limit":-3}}),
-            ),
+            query_scope(json!({"scopeType":"nearby","scopeValue":{"latitude":1,"longitude":1,"limit":-3}})),
             400,
         ),
-        case(
-            "query pattern (a{1000}){1000}",
-            query,
-            query_pattern("(a{1000}){1000}"),
-            400,
-        ),
-        case(
-            "query 2000-char pattern",
-            query,
-            query_pattern(&"a".repeat(2000)),
-            400,
-        ),
+        case("query pattern (a{1000}){1000}", query, query_pattern("(a{1000}){1000}"), 400),
+        case("query 2000-char pattern", query, query_pattern(&"a".repeat(2000)), 400),
         case("query pattern *.*", query, query_pattern("*.*"), 400),
-        case(
-            "query 257-char exact id",
-            query,
-            json!({"entities":[{"id":"y".repeat(257)}]}).to_string(),
-            400,
-        ),
-        case(
-            "subscribe without reference",
-            sub,
-            subscribe_with(json!({"reference": null})),
-            400,
-        ),
-        case(
-            "subscribe with empty reference",
-            sub,
-            subscribe_with(json!({"reference": ""})),
-            400,
-        ),
-        case(
-            "subscribe with ftp reference",
-            sub,
-            subscribe_with(json!({"reference": "ftp://127.0.0.1/x"})),
-            400,
-        ),
-        case(
-            "subscribe with a non-URL reference",
-            sub,
-            subscribe_with(json!({"reference": "not a url"})),
-            400,
-        ),
-        case(
-            "subscribe with a bad duration",
-            sub,
-            subscribe_with(json!({"duration": "one hour"})),
-            400,
-        ),
-        case(
-            "subscribe with a bad throttling",
-            sub,
-            subscribe_with(json!({"throttling": "fast"})),
-            400,
-        ),
+        case("query 257-char exact id", query, json!({"entities":[{"id":"y".repeat(257)}]}).to_string(), 400),
+        case("subscribe without reference", sub, subscribe_with(json!({"reference": null})), 400),
+        case("subscribe with empty reference", sub, subscribe_with(json!({"reference": ""})), 400),
+        case("subscribe with ftp reference", sub, subscribe_with(json!({"reference": "ftp://127.0.0.1/x"})), 400),
+        case("subscribe with a non-URL reference", sub, subscribe_with(json!({"reference": "not a url"})), 400),
+        case("subscribe with a bad duration", sub, subscribe_with(json!({"duration": "one hour"})), 400),
+        case("subscribe with a bad throttling", sub, subscribe_with(json!({"throttling": "fast"})), 400),
         case(
             "subscribe with an absurd pattern",
             sub,
@@ -332,45 +202,12 @@ fn cases() -> Vec<Case> {
             400,
         ),
         case("subscribe malformed JSON", sub, "{\"entities\":[", 400),
-        case(
-            "unsubscribe without id",
-            "/ngsi10/unsubscribeContext",
-            "{}",
-            400,
-        ),
-        case(
-            "unsubscribe malformed JSON",
-            "/ngsi10/unsubscribeContext",
-            "{",
-            400,
-        ),
-        case(
-            "unknown POST path under /ngsi10",
-            "/ngsi10/nosuchOperation",
-            "{}",
-            404,
-        ),
-        Case {
-            name: "unknown GET path under /ngsi10",
-            method: "GET",
-            path: "/ngsi10/nosuch",
-            body: None,
-            status: 404,
-        },
-        Case {
-            name: "GET on updateContext",
-            method: "GET",
-            path: "/ngsi10/updateContext",
-            body: None,
-            status: 405,
-        },
-        Case {
-            name: "GET on queryContext",
-            method: "GET",
-            path: "/ngsi10/queryContext",
-            body: None,
-            status: 405,
-        },
+        case("unsubscribe without id", "/ngsi10/unsubscribeContext", "{}", 400),
+        case("unsubscribe malformed JSON", "/ngsi10/unsubscribeContext", "{", 400),
+        case("unknown POST path under /ngsi10", "/ngsi10/nosuchOperation", "{}", 404),
+        Case { name: "unknown GET path under /ngsi10", method: "GET", path: "/ngsi10/nosuch", body: None, status: 404 },
+        Case { name: "GET on updateContext", method: "GET", path: "/ngsi10/updateContext", body: None, status: 405 },
+        Case { name: "GET on queryContext", method: "GET", path: "/ngsi10/queryContext", body: None, status: 405 },
         Case {
             name: "PUT on subscribeContext",
             method: "PUT",
@@ -395,10 +232,7 @@ fn bad_inputs_get_ngsi_errors_and_never_a_500() {
     for case in cases() {
         let response = broker.request(case.method, case.path, case.body.as_deref(), &[]);
         if let Some(problem) = ngsi_error_mismatch(&response, case.status) {
-            problems.push(format!(
-                "{} ({} {}): {problem}",
-                case.name, case.method, case.path
-            ));
+            problems.push(format!("{} ({} {}): {problem}", case.name, case.method, case.path));
         }
         if broker.get("/health").status != 200 {
             problems.push(format!("{}: /health is no longer 200", case.name));
@@ -406,21 +240,9 @@ fn bad_inputs_get_ngsi_errors_and_never_a_500() {
         }
     }
     assert_eq!(broker.get("/health").status, 200);
-    broker.update_ok(
-        "UPDATE",
-        &[element("Still.alive", "T", &[("v", "integer", json!(1))])],
-    );
+    broker.update_ok("UPDATE", &[element("Still.alive", "T", &[("v", "integer", json!(1))])]);
     assert_eq!(broker.get("/ngsi10/entity/Still.alive").status, 200);
     let listed = broker.get("/ngsi10/entity").json();
-    assert_eq!(
-        listed.as_array().map(Vec::len),
-        Some(1),
-        "a rejected request stored something: {listed}"
-    );
-    assert!(
-        problems.is_empty(),
-        "{} bad-input case(s) mishandled:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "a rejected request stored something: {listed}");
+    assert!(problems.is_empty(), "{} bad-input case(s) mishandled:\n{}", problems.len(), problems.join("\n"));
 }

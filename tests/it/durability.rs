@@ -15,32 +15,21 @@ fn acknowledged_writes_survive_kill_9() {
     broker.update_ok(
         "UPDATE",
         &[
-            element(
-                "Keep.1",
-                "K",
-                &[("a", "integer", json!(1)), ("b", "string", json!("x"))],
-            ),
+            element("Keep.1", "K", &[("a", "integer", json!(1)), ("b", "string", json!("x"))]),
             element("Keep.2", "K", &[("a", "integer", json!(2))]),
             element("Drop.1", "K", &[("a", "integer", json!(3))]),
         ],
     );
-    broker.update_ok(
-        "UPDATE",
-        &[element("Keep.1", "K", &[("a", "integer", json!(10))])],
-    );
-    broker.update_ok(
-        "DELETE",
-        &[json!({"entityId":{"id":"Keep.1"},"attributes":[{"name":"b"}]})],
-    );
+    broker.update_ok("UPDATE", &[element("Keep.1", "K", &[("a", "integer", json!(10))])]);
+    broker.update_ok("DELETE", &[json!({"entityId":{"id":"Keep.1"},"attributes":[{"name":"b"}]})]);
     assert_eq!(broker.delete("/ngsi10/entity/Drop.1").status, 200);
-    let sid = broker.subscribe_ok(&json!({"entities":[{"id":"Keep.*","isPattern":true}],"attributes":["a"],"reference":sink.url()}));
-    let cancelled = broker.subscribe_ok(&json!({"entities":[{"id":"Keep.*","isPattern":true}],"reference":format!("{}/cancelled", sink.url())}));
-    assert_eq!(
-        broker
-            .delete(&format!("/ngsi10/subscription/{cancelled}"))
-            .status,
-        200
+    let sid = broker.subscribe_ok(
+        &json!({"entities":[{"id":"Keep.*","isPattern":true}],"attributes":["a"],"reference":sink.url()}),
     );
+    let cancelled = broker.subscribe_ok(
+        &json!({"entities":[{"id":"Keep.*","isPattern":true}],"reference":format!("{}/cancelled", sink.url())}),
+    );
+    assert_eq!(broker.delete(&format!("/ngsi10/subscription/{cancelled}")).status, 200);
 
     broker.kill9();
     broker.restart();
@@ -48,79 +37,31 @@ fn acknowledged_writes_survive_kill_9() {
     let keep1 = broker.get("/ngsi10/entity/Keep.1");
     assert_eq!(keep1.status, 200, "Keep.1 lost: {keep1:?}");
     let keep1 = keep1.json();
-    assert_eq!(
-        attr(&keep1, "a"),
-        Some(json!(10)),
-        "merged value lost: {keep1}"
-    );
-    assert_eq!(
-        attr_names(&keep1),
-        ["a"],
-        "deleted attribute came back: {keep1}"
-    );
+    assert_eq!(attr(&keep1, "a"), Some(json!(10)), "merged value lost: {keep1}");
+    assert_eq!(attr_names(&keep1), ["a"], "deleted attribute came back: {keep1}");
     assert_eq!(keep1["entityId"]["type"], "K");
-    assert_eq!(
-        attr(&broker.get("/ngsi10/entity/Keep.2").json(), "a"),
-        Some(json!(2))
-    );
-    assert_eq!(
-        broker.get("/ngsi10/entity/Drop.1").status,
-        404,
-        "a deleted entity came back"
-    );
+    assert_eq!(attr(&broker.get("/ngsi10/entity/Keep.2").json(), "a"), Some(json!(2)));
+    assert_eq!(broker.get("/ngsi10/entity/Drop.1").status, 404, "a deleted entity came back");
 
     let subscription = broker.get(&format!("/ngsi10/subscription/{sid}"));
+    assert_eq!(subscription.status, 200, "subscription lost: {subscription:?}");
     assert_eq!(
-        subscription.status, 200,
-        "subscription lost: {subscription:?}"
-    );
-    assert_eq!(
-        broker
-            .get(&format!("/ngsi10/subscription/{cancelled}"))
-            .status,
+        broker.get(&format!("/ngsi10/subscription/{cancelled}")).status,
         404,
         "a cancelled subscription came back"
     );
 
-    let cancelled_before = sink
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/cancelled"))
-        .count();
-    broker.update_ok(
-        "UPDATE",
-        &[element(
-            "Keep.2",
-            "K",
-            &[("a", "integer", json!(22)), ("z", "integer", json!(0))],
-        )],
-    );
-    let all = sink.wait_notification(
-        Duration::from_secs(10),
-        "a notification after restart",
-        |n| {
-            n["subscriptionId"] == sid.as_str()
-                && elements(n)
-                    .iter()
-                    .any(|e| e["entityId"]["id"] == "Keep.2" && attr(e, "a") == Some(json!(22)))
-        },
-    );
-    let last = elements(
-        all.iter()
-            .rev()
-            .find(|n| n["subscriptionId"] == sid.as_str())
-            .unwrap(),
-    );
-    assert!(
-        last.iter().all(|e| attr_names(e) == ["a"]),
-        "projection lost after restart: {all:?}"
-    );
+    let cancelled_before = sink.requests().iter().filter(|r| r.path.starts_with("/cancelled")).count();
+    broker.update_ok("UPDATE", &[element("Keep.2", "K", &[("a", "integer", json!(22)), ("z", "integer", json!(0))])]);
+    let all = sink.wait_notification(Duration::from_secs(10), "a notification after restart", |n| {
+        n["subscriptionId"] == sid.as_str()
+            && elements(n).iter().any(|e| e["entityId"]["id"] == "Keep.2" && attr(e, "a") == Some(json!(22)))
+    });
+    let last = elements(all.iter().rev().find(|n| n["subscriptionId"] == sid.as_str()).unwrap());
+    assert!(last.iter().all(|e| attr_names(e) == ["a"]), "projection lost after restart: {all:?}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        sink.requests()
-            .iter()
-            .filter(|r| r.path.starts_with("/cancelled"))
-            .count(),
+        sink.requests().iter().filter(|r| r.path.starts_with("/cancelled")).count(),
         cancelled_before,
         "the cancelled subscription notifies after restart"
     );
@@ -128,22 +69,14 @@ fn acknowledged_writes_survive_kill_9() {
 
 #[test]
 fn many_concurrent_acknowledged_writes_survive_kill_9() {
-    let mut broker = BrokerOptions::new()
-        .env("FOGFLOW__BROKER__DURABILITY", "group")
-        .start();
+    let mut broker = BrokerOptions::new().env("FOGFLOW__BROKER__DURABILITY", "group").start();
     std::thread::scope(|scope| {
         for writer in 0..4 {
             let broker = &broker;
             scope.spawn(move || {
                 for n in 0..25 {
-                    broker.update_ok(
-                        "UPDATE",
-                        &[element(
-                            &format!("W{writer}.{n}"),
-                            "W",
-                            &[("n", "integer", json!(n))],
-                        )],
-                    );
+                    broker
+                        .update_ok("UPDATE", &[element(&format!("W{writer}.{n}"), "W", &[("n", "integer", json!(n))])]);
                 }
             });
         }
@@ -152,72 +85,51 @@ fn many_concurrent_acknowledged_writes_survive_kill_9() {
     broker.restart();
     let listed = broker.get("/ngsi10/entity").json();
     let count = listed.as_array().map(Vec::len).unwrap_or(0);
-    assert_eq!(
-        count, 100,
-        "acknowledged writes lost after kill -9: {count} of 100 present"
-    );
-    assert_eq!(
-        attr(&broker.get("/ngsi10/entity/W3.24").json(), "n"),
-        Some(json!(24))
-    );
+    assert_eq!(count, 100, "acknowledged writes lost after kill -9: {count} of 100 present");
+    assert_eq!(attr(&broker.get("/ngsi10/entity/W3.24").json(), "n"), Some(json!(24)));
 }
 
 #[test]
 fn flush_durability_mode_also_survives_kill_9() {
-    let mut broker = BrokerOptions::new()
-        .env("FOGFLOW__BROKER__DURABILITY", "flush")
-        .start();
-    broker.update_ok(
-        "UPDATE",
-        &[element("Flush.1", "F", &[("v", "integer", json!(1))])],
-    );
+    let mut broker = BrokerOptions::new().env("FOGFLOW__BROKER__DURABILITY", "flush").start();
+    broker.update_ok("UPDATE", &[element("Flush.1", "F", &[("v", "integer", json!(1))])]);
     broker.kill9();
     broker.restart();
-    assert_eq!(
-        attr(&broker.get("/ngsi10/entity/Flush.1").json(), "v"),
-        Some(json!(1))
-    );
+    assert_eq!(attr(&broker.get("/ngsi10/entity/Flush.1").json(), "v"), Some(json!(1)));
 }
 
-/// Sets `meta/format_version` of the stopped broker's sled store to `version`.
-fn set_format_version(broker: &Broker, version: &str) {
+/// Sets `meta/format_version` of the stopped broker's sled store to `version`, or removes it (`None`).
+fn set_format_version(broker: &Broker, version: Option<&str>) {
     let db = sled::open(broker.data_dir().join("broker")).expect("open the broker's sled store");
-    db.open_tree("meta")
-        .expect("meta tree")
-        .insert("format_version", version.as_bytes())
-        .expect("write format_version");
+    let meta = db.open_tree("meta").expect("meta tree");
+    match version {
+        Some(version) => meta.insert("format_version", version.as_bytes()).map(|_| ()),
+        None => meta.remove("format_version").map(|_| ()),
+    }
+    .expect("write format_version");
     db.flush().expect("flush");
 }
 
 #[test]
-fn store_of_a_newer_format_is_refused_and_left_intact() {
+fn store_of_a_newer_or_unknown_format_is_refused_and_left_intact() {
     let mut broker = Broker::start();
-    broker.update_ok(
-        "UPDATE",
-        &[element("Old.1", "O", &[("v", "integer", json!(1))])],
-    );
-    let status = broker
-        .terminate(Duration::from_secs(15))
-        .expect("no exit after SIGTERM");
+    broker.update_ok("UPDATE", &[element("Old.1", "O", &[("v", "integer", json!(1))])]);
+    let status = broker.terminate(Duration::from_secs(15)).expect("no exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
-    set_format_version(&broker, "99");
 
-    let status = broker.restart_expecting_exit();
-    assert!(
-        !status.success(),
-        "a store of format 99 was opened: {status}"
-    );
-    let log = broker.log();
-    assert!(
-        log.contains("99") && log.contains("format"),
-        "the refusal does not say why:\n{log}"
-    );
+    for (version, why) in [(Some("99"), "99"), (Some("garbage"), "garbage"), (None, "version")] {
+        set_format_version(&broker, version);
+        let status = broker.restart_expecting_exit();
+        assert!(!status.success(), "a store with format {version:?} was opened: {status}");
+        let log = broker.log();
+        let last_run = log.rsplit("listening").next().unwrap_or(&log);
+        assert!(
+            last_run.contains(why) && last_run.contains("format"),
+            "the refusal of format {version:?} does not say why:\n{log}"
+        );
+    }
 
-    set_format_version(&broker, "1");
+    set_format_version(&broker, Some("1"));
     broker.restart();
-    assert_eq!(
-        attr(&broker.get("/ngsi10/entity/Old.1").json(), "v"),
-        Some(json!(1)),
-        "the refused store was altered"
-    );
+    assert_eq!(attr(&broker.get("/ngsi10/entity/Old.1").json(), "v"), Some(json!(1)), "the refused store was altered");
 }

@@ -56,13 +56,7 @@ impl BrokerOptions {
             .timeout(REQUEST_TIMEOUT)
             .redirects(0)
             .build();
-        let mut broker = Broker {
-            port: free_port(),
-            dir,
-            options: self,
-            child: None,
-            agent,
-        };
+        let mut broker = Broker { port: free_port(), dir, options: self, child: None, agent };
         broker.spawn_and_wait();
         broker
     }
@@ -115,20 +109,13 @@ impl Broker {
 
     fn spawn_and_wait(&mut self) {
         if let Some(status) = self.spawn_until_ready_or_exit() {
-            panic!(
-                "broker exited during start-up with {status}; log:\n{}",
-                self.log()
-            );
+            panic!("broker exited during start-up with {status}; log:\n{}", self.log());
         }
     }
 
     /// Spawns the process and waits until it is ready (`None`) or has exited (its status).
     fn spawn_until_ready_or_exit(&mut self) -> Option<ExitStatus> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open log file");
+        let log = File::options().create(true).append(true).open(self.log_path()).expect("open log file");
         let mut command = fogflow_command(self.dir.path());
         command
             .arg("--role")
@@ -137,30 +124,16 @@ impl Broker {
             .arg(self.data_dir())
             .args(&self.options.args)
             .env("FOGFLOW__BROKER__HTTP_PORT", self.port.to_string())
-            .env(
-                "FOGFLOW__BROKER__USE_DISCOVERY",
-                self.options.use_discovery.to_string(),
-            )
+            .env("FOGFLOW__BROKER__USE_DISCOVERY", self.options.use_discovery.to_string())
             .env("RUST_LOG", "info")
-            .envs(
-                self.options
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            )
+            .envs(self.options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
         self.child = Some(command.spawn().expect("spawn fogflow --role broker"));
-        let probe = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(2))
-            .build();
+        let probe = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|child| child.try_wait().expect("try_wait"))
-            {
+            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().expect("try_wait")) {
                 self.child = None;
                 return Some(status);
             }
@@ -170,10 +143,7 @@ impl Broker {
                 }
             }
             if Instant::now() > deadline {
-                panic!(
-                    "broker not ready within {READY_TIMEOUT:?}; log:\n{}",
-                    self.log()
-                );
+                panic!("broker not ready within {READY_TIMEOUT:?}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -195,10 +165,7 @@ impl Broker {
     /// Sends `SIG<name>` (e.g. `TERM`) to the broker process, by its PID.
     pub fn signal(&self, name: &str) {
         let pid = self.pid().to_string();
-        let sent = Command::new("kill")
-            .args([format!("-{name}").as_str(), &pid])
-            .status()
-            .expect("run kill");
+        let sent = Command::new("kill").args([format!("-{name}").as_str(), &pid]).status().expect("run kill");
         assert!(sent.success(), "kill -{name} {pid} failed");
     }
 
@@ -225,10 +192,7 @@ impl Broker {
         self.port = free_port();
         match self.spawn_until_ready_or_exit() {
             Some(status) => status,
-            None => panic!(
-                "the broker started although it should have refused to; log:\n{}",
-                self.log()
-            ),
+            None => panic!("the broker started although it should have refused to; log:\n{}", self.log()),
         }
     }
 
@@ -240,13 +204,7 @@ impl Broker {
     }
 
     /// One HTTP exchange; panics on a transport error (the broker must always answer).
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> Resp {
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
         let mut request = self.agent.request(method, &self.url(path));
         if body.is_some() {
             request = request.set("Content-Type", "application/json");
@@ -261,19 +219,12 @@ impl Broker {
         let response = match result {
             Ok(response) => response,
             Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => panic!(
-                "{method} {path} failed at transport level: {error}; log:\n{}",
-                self.log()
-            ),
+            Err(error) => panic!("{method} {path} failed at transport level: {error}; log:\n{}", self.log()),
         };
         let status = response.status();
         let content_type = response.header("content-type").map(str::to_string);
         let body = response.into_string().expect("read response body");
-        Resp {
-            status,
-            content_type,
-            body,
-        }
+        Resp { status, content_type, body }
     }
 
     /// `GET path`.
@@ -307,28 +258,17 @@ impl Broker {
     }
 
     /// Like [`Broker::update_ok`], with extra headers.
-    pub fn update_ok_with(
-        &self,
-        action: &str,
-        elements: &[Value],
-        headers: &[(&str, &str)],
-    ) -> Value {
+    pub fn update_ok_with(&self, action: &str, elements: &[Value], headers: &[(&str, &str)]) -> Value {
         let body = json!({ "contextElements": elements, "updateAction": action });
         let response = self.post_with("/ngsi10/updateContext", &body, headers);
-        assert_eq!(
-            response.status, 200,
-            "updateContext {body} answered {response:?}"
-        );
+        assert_eq!(response.status, 200, "updateContext {body} answered {response:?}");
         response.json()
     }
 
     /// `POST /ngsi10/queryContext`, asserting 200, returning the JSON answer.
     pub fn query_ok(&self, body: &Value) -> Value {
         let response = self.post("/ngsi10/queryContext", body);
-        assert_eq!(
-            response.status, 200,
-            "queryContext {body} answered {response:?}"
-        );
+        assert_eq!(response.status, 200, "queryContext {body} answered {response:?}");
         response.json()
     }
 
@@ -340,19 +280,10 @@ impl Broker {
     /// Like [`Broker::subscribe_ok`], with extra headers.
     pub fn subscribe_ok_with(&self, body: &Value, headers: &[(&str, &str)]) -> String {
         let response = self.post_with("/ngsi10/subscribeContext", body, headers);
-        assert_eq!(
-            response.status, 200,
-            "subscribeContext {body} answered {response:?}"
-        );
+        assert_eq!(response.status, 200, "subscribeContext {body} answered {response:?}");
         let answer = response.json();
-        let sid = answer["subscribeResponse"]["subscriptionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            !sid.is_empty(),
-            "no subscribeResponse.subscriptionId in {answer}"
-        );
+        let sid = answer["subscribeResponse"]["subscriptionId"].as_str().unwrap_or_default().to_string();
+        assert!(!sid.is_empty(), "no subscribeResponse.subscriptionId in {answer}");
         sid
     }
 

@@ -24,11 +24,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_fogflow");
 
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
 }
 
 /// A `fogflow` command with no inherited `FOGFLOW*` or `RUST_LOG` variables, run in `dir` (so that no
@@ -48,11 +44,7 @@ pub fn fogflow_command(dir: &Path) -> Command {
 pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut command = fogflow_command(dir.path());
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args).envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("spawn fogflow");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -62,10 +54,7 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let output = child.wait_with_output().expect("collect output");
-            panic!(
-                "fogflow {args:?} did not exit within 20 s; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            panic!("fogflow {args:?} did not exit within 20 s; stderr: {}", String::from_utf8_lossy(&output.stderr));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -99,11 +88,7 @@ pub struct Resp {
 impl Resp {
     /// The body as JSON; panics with the body when it is not JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| {
-            panic!(
-                "body is not JSON ({error}): status {} body {:?}",
-                self.status, self.body
-            )
-        })
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): status {} body {:?}", self.status, self.body))
     }
 }

@@ -12,10 +12,8 @@ use super::Resp;
 
 /// A FogFlow-shaped context element with `attributes` given as `(name, type, value)`.
 pub fn element(id: &str, entity_type: &str, attributes: &[(&str, &str, Value)]) -> Value {
-    let attributes: Vec<Value> = attributes
-        .iter()
-        .map(|(name, kind, value)| json!({"name": name, "type": kind, "value": value}))
-        .collect();
+    let attributes: Vec<Value> =
+        attributes.iter().map(|(name, kind, value)| json!({"name": name, "type": kind, "value": value})).collect();
     json!({ "entityId": {"id": id, "type": entity_type, "isPattern": false}, "attributes": attributes })
 }
 
@@ -47,22 +45,14 @@ pub fn fogflow_sample() -> Value {
 
 /// The value of attribute `name` of a context element.
 pub fn attr(element: &Value, name: &str) -> Option<Value> {
-    element["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["name"] == name)
-        .map(|a| a["value"].clone())
+    element["attributes"].as_array()?.iter().find(|a| a["name"] == name).map(|a| a["value"].clone())
 }
 
 /// The attribute names of a context element, sorted.
 pub fn attr_names(element: &Value) -> Vec<String> {
     let mut names: Vec<String> = element["attributes"]
         .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|a| a["name"].as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|list| list.iter().filter_map(|a| a["name"].as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     names.sort();
     names
@@ -78,10 +68,7 @@ pub fn elements(answer: &Value) -> Vec<Value> {
 
 /// The entity ids of a query answer or a notification body, in order.
 pub fn ids(answer: &Value) -> Vec<String> {
-    elements(answer)
-        .iter()
-        .map(|e| e["entityId"]["id"].as_str().unwrap_or_default().to_string())
-        .collect()
+    elements(answer).iter().map(|e| e["entityId"]["id"].as_str().unwrap_or_default().to_string()).collect()
 }
 
 /// Sorted entity ids.
@@ -96,41 +83,23 @@ pub fn sorted_ids(answer: &Value) -> Vec<String> {
 /// the mismatch instead of panicking so a test can collect several.
 pub fn ngsi_error_mismatch(response: &Resp, status: u16) -> Option<String> {
     if response.status != status {
-        return Some(format!(
-            "expected HTTP {status}, got {} body {:?}",
-            response.status, response.body
-        ));
+        return Some(format!("expected HTTP {status}, got {} body {:?}", response.status, response.body));
     }
-    if !response
-        .content_type
-        .as_deref()
-        .is_some_and(|t| t.contains("json"))
-    {
-        return Some(format!(
-            "expected a JSON content type, got {:?} body {:?}",
-            response.content_type, response.body
-        ));
+    if !response.content_type.as_deref().is_some_and(|t| t.contains("json")) {
+        return Some(format!("expected a JSON content type, got {:?} body {:?}", response.content_type, response.body));
     }
     let Ok(body) = serde_json::from_str::<Value>(&response.body) else {
         return Some(format!("body is not JSON: {:?}", response.body));
     };
     let code = &body["errorCode"]["code"];
     if code.as_str() != Some(status.to_string().as_str()) {
-        return Some(format!(
-            "expected errorCode.code \"{status}\" (a string), got {body}"
-        ));
+        return Some(format!("expected errorCode.code \"{status}\" (a string), got {body}"));
     }
-    if !body["errorCode"]["reasonPhrase"]
-        .as_str()
-        .is_some_and(|text| !text.is_empty())
-    {
+    let text_of = |key: &str| body["errorCode"][key].as_str().unwrap_or_default().to_string();
+    if text_of("reasonPhrase").is_empty() {
         return Some(format!("errorCode.reasonPhrase missing in {body}"));
     }
-    if status == 400
-        && !body["errorCode"]["details"]
-            .as_str()
-            .is_some_and(|text| !text.is_empty())
-    {
+    if status == 400 && text_of("details").is_empty() {
         return Some(format!("errorCode.details missing in {body}"));
     }
     None
@@ -147,10 +116,7 @@ pub fn assert_ngsi_error(response: &Resp, status: u16) {
 /// fragment (case-insensitive); `None` when no series matches.
 pub fn metric_sum(text: &str, fragments: &[&str]) -> Option<f64> {
     let mut found = None;
-    for line in text
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-    {
+    for line in text.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()) {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
@@ -158,10 +124,7 @@ pub fn metric_sum(text: &str, fragments: &[&str]) -> Option<f64> {
         if lower.starts_with("fogflow_http_") || lower.contains("_bucket") {
             continue;
         }
-        if fragments
-            .iter()
-            .all(|fragment| lower.contains(&fragment.to_ascii_lowercase()))
-        {
+        if fragments.iter().all(|fragment| lower.contains(&fragment.to_ascii_lowercase())) {
             if let Ok(number) = value.trim().parse::<f64>() {
                 *found.get_or_insert(0.0) += number;
             }
@@ -173,9 +136,7 @@ pub fn metric_sum(text: &str, fragments: &[&str]) -> Option<f64> {
 /// Finds the first value under `key` anywhere in `value` (depth-first).
 pub fn find_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     match value {
-        Value::Object(map) => map
-            .get(key)
-            .or_else(|| map.values().find_map(|v| find_key(v, key))),
+        Value::Object(map) => map.get(key).or_else(|| map.values().find_map(|v| find_key(v, key))),
         Value::Array(list) => list.iter().find_map(|v| find_key(v, key)),
         _ => None,
     }
@@ -185,12 +146,8 @@ pub fn find_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
 /// since the server may answer early) and returns the status line's code and the response text.
 pub fn raw_exchange(port: u16, head: &str, body: Vec<u8>) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    stream
-        .write_all(head.as_bytes())
-        .expect("write request head");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    stream.write_all(head.as_bytes()).expect("write request head");
     let mut writer = stream.try_clone().expect("clone stream");
     let sender = std::thread::spawn(move || {
         for chunk in body.chunks(64 * 1024) {
@@ -216,11 +173,7 @@ pub fn raw_exchange(port: u16, head: &str, body: Vec<u8>) -> (u16, String) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
     let _ = sender.join();
     let text = String::from_utf8_lossy(&received).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
+    let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     (status, text)
 }
 
@@ -231,11 +184,7 @@ fn response_complete(received: &[u8]) -> bool {
     };
     let length = head
         .lines()
-        .find_map(|line| {
-            line.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().to_string())
-        })
+        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
         .and_then(|v| v.parse::<usize>().ok());
     length.is_some_and(|length| body.len() >= length)
 }

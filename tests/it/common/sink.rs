@@ -1,6 +1,6 @@
 //! A tiny HTTP/1.1 server on 127.0.0.1:0 standing in for notification subscribers and for discovery: it
 //! records every request (method, path, headers, body) and answers 200 with an NGSI `responseCode` body, or
-//! 500, or never answers (a stalled subscriber), as the test chooses. Waits are bounded.
+//! another status, or 200 slowly, or never (a stalled subscriber), as the test chooses. Waits are bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +19,8 @@ pub enum Reply {
     Status(u16),
     /// Read the request, record it, never answer (the connection stays open until the sink is dropped).
     Stall,
+    /// Answer 200 after the given milliseconds (a slow subscriber).
+    SlowOk(u64),
 }
 
 /// One received request.
@@ -47,10 +49,7 @@ impl Recorded {
     /// A header's value (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
     }
 }
 
@@ -120,20 +119,11 @@ impl Sink {
 
     /// The `POST …/notifyContext` bodies so far, as JSON.
     pub fn notifications(&self) -> Vec<Value> {
-        self.requests()
-            .iter()
-            .filter(|r| r.path.ends_with("/notifyContext"))
-            .map(Recorded::json)
-            .collect()
+        self.requests().iter().filter(|r| r.path.ends_with("/notifyContext")).map(Recorded::json).collect()
     }
 
     /// Waits (at most `timeout`) until `check` accepts the requests so far; panics listing them otherwise.
-    pub fn wait_until(
-        &self,
-        timeout: Duration,
-        what: &str,
-        check: impl Fn(&[Recorded]) -> bool,
-    ) -> Vec<Recorded> {
+    pub fn wait_until(&self, timeout: Duration, what: &str, check: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
         let mut requests = self.shared.requests.lock().unwrap();
         loop {
@@ -142,49 +132,30 @@ impl Sink {
             }
             let now = Instant::now();
             if now >= deadline {
-                let listing: Vec<String> = requests
-                    .iter()
-                    .map(|r| format!("{} {} {}", r.method, r.path, r.body))
-                    .collect();
+                let listing: Vec<String> =
+                    requests.iter().map(|r| format!("{} {} {}", r.method, r.path, r.body)).collect();
                 panic!(
                     "timed out after {timeout:?} waiting for {what}; received {}:\n{}",
                     listing.len(),
                     listing.join("\n")
                 );
             }
-            requests = self
-                .shared
-                .arrived
-                .wait_timeout(requests, deadline - now)
-                .unwrap()
-                .0;
+            requests = self.shared.arrived.wait_timeout(requests, deadline - now).unwrap().0;
         }
     }
 
     /// Waits until at least `count` notifications (`…/notifyContext`) arrived; returns their bodies.
     pub fn wait_notifications(&self, count: usize, timeout: Duration) -> Vec<Value> {
         self.wait_until(timeout, &format!("{count} notification(s)"), |requests| {
-            requests
-                .iter()
-                .filter(|r| r.path.ends_with("/notifyContext"))
-                .count()
-                >= count
+            requests.iter().filter(|r| r.path.ends_with("/notifyContext")).count() >= count
         });
         self.notifications()
     }
 
     /// Waits until a notification satisfies `check`; returns all notification bodies so far.
-    pub fn wait_notification(
-        &self,
-        timeout: Duration,
-        what: &str,
-        check: impl Fn(&Value) -> bool,
-    ) -> Vec<Value> {
+    pub fn wait_notification(&self, timeout: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.wait_until(timeout, what, |requests| {
-            requests
-                .iter()
-                .filter(|r| r.path.ends_with("/notifyContext"))
-                .any(|r| check(&r.json()))
+            requests.iter().filter(|r| r.path.ends_with("/notifyContext")).any(|r| check(&r.json()))
         });
         self.notifications()
     }
@@ -207,21 +178,17 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         let Some(mut request) = read_request(&mut reader, &shared.stop) else {
             return;
         };
-        let close = request
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let reply = *shared.reply.lock().unwrap();
         let answer = match reply {
-            Reply::Ok => Some((
-                200,
-                r#"{"responseCode":{"code":200,"reasonPhrase":"OK"}}"#.to_string(),
-            )),
-            Reply::Status(code) => Some((
-                code,
-                format!(
-                    r#"{{"errorCode":{{"code":"{code}","reasonPhrase":"sink told to fail"}}}}"#
-                ),
-            )),
+            Reply::Ok => Some((200, r#"{"responseCode":{"code":200,"reasonPhrase":"OK"}}"#.to_string())),
+            Reply::Status(code) => {
+                Some((code, format!(r#"{{"errorCode":{{"code":"{code}","reasonPhrase":"sink told to fail"}}}}"#)))
+            }
+            Reply::SlowOk(millis) => {
+                std::thread::sleep(Duration::from_millis(millis));
+                Some((200, r#"{"responseCode":{"code":200,"reasonPhrase":"OK"}}"#.to_string()))
+            }
             Reply::Stall => None,
         };
         request.answered = answer.as_ref().map(|(status, _)| *status);
@@ -268,37 +235,17 @@ fn read_request(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    };
-    let body = if header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
+    let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let body = if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         read_chunked(reader, stop)?
     } else {
-        let length = header("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
+        let length = header("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
         read_exact(reader, length, stop)?
     };
-    Some(Recorded {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).to_string(),
-        at,
-        answered: None,
-    })
+    Some(Recorded { method, path, headers, body: String::from_utf8_lossy(&body).to_string(), at, answered: None })
 }
 
-fn read_exact(
-    reader: &mut BufReader<TcpStream>,
-    length: usize,
-    stop: &AtomicBool,
-) -> Option<Vec<u8>> {
+fn read_exact(reader: &mut BufReader<TcpStream>, length: usize, stop: &AtomicBool) -> Option<Vec<u8>> {
     let mut body = vec![0u8; length];
     let mut filled = 0;
     while filled < length {
@@ -317,9 +264,7 @@ fn read_line_patiently(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> 
     loop {
         match reader.read_line(&mut line) {
             Ok(0) => return None,
-            Ok(_) if line.ends_with('\n') => {
-                return Some(line.trim_end_matches(['\r', '\n']).to_string())
-            }
+            Ok(_) if line.ends_with('\n') => return Some(line.trim_end_matches(['\r', '\n']).to_string()),
             Ok(_) => continue,
             Err(error) if is_timeout(&error) && !stop.load(Ordering::SeqCst) => continue,
             Err(_) => return None,
@@ -345,8 +290,5 @@ fn read_chunked(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<
 }
 
 fn is_timeout(error: &std::io::Error) -> bool {
-    matches!(
-        error.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
+    matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
