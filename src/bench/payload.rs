@@ -25,13 +25,16 @@ const UPDATE_BODY_TAIL: &str = concat!(
     r#""value":{"latitude":49.4,"longitude":8.6}}]}],"updateAction":"UPDATE"}"#
 );
 
-/// A bench entity id: `Bench.<index>` for preloaded ones, `BenchNew.<connection>.<sequence>` for created ones.
+/// A bench entity id: `Bench.<index>` for preloaded ones, `BenchNew.<run>.<connection>.<sequence>` for created
+/// ones (the run tag keeps a second `create` run on the same store from updating the first run's entities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntityId {
     /// One of the `--entities` preloaded entities.
     Preloaded(u64),
     /// A new entity, unique per connection and request.
     New {
+        /// Tag of this bench run.
+        run: u32,
         /// Index of the connection that creates it.
         connection: usize,
         /// Request number on that connection.
@@ -43,7 +46,7 @@ impl fmt::Display for EntityId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Preloaded(index) => write!(formatter, "Bench.{index}"),
-            Self::New { connection, sequence } => write!(formatter, "BenchNew.{connection}.{sequence}"),
+            Self::New { run, connection, sequence } => write!(formatter, "BenchNew.{run}.{connection}.{sequence}"),
         }
     }
 }
@@ -127,9 +130,9 @@ mod tests {
 
     #[test]
     fn new_entity_ids_name_connection_and_sequence() {
-        let body = update_context_body(EntityId::New { connection: 3, sequence: 17 }, -4.0);
+        let body = update_context_body(EntityId::New { run: 9, connection: 3, sequence: 17 }, -4.0);
         let value: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(value["contextElements"][0]["entityId"]["id"], "BenchNew.3.17");
+        assert_eq!(value["contextElements"][0]["entityId"]["id"], "BenchNew.9.3.17");
         assert_eq!(value["contextElements"][0]["attributes"][0]["value"], -4.0);
     }
 
@@ -142,7 +145,7 @@ mod tests {
         assert_eq!(value["reference"], "http://127.0.0.1:4000");
         let pattern = regex::Regex::new(&format!("^{PRELOADED_ID_PATTERN}$")).unwrap();
         assert!(pattern.is_match(&EntityId::Preloaded(7).to_string()));
-        assert!(!pattern.is_match(&EntityId::New { connection: 0, sequence: 0 }.to_string()));
+        assert!(!pattern.is_match(&EntityId::New { run: 0, connection: 0, sequence: 0 }.to_string()));
     }
 
     #[test]

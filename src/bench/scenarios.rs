@@ -69,6 +69,7 @@ pub struct RequestPlan {
     target: Arc<Target>,
     kind: RequestKind,
     update_uri: Uri,
+    run_tag: u32,
 }
 
 impl RequestPlan {
@@ -84,7 +85,11 @@ impl RequestPlan {
             "the {scenario} scenario needs at least one entity"
         );
         let update_uri = target.uri(UPDATE_CONTEXT_PATH)?;
-        Ok(Self { target, kind, update_uri })
+        let run_tag = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| (elapsed.as_millis() % 1_000_000_000) as u32)
+            .unwrap_or_default();
+        Ok(Self { target, kind, update_uri, run_tag })
     }
 
     /// The request stream of connection `connection_index`.
@@ -111,7 +116,8 @@ impl RequestGenerator<'_> {
                 Ok(self.update_request(entity))
             }
             RequestKind::CreateNew => {
-                let entity = EntityId::New { connection: self.connection_index, sequence: self.sequence };
+                let entity =
+                    EntityId::New { run: plan.run_tag, connection: self.connection_index, sequence: self.sequence };
                 self.sequence += 1;
                 Ok(self.update_request(entity))
             }
@@ -169,8 +175,9 @@ mod tests {
         let mut generator = plan.generator(7);
         let first = body_json(generator.next_request().unwrap()).await;
         let second = body_json(generator.next_request().unwrap()).await;
-        assert_eq!(first["contextElements"][0]["entityId"]["id"], "BenchNew.7.0");
-        assert_eq!(second["contextElements"][0]["entityId"]["id"], "BenchNew.7.1");
+        let tag = plan.run_tag;
+        assert_eq!(first["contextElements"][0]["entityId"]["id"], format!("BenchNew.{tag}.7.0"));
+        assert_eq!(second["contextElements"][0]["entityId"]["id"], format!("BenchNew.{tag}.7.1"));
     }
 
     #[test]

@@ -64,6 +64,21 @@ impl DiscoveryClient {
         }
     }
 
+    /// Whether discovery holds a registration for `entity_id` (`GET /registration/{id}`: FogFlow answers
+    /// `null` for an unknown id, ours 404).
+    pub async fn is_registered(&self, entity_id: &str) -> Result<bool, DiscoveryError> {
+        let url = format!("{}/registration/{}", self.base_url, encode_segment(entity_id));
+        let response = self.http.send_empty(Method::GET, &url).await?;
+        match response.status {
+            404 => Ok(false),
+            status if (200..300).contains(&status) => {
+                let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+                Ok(body.is_object())
+            }
+            status => Err(DiscoveryError::Refused { what: "registration lookup", status }),
+        }
+    }
+
     /// `POST /broker/heartbeat`.
     pub async fn heartbeat(&self, profile: &BrokerProfile) -> Result<(), DiscoveryError> {
         let body = serde_json::to_vec(profile).unwrap_or_default();

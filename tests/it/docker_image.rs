@@ -25,10 +25,7 @@ const STOP_TIMEOUT_SECS: &str = "30";
 fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
     if let Err(reason) = docker_available() {
         let ci = std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true"));
-        assert!(
-            !ci,
-            "CI=true but Docker is not usable, so the image test cannot run: {reason}"
-        );
+        assert!(!ci, "CI=true but Docker is not usable, so the image test cannot run: {reason}");
         eprintln!("SKIPPED docker_image: Docker is not usable here ({reason}); CI=true makes this a failure");
         return;
     }
@@ -44,35 +41,15 @@ fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
     }
     run_ok(rootfs_command.arg(BINARY).arg(&rootfs));
 
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     let tag = format!("fogflow-it-docker-image:{}-{nanos}", std::process::id());
-    let mut cleanup = Cleanup {
-        image: Some(tag.clone()),
-        container: None,
-    };
+    let mut cleanup = Cleanup { image: Some(tag.clone()), container: None };
     let dockerfile = Path::new(CRATE_DIR).join("Dockerfile");
-    run_ok(
-        Command::new("docker")
-            .args(["build", "-q", "-t", &tag, "-f"])
-            .arg(&dockerfile)
-            .arg(context.path()),
-    );
+    run_ok(Command::new("docker").args(["build", "-q", "-t", &tag, "-f"]).arg(&dockerfile).arg(context.path()));
 
     let user = docker_ok(&["image", "inspect", "-f", "{{.Config.User}}", &tag]);
-    assert_eq!(
-        user, "10001:10001",
-        "the image must run as the unprivileged user"
-    );
-    let entrypoint = docker_ok(&[
-        "image",
-        "inspect",
-        "-f",
-        "{{json .Config.Entrypoint}}",
-        &tag,
-    ]);
+    assert_eq!(user, "10001:10001", "the image must run as the unprivileged user");
+    let entrypoint = docker_ok(&["image", "inspect", "-f", "{{json .Config.Entrypoint}}", &tag]);
     assert_eq!(entrypoint, r#"["/fogflow"]"#);
 
     let container = docker_ok(&[
@@ -89,9 +66,7 @@ fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
     cleanup.container = Some(container.clone());
 
     let port = wait_ready(&container);
-    eprintln!(
-        "docker_image: {tag} built; broker ready in container {container:.12} on 127.0.0.1:{port}"
-    );
+    eprintln!("docker_image: {tag} built; broker ready in container {container:.12} on 127.0.0.1:{port}");
     let (status, body) = http(port, "GET", "/version", None).expect("GET /version");
     assert_eq!(status, 200, "GET /version: {body}");
     let version: serde_json::Value = serde_json::from_str(&body).expect("/version answers JSON");
@@ -104,8 +79,7 @@ fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
         "attributes":[{"name":"temp","type":"integer","value":10}],
         "domainMetadata":[{"name":"location","type":"point","value":{"latitude":49.406393,"longitude":8.684208}}]}],
         "updateAction":"UPDATE"}"#;
-    let (status, body) =
-        http(port, "POST", "/ngsi10/updateContext", Some(update)).expect("POST updateContext");
+    let (status, body) = http(port, "POST", "/ngsi10/updateContext", Some(update)).expect("POST updateContext");
     assert_eq!(status, 200, "updateContext: {body}\n{}", logs(&container));
 
     stop_gracefully(&container);
@@ -113,14 +87,8 @@ fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
     // Restarted, the same container reopens its store and still has the entity.
     docker_ok(&["start", &container]);
     let port = wait_ready(&container);
-    let (status, body) =
-        http(port, "GET", "/ngsi10/entity/Device.temp001", None).expect("GET entity");
-    assert_eq!(
-        status,
-        200,
-        "entity lost across a graceful restart: {body}\n{}",
-        logs(&container)
-    );
+    let (status, body) = http(port, "GET", "/ngsi10/entity/Device.temp001", None).expect("GET entity");
+    assert_eq!(status, 200, "entity lost across a graceful restart: {body}\n{}", logs(&container));
     assert!(body.contains("Device.temp001"), "{body}");
     stop_gracefully(&container);
     eprintln!("docker_image: both graceful stops exited 0 and the entity survived the restart");
@@ -129,10 +97,7 @@ fn broker_runs_in_the_scratch_image_and_stops_gracefully() {
     cleanup.container = None;
     docker_ok(&["rmi", &tag]);
     cleanup.image = None;
-    assert!(
-        docker(&["image", "inspect", &tag]).is_err(),
-        "image {tag} is still there"
-    );
+    assert!(docker(&["image", "inspect", &tag]).is_err(), "image {tag} is still there");
     let left = docker_ok(&["ps", "-aq", "--filter", &format!("id={container}")]);
     assert!(left.is_empty(), "container {container} is still there");
 }
@@ -161,19 +126,11 @@ fn docker_available() -> Result<(), String> {
 
 /// Runs `docker args`; stdout trimmed, or a description of the failure.
 fn docker(args: &[&str]) -> Result<String, String> {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|error| format!("cannot run docker: {error}"))?;
+    let output = Command::new("docker").args(args).output().map_err(|error| format!("cannot run docker: {error}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     } else {
-        Err(format!(
-            "docker {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            describe(&output)
-        ))
+        Err(format!("docker {} failed ({}): {}", args.join(" "), output.status, describe(&output)))
     }
 }
 
@@ -183,38 +140,21 @@ fn docker_ok(args: &[&str]) -> String {
 
 fn run_ok(command: &mut Command) -> Output {
     let shown = format!("{command:?}");
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {shown}: {error}"));
-    assert!(
-        output.status.success(),
-        "{shown} failed ({}): {}",
-        output.status,
-        describe(&output)
-    );
+    let output = command.output().unwrap_or_else(|error| panic!("cannot run {shown}: {error}"));
+    assert!(output.status.success(), "{shown} failed ({}): {}", output.status, describe(&output));
     output
 }
 
 fn command_works(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|output| output.status.success())
+    Command::new(program).args(args).output().is_ok_and(|output| output.status.success())
 }
 
 fn describe(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 fn logs(container: &str) -> String {
-    match Command::new("docker")
-        .args(["logs", "--tail", "50", container])
-        .output()
-    {
+    match Command::new("docker").args(["logs", "--tail", "50", container]).output() {
         Ok(output) => format!("container logs:\n{}", describe(&output)),
         Err(error) => format!("(no container logs: {error})"),
     }
@@ -226,12 +166,7 @@ fn wait_ready(container: &str) -> u16 {
     let mut last = String::from("no answer yet");
     loop {
         let running = docker_ok(&["inspect", "-f", "{{.State.Running}}", container]);
-        assert_eq!(
-            running,
-            "true",
-            "the container stopped before it was ready ({last})\n{}",
-            logs(container)
-        );
+        assert_eq!(running, "true", "the container stopped before it was ready ({last})\n{}", logs(container));
         // The published port can change when a container is started again, so read it every time.
         let port = published_port(container);
         match http(port, "GET", "/ready", None) {
@@ -239,11 +174,7 @@ fn wait_ready(container: &str) -> u16 {
             Ok((status, body)) => last = format!("GET /ready answered {status}: {body}"),
             Err(error) => last = format!("GET /ready failed: {error}"),
         }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within {READY_TIMEOUT:?}: {last}\n{}",
-            logs(container)
-        );
+        assert!(Instant::now() < deadline, "not ready within {READY_TIMEOUT:?}: {last}\n{}", logs(container));
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -252,32 +183,16 @@ fn wait_ready(container: &str) -> u16 {
 fn published_port(container: &str) -> u16 {
     let mapping = docker_ok(&["port", container, "8070/tcp"]);
     let first = mapping.lines().next().unwrap_or_default();
-    let (host, port) = first
-        .rsplit_once(':')
-        .unwrap_or_else(|| panic!("unexpected `docker port` output {mapping:?}"));
-    assert_eq!(
-        host, "127.0.0.1",
-        "the port must be published on 127.0.0.1 only: {mapping}"
-    );
-    port.parse()
-        .unwrap_or_else(|_| panic!("unexpected `docker port` output {mapping:?}"))
+    let (host, port) = first.rsplit_once(':').unwrap_or_else(|| panic!("unexpected `docker port` output {mapping:?}"));
+    assert_eq!(host, "127.0.0.1", "the port must be published on 127.0.0.1 only: {mapping}");
+    port.parse().unwrap_or_else(|_| panic!("unexpected `docker port` output {mapping:?}"))
 }
 
 /// `docker stop` sends SIGTERM; the process must drain and exit 0 before the timeout would SIGKILL it (137).
 fn stop_gracefully(container: &str) {
     docker_ok(&["stop", "-t", STOP_TIMEOUT_SECS, container]);
-    let state = docker_ok(&[
-        "inspect",
-        "-f",
-        "{{.State.ExitCode}} {{.State.OOMKilled}}",
-        container,
-    ]);
-    assert_eq!(
-        state,
-        "0 false",
-        "a graceful stop must exit with code 0 (exit code, OOM killed)\n{}",
-        logs(container)
-    );
+    let state = docker_ok(&["inspect", "-f", "{{.State.ExitCode}} {{.State.OOMKilled}}", container]);
+    assert_eq!(state, "0 false", "a graceful stop must exit with code 0 (exit code, OOM killed)\n{}", logs(container));
 }
 
 /// A minimal HTTP/1.1 client for 127.0.0.1: one request per connection; returns the status and the body.
@@ -296,22 +211,13 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Res
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let invalid = |what: &str| {
-        std::io::Error::new(
-            ErrorKind::InvalidData,
-            format!("{what}: {:?}", String::from_utf8_lossy(&raw)),
-        )
+        std::io::Error::new(ErrorKind::InvalidData, format!("{what}: {:?}", String::from_utf8_lossy(&raw)))
     };
     if raw.is_empty() {
         // Docker's port proxy accepts and closes while nothing listens in the container yet.
-        return Err(std::io::Error::new(
-            ErrorKind::UnexpectedEof,
-            "connection closed without a response",
-        ));
+        return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed without a response"));
     }
-    let split = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .ok_or_else(|| invalid("no end of headers"))?;
+    let split = raw.windows(4).position(|window| window == b"\r\n\r\n").ok_or_else(|| invalid("no end of headers"))?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut content = raw[split + 4..].to_vec();
     let status = head
@@ -321,8 +227,7 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Res
         .ok_or_else(|| invalid("no status line"))?;
     let chunked = head.lines().any(|line| {
         line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
+            name.trim().eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked")
         })
     });
     if chunked {

@@ -4,6 +4,7 @@
 //! Knows nothing of HTTP or subscriptions: it reports each change as an [`EntityChange`] and lets the caller
 //! decide whom to notify and what to register.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -136,6 +137,9 @@ impl Entities {
         action: UpdateAction,
     ) -> Result<Vec<ElementOutcome>, RepoError> {
         validate_update(elements, action)?;
+        if action != UpdateAction::Delete {
+            self.check_merged_sizes(tenant, elements)?;
+        }
         let mut outcomes = Vec::with_capacity(elements.len());
         for element in elements {
             let outcome = match action {
@@ -146,6 +150,29 @@ impl Entities {
         }
         self.store.commit().await?;
         Ok(outcomes)
+    }
+
+    /// Refuses an update that would leave an entity with more than [`MAX_ATTRIBUTES_PER_ENTITY`] attributes,
+    /// before anything is applied.
+    fn check_merged_sizes(&self, tenant: &str, elements: &[ContextElement]) -> Result<(), ParseError> {
+        let mut names_by_entity: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for element in elements {
+            let id = element.entity_id.id.as_str();
+            let names = names_by_entity.entry(id).or_default();
+            names.extend(element.attributes.iter().map(|a| a.name.as_str()));
+        }
+        for (id, new_names) in names_by_entity {
+            let stored = self.get(tenant, id);
+            let existing = stored.as_ref().map(|e| e.element.attributes.as_slice()).unwrap_or_default();
+            let added = new_names.iter().filter(|name| !existing.iter().any(|a| a.name == **name)).count();
+            if existing.len() + added > MAX_ATTRIBUTES_PER_ENTITY {
+                return Err(ParseError::new(format!(
+                    "entity `{id}` would have {} attributes, the limit is {MAX_ATTRIBUTES_PER_ENTITY}",
+                    existing.len() + added
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Deletes one entity and makes that durable; None when it did not exist.

@@ -13,6 +13,7 @@ pub mod routes;
 pub mod state;
 pub mod subscriptions;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::notifier::{Notifier, NotifierMetrics};
-use self::registrar::{BrokerIdentity, Registrar};
+use self::registrar::{BrokerIdentity, EntitySnapshot, Registrar};
 use self::state::{BrokerState, StateGauges};
 use super::{RoleContext, RoleError};
 use crate::clients::discovery::DiscoveryClient;
@@ -54,24 +55,14 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
         tasks.clone(),
         background.clone(),
     );
-    let registrar = config.broker.use_discovery.then(|| {
-        let http = HttpClient::new(Duration::from_secs(2), Duration::from_secs(5));
-        let identity = BrokerIdentity {
-            id: config.broker_id(),
-            url: config.broker_url(),
-            latitude: config.physical_location.latitude,
-            longitude: config.physical_location.longitude,
-            heartbeat_interval: Duration::from_secs(config.broker.heartbeat_interval),
-        };
-        Registrar::start(DiscoveryClient::new(config.discovery_url(), http), identity, &tasks, background.clone())
-    });
+    let registrar = config.broker.use_discovery.then(Registrar::new);
     let gauges = StateGauges::default();
     ctx.metrics.register("broker_entities", "Entities held by this broker", gauges.entities.clone());
     ctx.metrics.register("broker_subscriptions", "Subscriptions held by this broker", gauges.subscriptions.clone());
     let state = BrokerState::open(
         store,
         notifier,
-        registrar,
+        registrar.clone(),
         readiness.clone(),
         config.broker.max_body_bytes,
         config.broker.max_query_results,
@@ -79,6 +70,23 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
         gauges,
     )?;
     tasks.spawn(state.clone().expire_subscriptions(background.clone()));
+    if let Some(registrar) = registrar {
+        let identity = BrokerIdentity {
+            id: config.broker_id(),
+            url: config.broker_url(),
+            latitude: config.physical_location.latitude,
+            longitude: config.physical_location.longitude,
+            heartbeat_interval: Duration::from_secs(config.broker.heartbeat_interval),
+        };
+        let client = DiscoveryClient::new(
+            config.discovery_url(),
+            HttpClient::new(Duration::from_secs(2), Duration::from_secs(5)),
+        );
+        let entities = state.entities.clone();
+        let snapshot: EntitySnapshot =
+            Arc::new(move || entities.list("").iter().map(|entity| entity.element.clone()).collect());
+        tasks.spawn(registrar.run(client, identity, snapshot, background.clone()));
+    }
 
     readiness.set_ready();
     tracing::info!(broker = %config.broker_id(), url = %config.broker_url(), "broker ready");

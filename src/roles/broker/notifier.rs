@@ -144,6 +144,17 @@ impl Delivery {
         self.wake.notify_one();
     }
 
+    /// Queues the current state of every entity a new subscription selects. Not subject to the queue bound
+    /// (it is one copy of entities the broker already holds) so a subscription over many entities still gets
+    /// all of them; later changes are bounded as usual.
+    pub fn push_initial(&self, elements: Vec<ContextElement>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        self.metrics.queued.inc_by(elements.len() as i64);
+        queue.extend(elements.into_iter().map(|element| Pending { element, correlator: None }));
+        drop(queue);
+        self.wake.notify_one();
+    }
+
     /// The delivery counters.
     pub fn status(&self) -> DeliveryStatus {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -286,7 +297,11 @@ impl Notifier {
             let mut attempt: u32 = 0;
             loop {
                 attempt += 1;
-                let outcome = match self.http.post_json(&url, headers.clone(), body.clone()).await {
+                let sent = tokio::select! {
+                    sent = self.http.post_json(&url, headers.clone(), body.clone()) => sent,
+                    () = delivery.cancel.cancelled() => return,
+                };
+                let outcome = match sent {
                     Ok(response) if response.is_success() => Ok(()),
                     Ok(response) => Err(format!("subscriber answered HTTP {}", response.status)),
                     Err(error) => Err(error.to_string()),

@@ -1,7 +1,10 @@
 //! Keeps IoT Discovery informed, in the background, as FogFlow's broker does (spec §5.1–§5.2): registers the
 //! broker itself (an `IoTBroker` entity with its location), heartbeats, registers every entity whose
 //! registration changed (with its FULL attribute list, fixing FogFlow's partial lists, §12.3), removes deleted
-//! entities, and unregisters the broker on shutdown. While discovery is down it retries with capped backoff;
+//! entities, and unregisters the broker on shutdown. After each heartbeat it checks that discovery still knows
+//! the broker; when it does not (discovery restarted and lost its state, §12.17, F12) it registers the broker
+//! and every entity again, as it also does after discovery was unreachable. While discovery is down it retries
+//! with capped backoff;
 //! the latest pending registration per entity is kept (older ones are superseded), so memory stays bounded by
 //! the number of entities. Local reads and writes never wait on any of this.
 
@@ -27,11 +30,20 @@ enum Pending {
     Unregister,
 }
 
+/// Gives the current state of every entity to register (for a full re-registration).
+pub type EntitySnapshot = Arc<dyn Fn() -> Vec<ContextElement> + Send + Sync>;
+
 /// The registrar's inbox; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Registrar {
     pending: Arc<Mutex<HashMap<String, Pending>>>,
     wake: Arc<Notify>,
+}
+
+impl Default for Registrar {
+    fn default() -> Self {
+        Registrar::new()
+    }
 }
 
 /// Who this broker is.
@@ -50,17 +62,9 @@ pub struct BrokerIdentity {
 }
 
 impl Registrar {
-    /// Starts the background loop; it stops when `shutdown` fires, after unregistering the broker.
-    pub fn start(
-        client: DiscoveryClient,
-        identity: BrokerIdentity,
-        tasks: &tokio_util::task::TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Registrar {
-        let registrar = Registrar { pending: Arc::new(Mutex::new(HashMap::new())), wake: Arc::new(Notify::new()) };
-        let inbox = registrar.clone();
-        tasks.spawn(async move { inbox.run(client, identity, shutdown).await });
-        registrar
+    /// An inbox whose loop is not running yet (see [`Registrar::run`]).
+    pub fn new() -> Registrar {
+        Registrar { pending: Arc::new(Mutex::new(HashMap::new())), wake: Arc::new(Notify::new()) }
     }
 
     /// Queues a (re-)registration of an entity in its current state.
@@ -83,16 +87,36 @@ impl Registrar {
         self.wake.notify_one();
     }
 
-    async fn run(self, client: DiscoveryClient, identity: BrokerIdentity, shutdown: CancellationToken) {
+    /// The background loop: registers the broker and every entity of `snapshot`, then follows the inbox and
+    /// heartbeats until `shutdown` fires, and finally unregisters the broker.
+    pub async fn run(
+        self,
+        client: DiscoveryClient,
+        identity: BrokerIdentity,
+        snapshot: EntitySnapshot,
+        shutdown: CancellationToken,
+    ) {
         let mut failures: u32 = 0;
-        let mut broker_registered = false;
-        let mut next_heartbeat = tokio::time::Instant::now();
+        let mut sync =
+            SyncState { broker_registered: false, full_sync_needed: true, next_heartbeat: tokio::time::Instant::now() };
         loop {
-            let round = self.round(&client, &identity, &mut broker_registered, &mut next_heartbeat).await;
+            if sync.full_sync_needed {
+                for element in snapshot() {
+                    self.register(&element);
+                }
+                sync.full_sync_needed = false;
+            }
+            let round = self.round(&client, &identity, &mut sync).await;
             let wait = match round {
                 Ok(()) => {
                     if failures > 0 {
-                        tracing::info!(discovery = client.base_url(), "discovery reachable again");
+                        // Discovery may have restarted while unreachable: register everything again.
+                        tracing::info!(
+                            discovery = client.base_url(),
+                            "discovery reachable again; registering everything again"
+                        );
+                        sync.broker_registered = false;
+                        sync.full_sync_needed = true;
                     }
                     failures = 0;
                     None
@@ -108,7 +132,8 @@ impl Registrar {
             };
             let sleep_until = match wait {
                 Some(backoff) => tokio::time::Instant::now() + backoff,
-                None => next_heartbeat,
+                None if !sync.broker_registered || sync.full_sync_needed => tokio::time::Instant::now(),
+                None => sync.next_heartbeat,
             };
             tokio::select! {
                 () = tokio::time::sleep_until(sleep_until) => {}
@@ -116,7 +141,7 @@ impl Registrar {
                 () = shutdown.cancelled() => break,
             }
         }
-        if broker_registered {
+        if sync.broker_registered {
             match tokio::time::timeout(Duration::from_secs(2), client.delete_registration(&identity.id)).await {
                 Ok(Ok(())) => tracing::info!(broker = %identity.id, "unregistered from discovery"),
                 Ok(Err(error)) => tracing::warn!(%error, "cannot unregister from discovery"),
@@ -125,27 +150,33 @@ impl Registrar {
         }
     }
 
-    /// One round: register the broker if needed, heartbeat when due, then send every pending registration.
+    /// One round: register the broker if needed, heartbeat when due (and check discovery still knows the
+    /// broker), then send every pending registration.
     async fn round(
         &self,
         client: &DiscoveryClient,
         identity: &BrokerIdentity,
-        broker_registered: &mut bool,
-        next_heartbeat: &mut tokio::time::Instant,
+        sync: &mut SyncState,
     ) -> Result<(), crate::clients::discovery::DiscoveryError> {
-        if !*broker_registered {
+        if !sync.broker_registered {
             client.register_context(&broker_registration(identity)).await?;
-            *broker_registered = true;
+            sync.broker_registered = true;
             tracing::info!(broker = %identity.id, discovery = client.base_url(), "registered with discovery");
         }
-        if tokio::time::Instant::now() >= *next_heartbeat {
+        if tokio::time::Instant::now() >= sync.next_heartbeat {
             let profile = BrokerProfile {
                 id: identity.id.clone(),
                 my_url: identity.url.clone(),
                 last_heartbeat_update: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             };
             client.heartbeat(&profile).await?;
-            *next_heartbeat = tokio::time::Instant::now() + identity.heartbeat_interval;
+            sync.next_heartbeat = tokio::time::Instant::now() + identity.heartbeat_interval;
+            if !client.is_registered(&identity.id).await? {
+                tracing::warn!(broker = %identity.id, "discovery no longer knows this broker (restarted?); registering everything again");
+                sync.broker_registered = false;
+                sync.full_sync_needed = true;
+                return Ok(());
+            }
         }
         loop {
             let next = {
@@ -171,6 +202,13 @@ impl Registrar {
             }
         }
     }
+}
+
+/// Where the loop stands with discovery.
+struct SyncState {
+    broker_registered: bool,
+    full_sync_needed: bool,
+    next_heartbeat: tokio::time::Instant,
 }
 
 fn broker_registration(identity: &BrokerIdentity) -> RegisterContextRequest {

@@ -143,11 +143,6 @@ impl BrokerState {
                 }
             }
         }
-        if let Some(registrar) = &state.registrar {
-            for entity in state.entities.list("") {
-                registrar.register(&entity.element);
-            }
-        }
         state.refresh_gauges();
         tracing::info!(
             entities = state.entities.len(),
@@ -271,11 +266,15 @@ impl BrokerState {
         let id = record.id.clone();
         self.activate(compiled);
         if let Some(live) = self.subscriptions.get(&id) {
-            for entity in self.entities.list(&meta.tenant) {
-                if live.compiled.selects(&meta.tenant, &entity.element) {
-                    let element = super::entities::project(&entity.element, &live.compiled.record.request.attributes);
-                    live.delivery.push(element, None);
-                }
+            let current: Vec<ContextElement> = self
+                .entities
+                .list(&meta.tenant)
+                .iter()
+                .filter(|entity| live.compiled.selects(&meta.tenant, &entity.element))
+                .map(|entity| super::entities::project(&entity.element, &live.compiled.record.request.attributes))
+                .collect();
+            if !current.is_empty() {
+                live.delivery.push_initial(current);
             }
         }
         self.refresh_gauges();
@@ -315,8 +314,8 @@ impl BrokerState {
     pub fn relay(&self, tenant: &str, elements: &[ContextElement]) {
         for live in self.subscriptions.all() {
             for element in elements {
-                if live.compiled.relay_for(tenant, element) {
-                    live.delivery.push(element.clone(), None);
+                if let Some(relayed) = live.compiled.relay_for(tenant, element) {
+                    live.delivery.push(relayed, None);
                 }
             }
         }

@@ -177,9 +177,14 @@ impl CompiledSubscription {
         }
     }
 
-    /// The element to relay for one received from another broker (`notifyContext`), as received.
-    pub fn relay_for(&self, tenant: &str, element: &ContextElement) -> bool {
-        tenant == self.record.tenant && self.selector.matches(&element.entity_id.id, &element.entity_id.entity_type)
+    /// The element to relay for one received from another broker (`notifyContext`): the same selection,
+    /// attribute filter, projection, scopes and trigger attributes as a local change, with the received
+    /// element as the entity's state and its attributes as the changed ones.
+    pub fn relay_for(&self, tenant: &str, element: &ContextElement) -> Option<ContextElement> {
+        if !self.triggers.is_empty() && !element.attributes.iter().any(|a| self.triggers.contains(&a.name)) {
+            return None;
+        }
+        self.selects(tenant, element).then(|| project(element, &self.record.request.attributes))
     }
 }
 

@@ -56,7 +56,7 @@ pub async fn query_context(
 }
 
 /// Parses `offset` and `limit` from the query string.
-fn paging(query: Option<&str>) -> Result<(usize, Option<usize>), V1Error> {
+pub fn paging(query: Option<&str>) -> Result<(usize, Option<usize>), V1Error> {
     let mut offset = 0;
     let mut limit = None;
     for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {

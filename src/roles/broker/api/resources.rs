@@ -2,22 +2,40 @@
 //! `DELETE /ngsi10/entity/{eid}`, `GET /ngsi10/subscription[/{sid}]`, `DELETE /ngsi10/subscription/{sid}`.
 //! Unknown ids answer 404 (FogFlow answered 200 or an empty 404).
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
 
+use super::context::paging;
 use super::error::V1Error;
 use super::headers::request_meta;
 use crate::ngsi::limits::check_name;
 use crate::roles::broker::state::{BrokerState, LiveSubscription};
 
-/// `GET /ngsi10/entity`: every entity of the tenant.
-pub async fn list_entities(State(state): State<BrokerState>, headers: HeaderMap) -> Result<Response, V1Error> {
+/// `GET /ngsi10/entity[?limit=&offset=]`: the entities of the tenant ordered by id, a page of at most
+/// `broker.max_query_results`; the total is in `Fiware-Total-Count`.
+pub async fn list_entities(
+    State(state): State<BrokerState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
-    let elements: Vec<_> = state.entities.list(&meta.tenant).iter().map(|entity| entity.element.clone()).collect();
-    Ok(Json(elements).into_response())
+    let (offset, limit) = paging(query.as_deref())?;
+    let limit = match limit {
+        None => state.max_query_results,
+        Some(limit) if limit == 0 || limit > state.max_query_results => {
+            return Err(V1Error::bad_request(format!("limit must be 1..{}", state.max_query_results)))
+        }
+        Some(limit) => limit,
+    };
+    let all = state.entities.list(&meta.tenant);
+    let total = all.len();
+    let page: Vec<_> = all.iter().skip(offset).take(limit).map(|entity| &entity.element).collect();
+    let mut response = Json(page).into_response();
+    response.headers_mut().insert("fiware-total-count", HeaderValue::from(total));
+    Ok(response)
 }
 
 /// `GET /ngsi10/entity/{eid}`.
