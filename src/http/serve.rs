@@ -67,7 +67,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(limits.max_headers)
-            .keep_alive(true);
+            .keep_alive(true)
+            .writev(false);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -16,7 +16,7 @@ use crate::http::Readiness;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::ScopeFilter;
 use crate::ngsi::v1::{
-    ContextElement, ContextElementResponse, QueryContextRequest, StatusCode, SubscribeContextRequest,
+    ContextAttribute, ContextElement, ContextElementResponse, QueryContextRequest, StatusCode, SubscribeContextRequest,
     UpdateContextRequest, UpdateContextResponse,
 };
 use crate::ngsi::ParseError;
@@ -63,6 +63,25 @@ pub struct LiveSubscription {
     pub compiled: CompiledSubscription,
     /// Its queue.
     pub delivery: Arc<Delivery>,
+}
+
+/// What an update answer echoes of an element, as Orion's NGSIv1 does: its id and the names and types of its
+/// attributes, with empty values (the values are the client's own).
+fn acknowledgement(element: &ContextElement) -> ContextElement {
+    ContextElement {
+        entity_id: element.entity_id.clone(),
+        attributes: element
+            .attributes
+            .iter()
+            .map(|attribute| ContextAttribute {
+                name: attribute.name.clone(),
+                attribute_type: attribute.attribute_type.clone(),
+                value: serde_json::Value::String(String::new()),
+                metadata: Vec::new(),
+            })
+            .collect(),
+        domain_metadata: Vec::new(),
+    }
 }
 
 /// Gauges kept up to date by the state.
@@ -180,7 +199,7 @@ impl BrokerState {
                 }
                 ElementOutcome::NotFound(details) => StatusCode::new(404, "No context element found", details),
             };
-            responses.push(ContextElementResponse { context_element: element.clone(), status_code: status });
+            responses.push(ContextElementResponse { context_element: acknowledgement(element), status_code: status });
         }
         self.refresh_gauges();
         Ok(UpdateContextResponse { context_responses: responses })
