@@ -97,7 +97,7 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|error| open_error(error.to_string()))?;
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(32 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(Some(1000));
         // sled may panic on some damaged files instead of returning an error; turn that into a refusal.
