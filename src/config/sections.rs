@@ -1,0 +1,288 @@
+//! The sections of the configuration (one struct per `config.json` section) and their defaults.
+//!
+//! Pure data: loading, layering and validation live in the parent module.
+
+use serde::{Deserialize, Serialize};
+
+/// A point on Earth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PhysicalLocation {
+    /// Degrees north, -90..90.
+    pub latitude: f64,
+    /// Degrees east, -180..180.
+    pub longitude: f64,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoggingConfig {
+    /// (ours) Filter directive (`info`, `debug`, `fogflow=debug,hyper=warn`); `RUST_LOG` wins. Default `info`.
+    pub level: String,
+    /// (ours) `text` or `json`; `--log-format` wins. Default `text`.
+    pub format: LogFormat,
+    /// FogFlow key: `stdout`/`stderr` turns debug logging on, `discard` (default) leaves it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug: Option<String>,
+    /// FogFlow key, accepted for compatibility (all our logs go to stderr).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+    /// FogFlow key, accepted for compatibility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// FogFlow key, accepted for compatibility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// When a write counts as durable before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Concurrent writers share one flush (group commit); each still waits for a flush covering its write.
+    #[default]
+    Group,
+    /// Every write is followed by its own flush.
+    Flush,
+}
+
+/// Broker role settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrokerConfig {
+    /// Host advertised in the broker's URL; default `external_ip`, then `my_hostip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// HTTP port. Default 8070.
+    pub http_port: u16,
+    /// FogFlow key for the TLS port (TLS is not served yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_port: Option<u16>,
+    /// Seconds between heartbeats to discovery. Default 10.
+    pub heartbeat_interval: u64,
+    /// (ours) Broker id; default `Broker.<site_id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// (ours) Register entities and the broker itself with discovery. Default true.
+    pub use_discovery: bool,
+    /// (ours) `group` (default) or `flush`: see [`Durability`].
+    pub durability: Durability,
+    /// (ours) Shortest time in milliseconds between two group-commit flushes: under load one fsync then covers
+    /// every write of the interval; a lone write is still flushed at once. Default 1.
+    pub group_commit_interval_ms: u64,
+    /// (ours) Largest request body accepted, in bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// (ours) Default and largest page of a query (`limit`). Default 1000.
+    pub max_query_results: usize,
+    /// (ours) Notification delivery.
+    pub notification: NotificationConfig,
+}
+
+/// How notifications are delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationConfig {
+    /// Elements waiting per subscription before the oldest are dropped (counted and logged). Default 10000.
+    pub queue_capacity: usize,
+    /// Milliseconds to connect to a subscriber. Default 2000.
+    pub connect_timeout_ms: u64,
+    /// Milliseconds a whole notification request may take. Default 5000.
+    pub timeout_ms: u64,
+    /// Attempts per notification without `Require-Reliability` (with it: until it succeeds). Default 3.
+    pub max_attempts: u32,
+    /// Most elements sent in one notification when a backlog has built up. Default 100.
+    pub max_batch: usize,
+}
+
+/// Discovery role settings and how other roles reach it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiscoveryConfig {
+    /// Host other roles use; default `coreservice_ip`, then `my_hostip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// HTTP port. Default 8090.
+    pub http_port: u16,
+    /// FogFlow key for the TLS port (TLS is not served yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_port: Option<u16>,
+}
+
+/// Master settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MasterConfig {
+    /// Host of the master.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// NGSI agent port. Default 1060.
+    pub ngsi_agent_port: u16,
+    /// REST port. Default 8010.
+    pub rest_api_port: u16,
+}
+
+/// Designer settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DesignerConfig {
+    /// Host of the designer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// Web and REST port. Default 8080.
+    #[serde(rename = "webSrvPort", alias = "websrvport")]
+    pub web_srv_port: u16,
+    /// NGSI agent port. Default 1030.
+    #[serde(rename = "agentPort", alias = "agentport")]
+    pub agent_port: u16,
+}
+
+/// Worker settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Most tasks this worker runs. Default 8.
+    pub capacity: u32,
+    /// Seconds between worker heartbeats. Default 10.
+    pub heartbeat_interval: u64,
+    /// Missed heartbeats before the master declares a worker dead. Default 3.
+    pub detection_duration: u64,
+    /// Private registry credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryConfig>,
+}
+
+/// Container registry credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RegistryConfig {
+    /// User name.
+    pub username: String,
+    /// Password (secret: masked when printed).
+    pub password: String,
+    /// E-mail.
+    pub email: String,
+    /// Registry address.
+    pub serveraddress: String,
+}
+
+/// RabbitMQ connection (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RabbitMqConfig {
+    /// Host; default `coreservice_ip`, then `my_hostip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// AMQP port. Default 5672.
+    pub port: u16,
+    /// User. Default `admin` (FogFlow's).
+    pub username: String,
+    /// Password (secret: masked when printed). Default `mypass` (FogFlow's).
+    pub password: String,
+}
+
+/// TLS settings (FogFlow keys).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HttpsConfig {
+    /// Whether TLS listeners are wanted (refused until TLS is implemented).
+    pub enabled: bool,
+    /// Certificate file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_certificate: Option<String>,
+    /// Key file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_key: Option<String>,
+    /// CA file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_ca: Option<String>,
+}
+
+impl Default for PhysicalLocation {
+    fn default() -> Self {
+        PhysicalLocation { latitude: 35.692221, longitude: 139.709059 }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            debug: None,
+            info: None,
+            protocol: None,
+            error: None,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            host_ip: None,
+            http_port: 8070,
+            https_port: None,
+            heartbeat_interval: 10,
+            id: None,
+            use_discovery: true,
+            durability: Durability::Group,
+            group_commit_interval_ms: 1,
+            max_body_bytes: 1024 * 1024,
+            max_query_results: 1000,
+            notification: NotificationConfig::default(),
+        }
+    }
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            queue_capacity: 10_000,
+            connect_timeout_ms: 2_000,
+            timeout_ms: 5_000,
+            max_attempts: 3,
+            max_batch: 100,
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig { host_ip: None, http_port: 8090, https_port: None }
+    }
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig { host_ip: None, ngsi_agent_port: 1060, rest_api_port: 8010 }
+    }
+}
+
+impl Default for DesignerConfig {
+    fn default() -> Self {
+        DesignerConfig { host_ip: None, web_srv_port: 8080, agent_port: 1030 }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { capacity: 8, heartbeat_interval: 10, detection_duration: 3, registry: None }
+    }
+}
+
+impl Default for RabbitMqConfig {
+    fn default() -> Self {
+        RabbitMqConfig { host_ip: None, port: 5672, username: "admin".into(), password: "mypass".into() }
+    }
+}
