@@ -41,7 +41,7 @@ pub enum RoleError {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A requested role is not part of this release.
-    #[error("role {0} is not built yet in this release (available: broker); run e.g. `fogflow --role broker`")]
+    #[error("not built yet in this release: {0} (available: broker); run e.g. `fogflow --role broker`")]
     NotBuilt(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for the {role} role: {source}")]
