@@ -14,6 +14,7 @@ mod durability;
 mod ngsi10_query;
 mod ngsi10_subscribe;
 mod ngsi10_update;
+mod notification_formats;
 mod notifications;
 mod relay;
 mod shutdown;
