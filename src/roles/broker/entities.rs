@@ -155,6 +155,14 @@ impl Entities {
     /// Refuses an update that would leave an entity with more than [`MAX_ATTRIBUTES_PER_ENTITY`] attributes,
     /// before anything is applied.
     fn check_merged_sizes(&self, tenant: &str, elements: &[ContextElement]) -> Result<(), ParseError> {
+        let new_attributes: usize = elements.iter().map(|element| element.attributes.len()).sum();
+        let cannot_exceed = elements.iter().all(|element| {
+            let stored = self.map.get(&entity_key(tenant, &element.entity_id.id));
+            stored.map_or(0, |entity| entity.element.attributes.len()) + new_attributes <= MAX_ATTRIBUTES_PER_ENTITY
+        });
+        if cannot_exceed {
+            return Ok(());
+        }
         let mut names_by_entity: HashMap<&str, HashSet<&str>> = HashMap::new();
         for element in elements {
             let id = element.entity_id.id.as_str();
