@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{element, ngsi_error_mismatch, Broker};
+use crate::common::{assert_ngsi_error, element, ngsi_error_mismatch, Broker};
 
 struct Case {
     name: &'static str,
@@ -245,4 +245,19 @@ fn bad_inputs_get_ngsi_errors_and_never_a_500() {
     let listed = broker.get("/ngsi10/entity").json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "a rejected request stored something: {listed}");
     assert!(problems.is_empty(), "{} bad-input case(s) mishandled:\n{}", problems.len(), problems.join("\n"));
+}
+
+#[test]
+fn over_long_ids_in_resource_paths_are_rejected_not_looked_up() {
+    let broker = Broker::start();
+    let long_id = "z".repeat(257);
+    for path in [
+        format!("/ngsi10/entity/{long_id}"),
+        format!("/ngsi10/entity/{long_id}/temp"),
+        format!("/ngsi10/entity/ok/{long_id}"),
+    ] {
+        let response = broker.get(&path);
+        assert_ngsi_error(&response, 400);
+    }
+    assert_ngsi_error(&broker.delete(&format!("/ngsi10/entity/{long_id}")), 400);
 }

@@ -59,6 +59,8 @@ pub async fn get_attribute(
     headers: HeaderMap,
 ) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
+    check_name("entity id", &id)?;
+    check_name("attribute name", &name)?;
     let entity = state
         .entities
         .get(&meta.tenant, &id)
