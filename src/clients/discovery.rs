@@ -79,13 +79,14 @@ impl DiscoveryClient {
         }
     }
 
-    /// `POST /broker/heartbeat`.
-    pub async fn heartbeat(&self, profile: &BrokerProfile) -> Result<(), DiscoveryError> {
+    /// `POST /broker/heartbeat`; returns discovery's epoch when it reports one (FogFlow's discovery does not).
+    pub async fn heartbeat(&self, profile: &BrokerProfile) -> Result<Option<String>, DiscoveryError> {
         let body = serde_json::to_vec(profile).unwrap_or_default();
         let url = format!("{}/broker/heartbeat", self.base_url);
         let response = self.http.post_json(&url, HeaderMap::new(), Bytes::from(body)).await?;
         if response.is_success() {
-            Ok(())
+            let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+            Ok(answer.get("epoch").and_then(serde_json::Value::as_str).map(str::to_string))
         } else {
             Err(DiscoveryError::Refused { what: "heartbeat", status: response.status })
         }

@@ -196,6 +196,9 @@ impl Config {
         if !(1..=3600).contains(&broker.heartbeat_interval) {
             return invalid(format!("broker.heartbeat_interval {} must be 1..3600 seconds", broker.heartbeat_interval));
         }
+        if !(1..=100).contains(&self.discovery.lease_heartbeats) {
+            return invalid(format!("discovery.lease_heartbeats {} must be 1..100", self.discovery.lease_heartbeats));
+        }
         if broker.group_commit_interval_ms > 1000 {
             return invalid(format!(
                 "broker.group_commit_interval_ms {} must be at most 1000",

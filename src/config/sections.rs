@@ -117,6 +117,9 @@ pub struct DiscoveryConfig {
     /// FogFlow key for the TLS port (TLS is not served yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub https_port: Option<u16>,
+    /// (ours) Missed heartbeats (of `broker.heartbeat_interval` seconds) after which a broker's lease expires
+    /// and its registrations are removed. Default 3.
+    pub lease_heartbeats: u32,
 }
 
 /// Master settings (FogFlow keys).
@@ -259,7 +262,7 @@ impl Default for NotificationConfig {
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
-        DiscoveryConfig { host_ip: None, http_port: 8090, https_port: None }
+        DiscoveryConfig { host_ip: None, http_port: 8090, https_port: None, lease_heartbeats: 3 }
     }
 }
 

@@ -44,6 +44,9 @@ pub struct RegisterContextRequest {
     /// ISO 8601 lease, e.g. `PT10M`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub duration: String,
+    /// Registration id (given by discovery when empty).
+    #[serde(rename = "registrationId", default, skip_serializing_if = "String::is_empty")]
+    pub registration_id: String,
 }
 
 /// A broker's heartbeat body for `POST /ngsi9/broker/heartbeat`.
@@ -57,4 +60,149 @@ pub struct BrokerProfile {
     /// Time of the heartbeat (RFC 3339).
     #[serde(rename = "Last_Heartbeat_Update", default)]
     pub last_heartbeat_update: String,
+}
+
+/// Status object FogFlow's NGSI9 embeds in answers (`code` is a number).
+pub use super::v1::StatusCode;
+
+/// `POST /ngsi9/registerContext` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterContextResponse {
+    /// Echo of the requested lease.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub duration: String,
+    /// Registration id.
+    #[serde(rename = "registrationId")]
+    pub registration_id: String,
+    /// Status.
+    #[serde(rename = "errorCode")]
+    pub error_code: StatusCode,
+}
+
+/// `POST /ngsi9/discoverContextAvailability` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DiscoverContextAvailabilityRequest {
+    /// Entities (ids, patterns, types) to look for.
+    #[serde(default)]
+    pub entities: Vec<EntityId>,
+    /// Attributes every match must have registered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<String>,
+    /// Scopes on the registered metadata (circle, polygon, stringQuery, nearby …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restriction: Option<super::v1::Restriction>,
+}
+
+/// One provider's part of a discovery answer or availability notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextRegistrationResponse {
+    /// The entities this provider holds (and their registration).
+    #[serde(rename = "contextRegistration")]
+    pub context_registration: ContextRegistration,
+    /// Status (always 200).
+    #[serde(rename = "errorCode")]
+    pub error_code: StatusCode,
+}
+
+/// `discoverContextAvailability` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DiscoverContextAvailabilityResponse {
+    /// One entry per provider, nearest first for `nearby`.
+    #[serde(rename = "contextRegistrationResponses", default, skip_serializing_if = "Vec::is_empty")]
+    pub context_registration_responses: Vec<ContextRegistrationResponse>,
+    /// Status.
+    #[serde(rename = "errorCode", default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<StatusCode>,
+}
+
+/// `POST /ngsi9/subscribeContextAvailability` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SubscribeContextAvailabilityRequest {
+    /// Entities to watch.
+    #[serde(default)]
+    pub entities: Vec<EntityId>,
+    /// Attributes a registration must have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<String>,
+    /// The exact URL availability notifications are POSTed to.
+    #[serde(default)]
+    pub reference: String,
+    /// ISO 8601 duration (kept, not enforced).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub duration: String,
+    /// Scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restriction: Option<super::v1::Restriction>,
+    /// Id (set by discovery).
+    #[serde(rename = "subscriptionId", default, skip_serializing_if = "String::is_empty")]
+    pub subscription_id: String,
+}
+
+/// `subscribeContextAvailability` answer (note `subscribeId`, FogFlow's name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeContextAvailabilityResponse {
+    /// The subscription id.
+    #[serde(rename = "subscribeId")]
+    pub subscribe_id: String,
+    /// Echo of the duration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub duration: String,
+    /// Status.
+    #[serde(rename = "errorCode")]
+    pub error_code: StatusCode,
+}
+
+/// `POST /ngsi9/unsubscribeContextAvailability` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsubscribeContextAvailabilityRequest {
+    /// The subscription to cancel.
+    #[serde(rename = "subscriptionId")]
+    pub subscription_id: String,
+}
+
+/// `unsubscribeContextAvailability` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsubscribeContextAvailabilityResponse {
+    /// Echo of the id.
+    #[serde(rename = "subscriptionId")]
+    pub subscription_id: String,
+    /// Status.
+    #[serde(rename = "statusCode")]
+    pub status_code: StatusCode,
+}
+
+/// What an availability notification announces (`errorCode.code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AvailabilityAction {
+    /// 201: matches found when the subscription was created.
+    Create,
+    /// 301: a registration was created or changed.
+    Update,
+    /// 410: a registration was removed (deleted, or its provider's lease expired).
+    Delete,
+}
+
+impl AvailabilityAction {
+    /// FogFlow's code for the action.
+    pub fn code(self) -> u16 {
+        match self {
+            AvailabilityAction::Create => 201,
+            AvailabilityAction::Update => 301,
+            AvailabilityAction::Delete => 410,
+        }
+    }
+}
+
+/// `POST <reference>` body of an availability notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyContextAvailabilityRequest {
+    /// The availability subscription.
+    #[serde(rename = "subscribeId")]
+    pub subscribe_id: String,
+    /// The registrations concerned, one per provider.
+    #[serde(rename = "contextRegistrationResponses", default, skip_serializing_if = "Vec::is_empty")]
+    pub context_registration_responses: Vec<ContextRegistrationResponse>,
+    /// The action: 201, 301 or 410.
+    #[serde(rename = "errorCode")]
+    pub error_code: StatusCode,
 }

@@ -3,6 +3,7 @@
 //! that matches on [`Role`] to start one.
 
 pub mod broker;
+pub mod discovery;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub enum RoleError {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A requested role is not part of this release.
-    #[error("not built yet in this release: {0} (available: broker); run e.g. `fogflow --role broker`")]
+    #[error("not built yet in this release: {0} (available: broker, discovery); run e.g. `fogflow --role broker`")]
     NotBuilt(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for the {role} role: {source}")]
@@ -80,6 +81,7 @@ impl RunError {
 fn listen_addr(config: &Config, role: Role) -> Option<SocketAddr> {
     let port = match role {
         Role::Broker => config.broker.http_port,
+        Role::Discovery => config.discovery.http_port,
         _ => return None,
     };
     Some(SocketAddr::from(([0, 0, 0, 0], port)))
@@ -102,26 +104,42 @@ pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToke
     }
     tracing::info!(roles = %roles, version = crate::http::common::VERSION, commit = crate::http::common::GIT_COMMIT, "starting");
     let context = RoleContext { config: config.clone(), metrics: Metrics::new() };
+    // Each role has its own token so that roles can be stopped in reverse start order: the roles that use
+    // discovery (brokers unregister on the way out) stop before discovery does.
     let mut running = JoinSet::new();
+    let mut stop_order = Vec::new();
     for (role, listener) in listeners {
-        let token = shutdown.child_token();
+        let token = CancellationToken::new();
+        stop_order.push((role, token.clone()));
         let context = context.clone();
         running.spawn(async move { (role, start(role, context, listener, token).await) });
     }
+    stop_order.reverse();
     let mut first_error = None;
+    let mut stopped = Vec::new();
     tokio::select! {
         () = shutdown.cancelled() => {}
         Some(finished) = running.join_next() => {
+            if let Ok((role, _)) = &finished {
+                stopped.push(*role);
+            }
             first_error = Some(role_outcome(finished));
             shutdown.cancel();
         }
     }
     let grace = config.shutdown_grace();
     let drained = tokio::time::timeout(grace, async {
-        while let Some(finished) = running.join_next().await {
-            let outcome = role_outcome(finished);
-            if first_error.is_none() {
-                first_error = Some(outcome);
+        for (role, token) in &stop_order {
+            token.cancel();
+            while !stopped.contains(role) {
+                let Some(finished) = running.join_next().await else { break };
+                if let Ok((done, _)) = &finished {
+                    stopped.push(*done);
+                }
+                let outcome = role_outcome(finished);
+                if first_error.is_none() || matches!(first_error, Some(Ok(()))) {
+                    first_error = Some(outcome);
+                }
             }
         }
     })
@@ -147,6 +165,7 @@ async fn start(
 ) -> Result<(), RoleError> {
     match role {
         Role::Broker => broker::run(context, listener, shutdown).await,
+        Role::Discovery => discovery::run(context, listener, shutdown).await,
         other => Err(RoleError::Other(format!("role {other} is not built yet"))),
     }
 }

@@ -21,7 +21,6 @@ use crate::ngsi::v1::{ContextElement, ContextMetadata, EntityId};
 use crate::ngsi::v9::{BrokerProfile, ContextRegistration, ContextRegistrationAttribute, RegisterContextRequest};
 
 const REGISTRATION_LEASE: &str = "PT10M";
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What discovery should learn about one entity.
 #[derive(Debug, Clone)]
@@ -97,8 +96,12 @@ impl Registrar {
         shutdown: CancellationToken,
     ) {
         let mut failures: u32 = 0;
-        let mut sync =
-            SyncState { broker_registered: false, full_sync_needed: true, next_heartbeat: tokio::time::Instant::now() };
+        let mut sync = SyncState {
+            epoch: None,
+            broker_registered: false,
+            full_sync_needed: true,
+            next_heartbeat: tokio::time::Instant::now(),
+        };
         loop {
             if sync.full_sync_needed {
                 for element in snapshot() {
@@ -123,7 +126,10 @@ impl Registrar {
                 }
                 Err(error) => {
                     failures += 1;
-                    let backoff = Duration::from_millis(250).saturating_mul(1 << failures.min(7)).min(MAX_BACKOFF);
+                    // Never wait longer than a heartbeat interval, so a returning discovery is refilled within two.
+                    let backoff = Duration::from_millis(250)
+                        .saturating_mul(1 << failures.min(7))
+                        .min(identity.heartbeat_interval);
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(discovery = client.base_url(), %error, failures, retry_in = ?backoff, "cannot reach discovery; serving locally and retrying");
                     }
@@ -169,9 +175,15 @@ impl Registrar {
                 my_url: identity.url.clone(),
                 last_heartbeat_update: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             };
-            client.heartbeat(&profile).await?;
+            let epoch = client.heartbeat(&profile).await?;
             sync.next_heartbeat = tokio::time::Instant::now() + identity.heartbeat_interval;
-            if !client.is_registered(&identity.id).await? {
+            let forgotten = match epoch {
+                // Our discovery reports an epoch that changes when it lost its state.
+                Some(epoch) => sync.epoch.replace(epoch.clone()).is_some_and(|previous| previous != epoch),
+                // FogFlow's does not: ask whether it still knows this broker.
+                None => !client.is_registered(&identity.id).await?,
+            };
+            if forgotten {
                 tracing::warn!(broker = %identity.id, "discovery no longer knows this broker (restarted?); registering everything again");
                 sync.broker_registered = false;
                 sync.full_sync_needed = true;
@@ -206,6 +218,7 @@ impl Registrar {
 
 /// Where the loop stands with discovery.
 struct SyncState {
+    epoch: Option<String>,
     broker_registered: bool,
     full_sync_needed: bool,
     next_heartbeat: tokio::time::Instant,
@@ -224,6 +237,7 @@ fn broker_registration(identity: &BrokerIdentity) -> RegisterContextRequest {
             providing_application: identity.url.clone(),
         }],
         duration: REGISTRATION_LEASE.into(),
+        registration_id: String::new(),
     }
 }
 
@@ -248,6 +262,7 @@ fn entity_registration(element: &ContextElement, broker_url: &str) -> RegisterCo
             providing_application: broker_url.into(),
         }],
         duration: REGISTRATION_LEASE.into(),
+        registration_id: String::new(),
     }
 }
 

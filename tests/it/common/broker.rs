@@ -1,4 +1,5 @@
-//! A `fogflow --role broker` child process: started on a free port with its own data directory and log file,
+//! A `fogflow --role broker` (or, with [`BrokerOptions::discovery`], `--role discovery`) child process: started
+//! on a free port with its own data directory and log file,
 //! probed until `/ready`, stopped with SIGKILL or SIGTERM, restarted on the same data, killed by its own PID on
 //! drop (printing its log when the test is failing); plus the HTTP calls tests make to it.
 
@@ -22,6 +23,8 @@ pub struct BrokerOptions {
     env: Vec<(String, String)>,
     args: Vec<String>,
     use_discovery: bool,
+    run_discovery: bool,
+    port: Option<u16>,
 }
 
 impl BrokerOptions {
@@ -42,6 +45,17 @@ impl BrokerOptions {
         self
     }
 
+    /// Runs the discovery role instead of a broker (on its own port, `FOGFLOW__DISCOVERY__HTTP_PORT`).
+    pub fn discovery() -> Self {
+        BrokerOptions { run_discovery: true, ..BrokerOptions::default() }
+    }
+
+    /// Listens on this port instead of a free one (e.g. to restart discovery where brokers expect it).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Turns discovery registration on (`broker.use_discovery = true`).
     pub fn with_discovery(mut self) -> Self {
         self.use_discovery = true;
@@ -56,7 +70,8 @@ impl BrokerOptions {
             .timeout(REQUEST_TIMEOUT)
             .redirects(0)
             .build();
-        let mut broker = Broker { port: free_port(), dir, options: self, child: None, agent };
+        let port = self.port.unwrap_or_else(free_port);
+        let mut broker = Broker { port, dir, options: self, child: None, agent };
         broker.spawn_and_wait();
         broker
     }
@@ -117,13 +132,18 @@ impl Broker {
     fn spawn_until_ready_or_exit(&mut self) -> Option<ExitStatus> {
         let log = File::options().create(true).append(true).open(self.log_path()).expect("open log file");
         let mut command = fogflow_command(self.dir.path());
+        let (role, port_variable) = if self.options.run_discovery {
+            ("discovery", "FOGFLOW__DISCOVERY__HTTP_PORT")
+        } else {
+            ("broker", "FOGFLOW__BROKER__HTTP_PORT")
+        };
         command
             .arg("--role")
-            .arg("broker")
+            .arg(role)
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.options.args)
-            .env("FOGFLOW__BROKER__HTTP_PORT", self.port.to_string())
+            .env(port_variable, self.port.to_string())
             .env("FOGFLOW__BROKER__USE_DISCOVERY", self.options.use_discovery.to_string())
             .env("RUST_LOG", "info")
             .envs(self.options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -196,10 +216,11 @@ impl Broker {
         }
     }
 
-    /// Starts the broker again on the same data directory (on a new free port) and waits until it is ready.
+    /// Starts the process again on the same data directory (on its fixed port, else a new free one) and waits
+    /// until it is ready.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the broker before restarting it");
-        self.port = free_port();
+        self.port = self.options.port.unwrap_or_else(free_port);
         self.spawn_and_wait();
     }
 
@@ -223,8 +244,13 @@ impl Broker {
         };
         let status = response.status();
         let content_type = response.header("content-type").map(str::to_string);
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|name| response.header(&name).map(|value| (name.to_ascii_lowercase(), value.to_string())))
+            .collect();
         let body = response.into_string().expect("read response body");
-        Resp { status, content_type, body }
+        Resp { status, content_type, headers, body }
     }
 
     /// `GET path`.

@@ -1,0 +1,240 @@
+//! The registry of context availability: which provider (broker) holds which entity, with the entity's
+//! registered attributes and metadata. Registrations are keyed per provider (`provider`, `entity id`), so two
+//! brokers holding the same id are two registrations (FogFlow kept one per id, last writer wins, spec §7.2);
+//! an update merges attributes and metadata by name, so a partial registration never drops attributes (§12.3).
+//!
+//! Durable in the store; knows nothing of HTTP, subscriptions or leases.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ngsi::v1::{ContextElement, ContextMetadata, EntityId};
+use crate::ngsi::v9::ContextRegistrationAttribute;
+use crate::store::{Store, StoreError, Tree};
+
+/// One entity held by one provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The entity (`isPattern` always false).
+    pub entity: EntityId,
+    /// Its registered attributes, by name.
+    pub attributes: Vec<ContextRegistrationAttribute>,
+    /// Its registered metadata (e.g. `location`), by name.
+    pub metadata: Vec<ContextMetadata>,
+    /// The provider's NGSI10 URL (`…/ngsi10`).
+    pub provider: String,
+}
+
+impl Registration {
+    /// The registration as an element, for scope matching on its metadata.
+    pub fn as_element(&self) -> ContextElement {
+        ContextElement {
+            entity_id: self.entity.clone(),
+            attributes: Vec::new(),
+            domain_metadata: self.metadata.clone(),
+        }
+    }
+
+    /// Whether every listed attribute is registered.
+    pub fn has_attributes(&self, names: &[String]) -> bool {
+        names.iter().all(|name| self.attributes.iter().any(|attribute| &attribute.name == name))
+    }
+
+    /// FogFlow's `EntityRegistration` record (`GET /ngsi9/registration/{id}`), with Go field names.
+    pub fn to_fogflow_record(&self) -> Value {
+        let attributes: Map<String, Value> =
+            self.attributes.iter().map(|a| (a.name.clone(), serde_json::to_value(a).unwrap_or(Value::Null))).collect();
+        let metadata: Map<String, Value> =
+            self.metadata.iter().map(|m| (m.name.clone(), serde_json::to_value(m).unwrap_or(Value::Null))).collect();
+        serde_json::json!({
+            "ID": self.entity.id,
+            "Type": self.entity.entity_type,
+            "AttributesList": attributes,
+            "MetadataList": metadata,
+            "ProvidingApplication": self.provider,
+        })
+    }
+
+    fn key(&self) -> String {
+        registration_key(&self.provider, &self.entity.id)
+    }
+
+    /// Merges a newer registration of the same entity and provider into this one.
+    fn merged_with(&self, newer: &Registration) -> Registration {
+        let mut merged = self.clone();
+        if !newer.entity.entity_type.is_empty() {
+            merged.entity.entity_type = newer.entity.entity_type.clone();
+        }
+        for attribute in &newer.attributes {
+            match merged.attributes.iter_mut().find(|a| a.name == attribute.name) {
+                Some(existing) => *existing = attribute.clone(),
+                None => merged.attributes.push(attribute.clone()),
+            }
+        }
+        for item in &newer.metadata {
+            match merged.metadata.iter_mut().find(|m| m.name == item.name) {
+                Some(existing) => *existing = item.clone(),
+                None => merged.metadata.push(item.clone()),
+            }
+        }
+        merged
+    }
+}
+
+/// Store and map key: provider and entity id separated by NUL (neither may hold control characters).
+fn registration_key(provider: &str, entity_id: &str) -> String {
+    format!("{provider}\0{entity_id}")
+}
+
+/// A change of the registry, for availability notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryChange {
+    /// Created or changed (301).
+    Upserted(Registration),
+    /// Removed (410).
+    Removed(Registration),
+}
+
+/// The registry.
+#[derive(Clone)]
+pub struct Registry {
+    entries: Arc<RwLock<BTreeMap<String, Registration>>>,
+    tree: Tree<Registration>,
+    store: Store,
+}
+
+impl Registry {
+    /// Loads every stored registration.
+    pub fn open(store: &Store) -> Result<Registry, StoreError> {
+        let tree = store.tree::<Registration>("registrations")?;
+        let mut entries = BTreeMap::new();
+        for entry in tree.iter() {
+            let (key, registration) = entry?;
+            entries.insert(key, registration);
+        }
+        Ok(Registry { entries: Arc::new(RwLock::new(entries)), tree, store: store.clone() })
+    }
+
+    /// Number of registrations.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Creates or merges registrations, durably; returns what actually changed.
+    pub async fn upsert(&self, registrations: Vec<Registration>) -> Result<Vec<RegistryChange>, StoreError> {
+        let mut changes = Vec::new();
+        {
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            for registration in registrations {
+                let key = registration.key();
+                let merged = match entries.get(&key) {
+                    Some(existing) => existing.merged_with(&registration),
+                    None => registration,
+                };
+                if entries.get(&key) == Some(&merged) {
+                    continue;
+                }
+                self.tree.insert(&key, &merged)?;
+                entries.insert(key, merged.clone());
+                changes.push(RegistryChange::Upserted(merged));
+            }
+        }
+        self.store.commit().await?;
+        Ok(changes)
+    }
+
+    /// Removes every registration selected by `remove`, durably; returns them.
+    pub async fn remove_where(&self, remove: impl Fn(&Registration) -> bool) -> Result<Vec<Registration>, StoreError> {
+        let mut removed = Vec::new();
+        {
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<String> = entries.iter().filter(|(_, r)| remove(r)).map(|(key, _)| key.clone()).collect();
+            for key in keys {
+                self.tree.remove(&key)?;
+                if let Some(registration) = entries.remove(&key) {
+                    removed.push(registration);
+                }
+            }
+        }
+        if !removed.is_empty() {
+            self.store.commit().await?;
+        }
+        Ok(removed)
+    }
+
+    /// The registrations of one entity id (one per provider).
+    pub fn of_entity(&self, entity_id: &str) -> Vec<Registration> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.entity.id == entity_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Every registration selected by `keep`, in key order (provider, then id).
+    pub fn select(&self, keep: impl Fn(&Registration) -> bool) -> Vec<Registration> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).values().filter(|r| keep(r)).cloned().collect()
+    }
+
+    /// The distinct entity types registered.
+    pub fn types(&self) -> BTreeSet<String> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| r.entity.entity_type.clone())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn registration(id: &str, provider: &str, attributes: &[&str]) -> Registration {
+        Registration {
+            entity: EntityId { id: id.into(), entity_type: "T".into(), is_pattern: false },
+            attributes: attributes
+                .iter()
+                .map(|name| ContextRegistrationAttribute {
+                    name: name.to_string(),
+                    attribute_type: String::new(),
+                    is_domain: false,
+                })
+                .collect(),
+            metadata: vec![ContextMetadata { name: "city".into(), metadata_type: "string".into(), value: json!("x") }],
+            provider: provider.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn registrations_are_per_provider_merge_attributes_and_report_real_changes_only() {
+        let store = Store::temporary().unwrap();
+        let registry = Registry::open(&store).unwrap();
+        let changes = registry.upsert(vec![registration("e", "http://a/ngsi10", &["t"])]).await.unwrap();
+        assert_eq!(changes.len(), 1);
+        let changes = registry.upsert(vec![registration("e", "http://a/ngsi10", &["h"])]).await.unwrap();
+        let RegistryChange::Upserted(merged) = &changes[0] else { panic!("expected an upsert") };
+        assert_eq!(merged.attributes.len(), 2, "a partial registration keeps the other attributes");
+        assert!(registry.upsert(vec![registration("e", "http://a/ngsi10", &["t"])]).await.unwrap().is_empty());
+        registry.upsert(vec![registration("e", "http://b/ngsi10", &["t"])]).await.unwrap();
+        assert_eq!(registry.of_entity("e").len(), 2);
+        let removed = registry.remove_where(|r| r.provider == "http://a/ngsi10").await.unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(Registry::open(&store).unwrap().len(), 1);
+        assert_eq!(merged.to_fogflow_record()["AttributesList"]["h"]["name"], "h");
+    }
+}

@@ -1,0 +1,232 @@
+//! The discovery role as a separate process of the real binary: NGSI9 registration, discovery (patterns,
+//! types, attributes, per-provider registrations, `nearby` order), availability subscriptions with 201 / 301 /
+//! 410 notifications, broker leases expiring after `kill -9`, restarts with and without the data folder, and
+//! the FogFlow bugs of spec §12.16–§12.24 gone.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{assert_ngsi_error, element, free_port, Broker, BrokerOptions, Recorded, Sink};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn discovery() -> Broker {
+    BrokerOptions::discovery().env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start()
+}
+
+fn register(
+    discovery: &Broker,
+    id: &str,
+    entity_type: &str,
+    attributes: &[&str],
+    provider: &str,
+    location: Option<(f64, f64)>,
+) {
+    let metadata: Vec<Value> = location
+        .map(|(latitude, longitude)| json!({"name":"location","type":"point","value":{"latitude":latitude,"longitude":longitude}}))
+        .into_iter()
+        .collect();
+    let body = json!({"contextRegistrations":[{
+        "entities":[{"id":id,"type":entity_type}],
+        "attributes": attributes.iter().map(|name| json!({"name":name,"type":"integer","isDomain":false})).collect::<Vec<_>>(),
+        "contextMetadata": metadata,
+        "providingApplication": provider}],"duration":"PT10M"});
+    let answer = discovery.post("/ngsi9/registerContext", &body);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["errorCode"]["code"], 200, "{}", answer.body);
+}
+
+fn providers(answer: &Value) -> Vec<String> {
+    answer["contextRegistrationResponses"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|r| r["contextRegistration"]["providingApplication"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn discover(discovery: &Broker, body: Value) -> Value {
+    let answer = discovery.post("/ngsi9/discoverContextAvailability", &body);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()
+}
+
+fn availability(requests: &[Recorded], code: u16, entity: &str) -> bool {
+    requests.iter().map(Recorded::json).any(|body| {
+        body["errorCode"]["code"] == code
+            && body["contextRegistrationResponses"].as_array().is_some_and(|all| {
+                all.iter().any(|r| r["contextRegistration"]["entities"].to_string().contains(entity))
+            })
+    })
+}
+
+#[test]
+fn registrations_are_found_by_id_pattern_type_and_attributes_per_provider() {
+    let discovery = discovery();
+    register(&discovery, "Device.temp001", "Temperature", &["temp"], "http://10.0.0.1:8070/ngsi10", None);
+    register(&discovery, "Device.temp001", "Temperature", &["hum"], "http://10.0.0.1:8070/ngsi10", None);
+    register(&discovery, "Device.temp001", "Temperature", &["temp"], "http://10.0.0.2:8070/ngsi10", None);
+    register(&discovery, "Other.1", "Temperature2", &["temp"], "http://10.0.0.2:8070/ngsi10", None);
+
+    let record = discovery.get("/ngsi9/registration/Device.temp001").json();
+    assert_eq!(record["ID"], "Device.temp001", "{record}");
+    assert!(record["AttributesList"].get("temp").is_some(), "{record}");
+
+    let by_pattern = discover(&discovery, json!({"entities":[{"id":"Device.*","isPattern":true}]}));
+    assert_eq!(providers(&by_pattern).len(), 2, "one registration per provider: {by_pattern}");
+    let by_type = discover(&discovery, json!({"entities":[{"type":"Temperature","isPattern":true}]}));
+    assert!(!by_type.to_string().contains("Other.1"), "types are exact, not regexes: {by_type}");
+    let with_both = discover(&discovery, json!({"entities":[{"id":"Device.temp001"}],"attributes":["temp","hum"]}));
+    assert_eq!(
+        providers(&with_both),
+        ["http://10.0.0.1:8070/ngsi10"],
+        "a partial registration keeps attributes: {with_both}"
+    );
+    assert_eq!(discovery.get("/etype").json(), json!(["Temperature", "Temperature2"]));
+
+    assert_ngsi_error(&discovery.get("/ngsi9/registration/Nope"), 404);
+    assert_ngsi_error(&discovery.get("/ngsi9/ngsi-ld/registration/Nope"), 404);
+    assert_ngsi_error(&discovery.get("/ngsi9/subscription/nope"), 404);
+    assert_eq!(discovery.get("/ngsi9/status").status, 200, "discovery survives the lookups that crashed FogFlow's");
+}
+
+#[test]
+fn nearby_returns_the_nearest_brokers_first_with_a_default_limit() {
+    let discovery = discovery();
+    register(&discovery, "Broker.paris", "IoTBroker", &[], "http://paris:8070/ngsi10", Some((48.85, 2.35)));
+    register(&discovery, "Broker.tokyo", "IoTBroker", &[], "http://tokyo:8070/ngsi10", Some((35.69, 139.70)));
+    register(&discovery, "Broker.osaka", "IoTBroker", &[], "http://osaka:8070/ngsi10", Some((34.69, 135.50)));
+    let near_tokyo = |limit: Value| {
+        let mut value = json!({"latitude":35.692221,"longitude":139.709059});
+        if !limit.is_null() {
+            value["limit"] = limit;
+        }
+        json!({"entities":[{"type":"IoTBroker","isPattern":true}],"restriction":{"scopes":[{"scopeType":"nearby","scopeValue":value}]}})
+    };
+    let two = discover(&discovery, near_tokyo(json!(2)));
+    assert_eq!(providers(&two), ["http://tokyo:8070/ngsi10", "http://osaka:8070/ngsi10"], "{two}");
+    let unlimited = discover(&discovery, near_tokyo(Value::Null));
+    assert_eq!(providers(&unlimited).len(), 3, "no limit means a default limit, not nothing: {unlimited}");
+    assert_eq!(providers(&unlimited)[2], "http://paris:8070/ngsi10");
+}
+
+#[test]
+fn availability_subscribers_hear_create_update_and_delete() {
+    let discovery = discovery();
+    let sink = Sink::start();
+    register(&discovery, "Room.1", "Room", &["t"], "http://10.0.0.1:8070/ngsi10", None);
+    let answer = discovery.post(
+        "/ngsi9/subscribeContextAvailability",
+        &json!({"entities":[{"id":"Room.*","isPattern":true}],"reference":format!("{}/avail", sink.url())}),
+    );
+    let sid = answer.json()["subscribeId"].as_str().expect("subscribeId").to_string();
+    sink.wait_until(WAIT, "a 201 for the existing Room.1", |requests| availability(requests, 201, "Room.1"));
+    register(&discovery, "Room.2", "Room", &["t"], "http://10.0.0.1:8070/ngsi10", None);
+    sink.wait_until(WAIT, "a 301 for the new Room.2", |requests| availability(requests, 301, "Room.2"));
+    let before = sink.requests().len();
+    register(&discovery, "Room.2", "Room", &["t"], "http://10.0.0.1:8070/ngsi10", None);
+    assert_eq!(discovery.delete("/ngsi9/registration/Room.1").status, 200);
+    let requests = sink.wait_until(WAIT, "a 410 for Room.1", |requests| availability(requests, 410, "Room.1"));
+    assert!(
+        !availability(&requests[before..], 301, "Room.2"),
+        "an unchanged re-registration announces nothing (FogFlow announced every upsert)"
+    );
+    assert!(requests.iter().all(|r| r.path == "/avail"), "availability goes to the exact reference");
+    assert_eq!(discovery.get(&format!("/ngsi9/subscription/{sid}")).status, 200);
+    let cancelled = discovery.post("/ngsi9/unsubscribeContextAvailability", &json!({"subscriptionId": sid}));
+    assert_eq!(cancelled.json()["subscriptionId"], sid.as_str());
+    assert_ngsi_error(&discovery.post("/ngsi9/unsubscribeContextAvailability", &json!({"subscriptionId": sid})), 404);
+}
+
+#[test]
+fn a_killed_brokers_registrations_expire_with_its_lease_and_subscribers_hear_410s() {
+    let discovery = discovery();
+    let sink = Sink::start();
+    let broker = BrokerOptions::new()
+        .with_discovery()
+        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
+        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
+        .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1)
+        .start();
+    broker.update_ok("UPDATE", &[element("Lease.1", "L", &[("v", "integer", json!(1))])]);
+    crate::common::wait_until(WAIT, "Lease.1 registered", || {
+        (discovery.get("/ngsi9/registration/Lease.1").status == 200).then_some(())
+    });
+    discovery.post(
+        "/ngsi9/subscribeContextAvailability",
+        &json!({"entities":[{"id":"Lease.*","isPattern":true}],"reference":format!("{}/avail", sink.url())}),
+    );
+    sink.wait_until(WAIT, "the 201", |requests| availability(requests, 201, "Lease.1"));
+    assert!(discovery.get("/ngsi9/broker").json().get("Broker.001").is_some());
+    let mut broker = broker;
+    broker.kill9();
+    sink.wait_until(WAIT, "a 410 once the lease (3 heartbeats) ran out", |requests| {
+        availability(requests, 410, "Lease.1")
+    });
+    assert_eq!(discovery.get("/ngsi9/registration/Lease.1").status, 404);
+    assert_eq!(discovery.get("/ngsi9/broker").json(), json!({}), "the dead broker is no longer listed");
+}
+
+#[test]
+fn restarted_discovery_keeps_its_registry_and_a_wiped_one_is_refilled_by_the_brokers() {
+    let discovery_port = free_port();
+    let mut discovery =
+        BrokerOptions::discovery().port(discovery_port).env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start();
+    let broker = BrokerOptions::new()
+        .with_discovery()
+        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery_port)
+        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
+        .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1)
+        .start();
+    broker.update_ok("UPDATE", &[element("Kept.1", "K", &[("v", "integer", json!(1))])]);
+    crate::common::wait_until(WAIT, "Kept.1 registered", || {
+        (discovery.get("/ngsi9/registration/Kept.1").status == 200).then_some(())
+    });
+
+    discovery.kill9();
+    discovery.restart();
+    assert_eq!(discovery.get("/ngsi9/registration/Kept.1").status, 200, "registrations survive kill -9");
+
+    discovery.kill9();
+    std::fs::remove_dir_all(discovery.data_dir()).expect("wipe discovery's data");
+    discovery.restart();
+    crate::common::wait_until(
+        Duration::from_secs(10),
+        "the broker re-registered everything after the epoch changed",
+        || {
+            let entity = discovery.get("/ngsi9/registration/Kept.1").status == 200;
+            let itself = discovery.get("/ngsi9/registration/Broker.001").status == 200;
+            (entity && itself).then_some(())
+        },
+    );
+    drop(broker);
+}
+
+#[test]
+fn duplicate_broker_ids_and_bad_input_are_refused() {
+    let discovery = discovery();
+    let heartbeat = |url: &str| {
+        discovery.post(
+            "/ngsi9/broker/heartbeat",
+            &json!({"id":"Broker.001","myURL":url,"Last_Heartbeat_Update":"0001-01-01T00:00:00Z"}),
+        )
+    };
+    let first = heartbeat("http://10.0.0.1:8070/ngsi10");
+    assert_eq!(first.status, 200);
+    assert!(first.json()["epoch"].is_string(), "heartbeat answers carry the epoch: {}", first.body);
+    assert_ngsi_error(&heartbeat("http://10.0.0.2:8070/ngsi10"), 409);
+    for bad in [
+        json!({"contextRegistrations":[{"entities":[{"id":"a"}],"providingApplication":"not a url"}]}),
+        json!({"contextRegistrations":[{"entities":[],"providingApplication":"http://x/ngsi10"}]}),
+        json!({"contextRegistrations":[{"entities":[{"id":"a.*","isPattern":true}],"providingApplication":"http://x/ngsi10"}]}),
+    ] {
+        assert_ngsi_error(&discovery.post("/ngsi9/registerContext", &bad), 400);
+    }
+    let scope = json!({"entities":[{"id":"a"}],"restriction":{"scopes":[{"scopeType":"Circle","scopeValue":"x"}]}});
+    assert_ngsi_error(&discovery.post("/ngsi9/discoverContextAvailability", &scope), 400);
+    assert_ngsi_error(&discovery.post("/ngsi9/subscribeContextAvailability", &json!({"entities":[{"id":"a"}]})), 400);
+    assert_eq!(discovery.get("/ngsi9/status").status, 200);
+}
