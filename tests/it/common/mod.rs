@@ -81,11 +81,19 @@ pub struct Resp {
     pub status: u16,
     /// `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// Every header (names lower-cased, first value of each).
+    pub headers: Vec<(String, String)>,
     /// Body text.
     pub body: String,
 }
 
 impl Resp {
+    /// A header's first value (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
+    }
+
     /// The body as JSON; panics with the body when it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
