@@ -189,6 +189,7 @@ fn query_limit_and_offset_page_through_results() {
     let page = |limit: usize, offset: usize| {
         let response = broker.post(&format!("/ngsi10/queryContext?limit={limit}&offset={offset}"), &body);
         assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(response.header("fiware-total-count"), Some("4"), "every page reports the total: {response:?}");
         ids(&response.json())
     };
     let first = page(3, 0);
