@@ -21,6 +21,8 @@ use crate::ngsi::v1::{ContextElement, ContextMetadata, EntityId};
 use crate::ngsi::v9::{BrokerProfile, ContextRegistration, ContextRegistrationAttribute, RegisterContextRequest};
 
 const REGISTRATION_LEASE: &str = "PT10M";
+/// Most entity registrations sent in one `registerContext`.
+const REGISTRATIONS_PER_REQUEST: usize = 100;
 
 /// What discovery should learn about one entity.
 #[derive(Debug, Clone)]
@@ -191,26 +193,44 @@ impl Registrar {
             }
         }
         loop {
-            let next = {
+            // Up to REGISTRATIONS_PER_REQUEST registrations travel in one registerContext; removals one by one.
+            let batch: Vec<(String, Pending)> = {
                 let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                pending.iter().next().map(|(id, item)| (id.clone(), item.clone()))
-            };
-            let Some((id, item)) = next else { return Ok(()) };
-            match &item {
-                Pending::Register(element) => {
-                    client.register_context(&entity_registration(element, &identity.url)).await?
+                match pending.iter().find(|(_, item)| matches!(item, Pending::Unregister)) {
+                    Some((id, item)) => vec![(id.clone(), item.clone())],
+                    None => pending
+                        .iter()
+                        .take(REGISTRATIONS_PER_REQUEST)
+                        .map(|(id, item)| (id.clone(), item.clone()))
+                        .collect(),
                 }
-                Pending::Unregister => client.delete_registration(&id).await?,
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let elements: Vec<&ContextElement> = batch
+                .iter()
+                .filter_map(|(_, item)| match item {
+                    Pending::Register(element) => Some(element),
+                    Pending::Unregister => None,
+                })
+                .collect();
+            if elements.is_empty() {
+                client.delete_registration(&batch[0].0).await?;
+            } else {
+                client.register_context(&entity_registrations(&elements, &identity.url)).await?;
             }
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            // Only forget the item if no newer one replaced it while we were sending.
-            let unchanged = match (pending.get(&id), &item) {
-                (Some(Pending::Register(now)), Pending::Register(sent)) => now == sent,
-                (Some(Pending::Unregister), Pending::Unregister) => true,
-                _ => false,
-            };
-            if unchanged {
-                pending.remove(&id);
+            for (id, sent) in batch {
+                // Only forget an item if no newer one replaced it while it was being sent.
+                let unchanged = match (pending.get(&id), &sent) {
+                    (Some(Pending::Register(now)), Pending::Register(sent)) => now == sent,
+                    (Some(Pending::Unregister), Pending::Unregister) => true,
+                    _ => false,
+                };
+                if unchanged {
+                    pending.remove(&id);
+                }
             }
         }
     }
@@ -241,26 +261,30 @@ fn broker_registration(identity: &BrokerIdentity) -> RegisterContextRequest {
     }
 }
 
-fn entity_registration(element: &ContextElement, broker_url: &str) -> RegisterContextRequest {
+/// One registerContext for several entities: one contextRegistration each, with its full attribute list.
+fn entity_registrations(elements: &[&ContextElement], broker_url: &str) -> RegisterContextRequest {
     RegisterContextRequest {
-        context_registrations: vec![ContextRegistration {
-            entities: vec![EntityId {
-                id: element.entity_id.id.clone(),
-                entity_type: element.entity_id.entity_type.clone(),
-                is_pattern: false,
-            }],
-            attributes: element
-                .attributes
-                .iter()
-                .map(|a| ContextRegistrationAttribute {
-                    name: a.name.clone(),
-                    attribute_type: a.attribute_type.clone(),
-                    is_domain: false,
-                })
-                .collect(),
-            context_metadata: element.domain_metadata.clone(),
-            providing_application: broker_url.into(),
-        }],
+        context_registrations: elements
+            .iter()
+            .map(|element| ContextRegistration {
+                entities: vec![EntityId {
+                    id: element.entity_id.id.clone(),
+                    entity_type: element.entity_id.entity_type.clone(),
+                    is_pattern: false,
+                }],
+                attributes: element
+                    .attributes
+                    .iter()
+                    .map(|a| ContextRegistrationAttribute {
+                        name: a.name.clone(),
+                        attribute_type: a.attribute_type.clone(),
+                        is_domain: false,
+                    })
+                    .collect(),
+                context_metadata: element.domain_metadata.clone(),
+                providing_application: broker_url.into(),
+            })
+            .collect(),
         duration: REGISTRATION_LEASE.into(),
         registration_id: String::new(),
     }
@@ -276,7 +300,7 @@ mod tests {
             "attributes":[{"name":"a","type":"integer","value":1},{"name":"b","value":2}],
             "domainMetadata":[{"name":"location","type":"point","value":{"latitude":1.0,"longitude":2.0}}]}))
         .unwrap();
-        let request = entity_registration(&element, "http://h:8070/ngsi10");
+        let request = entity_registrations(&[&element], "http://h:8070/ngsi10");
         let body = serde_json::to_value(&request).unwrap();
         let registration = &body["contextRegistrations"][0];
         assert_eq!(registration["attributes"].as_array().unwrap().len(), 2);
