@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{assert_ngsi_error, element, free_port, Broker, BrokerOptions, Recorded, Sink};
+use crate::common::{assert_ngsi_error, element, free_port, Broker, BrokerOptions, Recorded, Reply, Sink};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -86,6 +86,8 @@ fn registrations_are_found_by_id_pattern_type_and_attributes_per_provider() {
         "a partial registration keeps attributes: {with_both}"
     );
     assert_eq!(discovery.get("/etype").json(), json!(["Temperature", "Temperature2"]));
+    let metrics = discovery.metrics();
+    assert!(metrics.contains("fogflow_discovery_registrations 3"), "three registrations in /metrics:\n{metrics}");
 
     assert_ngsi_error(&discovery.get("/ngsi9/registration/Nope"), 404);
     assert_ngsi_error(&discovery.get("/ngsi9/ngsi-ld/registration/Nope"), 404);
@@ -229,4 +231,27 @@ fn duplicate_broker_ids_and_bad_input_are_refused() {
     assert_ngsi_error(&discovery.post("/ngsi9/discoverContextAvailability", &scope), 400);
     assert_ngsi_error(&discovery.post("/ngsi9/subscribeContextAvailability", &json!({"entities":[{"id":"a"}]})), 400);
     assert_eq!(discovery.get("/ngsi9/status").status, 200);
+}
+
+#[test]
+fn a_failing_availability_subscriber_later_gets_only_the_newest_state() {
+    let discovery = discovery();
+    let sink = Sink::with_reply(Reply::Status(500));
+    discovery.post(
+        "/ngsi9/subscribeContextAvailability",
+        &json!({"entities":[{"id":"Flap.*","isPattern":true}],"reference":format!("{}/avail", sink.url())}),
+    );
+    register(&discovery, "Flap.1", "F", &["v"], "http://10.0.0.1:8070/ngsi10", None);
+    sink.wait_until(WAIT, "a first (failed) attempt", |requests| availability(requests, 301, "Flap.1"));
+    assert_eq!(discovery.delete("/ngsi9/registration/Flap.1").status, 200);
+    let failed_so_far = sink.requests().len();
+    sink.set_reply(Reply::Ok);
+    let requests = sink.wait_until(WAIT, "the 410 delivered once the subscriber recovers", |requests| {
+        requests.iter().any(|r| r.answered == Some(200) && availability(std::slice::from_ref(r), 410, "Flap.1"))
+    });
+    let after_recovery: Vec<&Recorded> = requests[failed_so_far..].iter().filter(|r| r.answered == Some(200)).collect();
+    assert!(
+        after_recovery.iter().all(|r| !availability(std::slice::from_ref(*r), 301, "Flap.1")),
+        "the superseded 301 is never re-sent after the 410 (FogFlow re-sent stale copies forever)"
+    );
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,18 +85,33 @@ impl AvailabilitySubscription {
     }
 }
 
+/// Counters of availability notifications.
+#[derive(Debug, Clone, Default)]
+pub struct AvailabilityCounters {
+    /// Notifications delivered.
+    pub sent: Counter,
+    /// Attempts that failed.
+    pub failed: Counter,
+}
+
 /// Starts delivery tasks.
 #[derive(Clone)]
 pub struct AvailabilityNotifier {
     http: HttpClient,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    counters: AvailabilityCounters,
 }
 
 impl AvailabilityNotifier {
     /// A notifier whose tasks stop when `shutdown` fires.
-    pub fn new(http: HttpClient, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
-        AvailabilityNotifier { http, tasks, shutdown }
+    pub fn new(
+        http: HttpClient,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+        counters: AvailabilityCounters,
+    ) -> Self {
+        AvailabilityNotifier { http, tasks, shutdown, counters }
     }
 
     /// Creates a subscription and starts its delivery task.
@@ -112,13 +128,14 @@ impl AvailabilityNotifier {
             cancel: self.shutdown.child_token(),
         });
         let http = self.http.clone();
+        let counters = self.counters.clone();
         let task_subscription = subscription.clone();
-        self.tasks.spawn(async move { deliver(http, task_subscription).await });
+        self.tasks.spawn(async move { deliver(http, counters, task_subscription).await });
         subscription
     }
 }
 
-async fn deliver(http: HttpClient, subscription: Arc<AvailabilitySubscription>) {
+async fn deliver(http: HttpClient, counters: AvailabilityCounters, subscription: Arc<AvailabilitySubscription>) {
     let mut failures: u32 = 0;
     loop {
         let Some((action, run)) = subscription.take_run() else {
@@ -144,9 +161,13 @@ async fn deliver(http: HttpClient, subscription: Arc<AvailabilitySubscription>) 
             Err(error) => Err(error.to_string()),
         };
         match outcome {
-            Ok(()) => failures = 0,
+            Ok(()) => {
+                failures = 0;
+                counters.sent.inc();
+            }
             Err(reason) => {
                 failures += 1;
+                counters.failed.inc();
                 subscription.put_back(action, run);
                 let backoff = Duration::from_millis(200).saturating_mul(1 << failures.min(8)).min(MAX_BACKOFF);
                 tracing::warn!(subscription = %subscription.request.subscription_id, %reference, failures, %reason, retry_in = ?backoff, "availability notification failed");
@@ -179,6 +200,7 @@ mod tests {
             HttpClient::new(Duration::from_millis(10), Duration::from_millis(10)),
             TaskTracker::new(),
             CancellationToken::new(),
+            AvailabilityCounters::default(),
         );
         let query = AvailabilityQuery::compile(
             &[EntityId { id: "e.*".into(), entity_type: String::new(), is_pattern: true }],

@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::availability::AvailabilityNotifier;
-use self::state::{DiscoveryError, DiscoveryState};
+use self::availability::{AvailabilityCounters, AvailabilityNotifier};
+use self::state::{DiscoveryError, DiscoveryGauges, DiscoveryState};
 use super::{RoleContext, RoleError};
 use crate::clients::http_client::HttpClient;
 use crate::http::{serve, Readiness, ServerLimits};
@@ -38,14 +38,23 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     let tasks = TaskTracker::new();
     let background = CancellationToken::new();
     let http = HttpClient::new(Duration::from_secs(2), Duration::from_secs(5));
-    let notifier = AvailabilityNotifier::new(http, tasks.clone(), background.clone());
+    let counters = AvailabilityCounters::default();
+    ctx.metrics.register("discovery_notifications_sent", "Availability notifications delivered", counters.sent.clone());
+    ctx.metrics.register(
+        "discovery_notifications_failed",
+        "Availability notification attempts that failed",
+        counters.failed.clone(),
+    );
+    let gauges = DiscoveryGauges::default();
+    ctx.metrics.register("discovery_registrations", "Registrations held by discovery", gauges.registrations.clone());
+    ctx.metrics.register("discovery_brokers", "Brokers with a live lease", gauges.brokers.clone());
+    let notifier = AvailabilityNotifier::new(http, tasks.clone(), background.clone(), counters);
     let lease = Duration::from_secs(config.broker.heartbeat_interval * u64::from(config.discovery.lease_heartbeats));
-    let state = DiscoveryState::open(store, notifier, lease, readiness.clone(), config.broker.max_body_bytes).map_err(
-        |error| match error {
-            DiscoveryError::Store(error) => RoleError::Store(error),
-            other => RoleError::Other(other.to_string()),
-        },
-    )?;
+    let state = DiscoveryState::open(store, notifier, lease, readiness.clone(), config.broker.max_body_bytes, gauges)
+        .map_err(|error| match error {
+        DiscoveryError::Store(error) => RoleError::Store(error),
+        other => RoleError::Other(other.to_string()),
+    })?;
     tasks.spawn(state.clone().expire_brokers(background.clone()));
 
     readiness.set_ready();

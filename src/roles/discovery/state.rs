@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use super::availability::{AvailabilityNotifier, AvailabilitySubscription};
@@ -65,6 +66,16 @@ pub struct DiscoveryInner {
     pub readiness: Readiness,
     /// Largest request body.
     pub max_body_bytes: usize,
+    gauges: DiscoveryGauges,
+}
+
+/// Gauges kept up to date by the state.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryGauges {
+    /// Registrations held.
+    pub registrations: Gauge,
+    /// Brokers with a live lease.
+    pub brokers: Gauge,
 }
 
 impl DiscoveryState {
@@ -75,6 +86,7 @@ impl DiscoveryState {
         lease: Duration,
         readiness: Readiness,
         max_body_bytes: usize,
+        gauges: DiscoveryGauges,
     ) -> Result<DiscoveryState, DiscoveryError> {
         let registry = Registry::open(&store)?;
         let subscription_tree = store.tree::<SubscribeContextAvailabilityRequest>("availability_subscriptions")?;
@@ -98,6 +110,7 @@ impl DiscoveryState {
             epoch,
             readiness,
             max_body_bytes,
+            gauges,
         }));
         for entry in state.subscription_tree.iter() {
             let (_, request) = entry?;
@@ -112,6 +125,7 @@ impl DiscoveryState {
                 }
             }
         }
+        state.gauges.registrations.set(state.registry.len() as i64);
         tracing::info!(registrations = state.registry.len(), epoch = %state.epoch, "discovery state loaded");
         Ok(state)
     }
@@ -250,7 +264,9 @@ impl DiscoveryState {
     pub fn heartbeat(&self, profile: &BrokerProfile) -> Result<(), DiscoveryError> {
         limits::check_name("broker id", &profile.id)?;
         validate_provider(&profile.my_url)?;
-        Ok(self.brokers.heartbeat(&profile.id, &profile.my_url)?)
+        self.brokers.heartbeat(&profile.id, &profile.my_url)?;
+        self.gauges.brokers.set(self.brokers.live().len() as i64);
+        Ok(())
     }
 
     /// The live brokers.
@@ -266,7 +282,11 @@ impl DiscoveryState {
                 _ = ticker.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            for broker in self.brokers.expire() {
+            let expired = self.brokers.expire();
+            if !expired.is_empty() {
+                self.gauges.brokers.set(self.brokers.live().len() as i64);
+            }
+            for broker in expired {
                 match self.registry.remove_where(|r| r.provider == broker.my_url).await {
                     Ok(removed) => {
                         tracing::warn!(broker = %broker.id, url = %broker.my_url, registrations = removed.len(), "broker lease expired; its registrations are removed");
@@ -281,6 +301,8 @@ impl DiscoveryState {
     }
 
     fn announce(&self, changes: &[RegistryChange]) {
+        self.gauges.registrations.set(self.registry.len() as i64);
+        self.gauges.brokers.set(self.brokers.live().len() as i64);
         if changes.is_empty() {
             return;
         }
