@@ -5,7 +5,10 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use super::http_client::{HttpClient, OutboundError};
-use crate::ngsi::v9::{BrokerProfile, RegisterContextRequest};
+use crate::ngsi::v1::EntityId;
+use crate::ngsi::v9::{
+    BrokerProfile, DiscoverContextAvailabilityRequest, DiscoverContextAvailabilityResponse, RegisterContextRequest,
+};
 
 /// Why a discovery call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,6 +64,40 @@ impl DiscoveryClient {
             Ok(())
         } else {
             Err(DiscoveryError::Refused { what: "delete registration", status: response.status })
+        }
+    }
+
+    /// `POST /discoverContextAvailability`: the providers holding matching entities, with those entities.
+    pub async fn discover(
+        &self,
+        request: &DiscoverContextAvailabilityRequest,
+    ) -> Result<Vec<(String, Vec<EntityId>)>, DiscoveryError> {
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        let url = format!("{}/discoverContextAvailability", self.base_url);
+        let response = self.http.post_json(&url, HeaderMap::new(), Bytes::from(body)).await?;
+        if !response.is_success() {
+            return Err(DiscoveryError::Refused { what: "discoverContextAvailability", status: response.status });
+        }
+        let answer: DiscoverContextAvailabilityResponse = serde_json::from_slice(&response.body)
+            .map_err(|_| DiscoveryError::Refused { what: "discoverContextAvailability", status: response.status })?;
+        Ok(answer
+            .context_registration_responses
+            .into_iter()
+            .map(|r| (r.context_registration.providing_application, r.context_registration.entities))
+            .collect())
+    }
+
+    /// The provider of an entity id, if discovery knows one (`GET /registration/{id}`).
+    pub async fn provider_of(&self, entity_id: &str) -> Result<Option<String>, DiscoveryError> {
+        let url = format!("{}/registration/{}", self.base_url, encode_segment(entity_id));
+        let response = self.http.send_empty(Method::GET, &url).await?;
+        match response.status {
+            404 => Ok(None),
+            status if (200..300).contains(&status) => {
+                let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+                Ok(body.get("ProvidingApplication").and_then(serde_json::Value::as_str).map(str::to_string))
+            }
+            status => Err(DiscoveryError::Refused { what: "registration lookup", status }),
         }
     }
 

@@ -12,6 +12,7 @@ mod discovery;
 mod discovery_registration;
 mod docker_image;
 mod durability;
+mod federation;
 mod ngsi10_query;
 mod ngsi10_subscribe;
 mod ngsi10_update;

@@ -3,10 +3,11 @@
 //!
 //! Owns: the `<data_dir>/broker` store (entities, subscriptions), one delivery task per subscription, the
 //! registrar that keeps discovery informed, the subscription expiry sweeper. Talks to: subscribers (HTTP),
-//! discovery (HTTP, optional). Never imports another role.
+//! discovery and other brokers (HTTP, optional: registration and federation). Never imports another role.
 
 pub mod api;
 pub mod entities;
+pub mod federation;
 pub mod notifier;
 pub mod registrar;
 pub mod routes;
@@ -16,10 +17,12 @@ pub mod subscriptions;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::federation::{Federation, FederationHandle};
 use self::notifier::{Notifier, NotifierMetrics};
 use self::registrar::{BrokerIdentity, EntitySnapshot, Registrar};
 use self::state::{BrokerState, StateGauges};
@@ -90,7 +93,11 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
 
     readiness.set_ready();
     tracing::info!(broker = %config.broker_id(), url = %config.broker_url(), "broker ready");
-    let router = routes::router(state.clone(), ctx.metrics.clone());
+    let federation = config
+        .broker
+        .use_discovery
+        .then(|| Arc::new(Federation::new(config.discovery_url(), config.broker_url(), Duration::from_secs(2))));
+    let router = routes::router(state.clone(), ctx.metrics.clone()).layer(Extension(FederationHandle(federation)));
     let server = serve(listener, router, shutdown.clone(), ServerLimits::default());
     tokio::pin!(server);
     tokio::select! {

@@ -6,10 +6,12 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 
 use super::error::V1Error;
+use super::federated;
 use super::headers::request_meta;
 use crate::http::read_json;
 use crate::ngsi::v1::{
@@ -17,23 +19,32 @@ use crate::ngsi::v1::{
     StatusCode as NgsiStatus, SubscribeContextRequest, SubscribeContextResponse, SubscribeResponse,
     UnsubscribeContextRequest, UnsubscribeContextResponse, UpdateContextRequest,
 };
+use crate::roles::broker::federation::{FederationHandle, PARTIAL_RESULT_HEADER};
 use crate::roles::broker::state::BrokerState;
 
-/// `POST /ngsi10/updateContext`.
+/// `POST /ngsi10/updateContext`; with federation, a client's update of an entity another broker owns is
+/// forwarded there.
 pub async fn update_context(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     let request: UpdateContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
-    let response = state.update(&meta, &request).await?;
+    let response = match federation.0.as_deref().filter(|_| !meta.subscriber.is_internal) {
+        Some(federation) => federated::update(&state, federation, &meta, &request).await?,
+        None => state.update(&meta, &request).await?,
+    };
     Ok(Json(response).into_response())
 }
 
-/// `POST /ngsi10/queryContext[?limit=&offset=]`; the total number of matches is in `Fiware-Total-Count`.
+/// `POST /ngsi10/queryContext[?limit=&offset=]`; the total number of matches is in `Fiware-Total-Count`. With
+/// federation, a client's query also gets the other brokers' matches; `FogFlow-Partial-Result` names those
+/// that did not answer.
 pub async fn query_context(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -41,7 +52,10 @@ pub async fn query_context(
     let meta = request_meta(&headers)?;
     let (offset, limit) = paging(query.as_deref())?;
     let request: QueryContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
-    let page = state.query(&meta.tenant, &request, offset, limit)?;
+    let (page, unanswered) = match federation.0.as_deref().filter(|_| !meta.subscriber.is_internal) {
+        Some(federation) => federated::query(&state, federation, &meta.tenant, &request, offset, limit).await?,
+        None => (state.query(&meta.tenant, &request, offset, limit)?, Vec::new()),
+    };
     let response = QueryContextResponse {
         context_responses: page
             .elements
@@ -52,6 +66,11 @@ pub async fn query_context(
     };
     let mut response = Json(response).into_response();
     response.headers_mut().insert("fiware-total-count", HeaderValue::from(page.total));
+    if !unanswered.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&unanswered.join(", ")) {
+            response.headers_mut().insert(PARTIAL_RESULT_HEADER, value);
+        }
+    }
     Ok(response)
 }
 

@@ -5,5 +5,6 @@
 
 pub mod context;
 pub mod error;
+pub mod federated;
 pub mod headers;
 pub mod resources;

@@ -5,13 +5,16 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::{Map, Value};
 
 use super::context::paging;
 use super::error::V1Error;
+use super::federated;
 use super::headers::request_meta;
 use crate::ngsi::limits::check_name;
+use crate::roles::broker::federation::FederationHandle;
 use crate::roles::broker::state::{BrokerState, LiveSubscription};
 
 /// `GET /ngsi10/entity[?limit=&offset=]`: the entities of the tenant ordered by id, a page of at most
@@ -38,16 +41,25 @@ pub async fn list_entities(
     Ok(response)
 }
 
-/// `GET /ngsi10/entity/{eid}`.
+/// `GET /ngsi10/entity/{eid}`; with federation, a client's `GET` of an entity another broker owns is fetched
+/// from it.
 pub async fn get_entity(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     check_name("entity id", &id)?;
-    match state.entities.get(&meta.tenant, &id) {
-        Some(entity) => Ok(Json(&entity.element).into_response()),
+    if let Some(entity) = state.entities.get(&meta.tenant, &id) {
+        return Ok(Json(&entity.element).into_response());
+    }
+    let remote = match federation.0.as_deref().filter(|_| !meta.subscriber.is_internal) {
+        Some(federation) => federated::get_remote(federation, &meta.tenant, &id).await,
+        None => None,
+    };
+    match remote {
+        Some(element) => Ok(Json(element).into_response()),
         None => Err(V1Error::not_found(format!("entity `{id}` does not exist"))),
     }
 }

@@ -1,0 +1,111 @@
+//! Brokers federated through discovery, all separate processes of the real binary: a client's query and `GET`
+//! at one broker see the entities another broker holds (with the attribute projection forwarded, spec §12.9),
+//! a client's update of an entity another broker owns is forwarded there (with its action, §12.12), and a
+//! broker that no longer answers makes a query partial instead of hanging.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{element, sorted_ids, wait_until, Broker, BrokerOptions};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn discovery() -> Broker {
+    BrokerOptions::discovery().env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start()
+}
+
+fn broker_at(discovery: &Broker, site: &str) -> Broker {
+    BrokerOptions::new()
+        .with_discovery()
+        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
+        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
+        .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1)
+        .env("FOGFLOW__SITE_ID", site)
+        .start()
+}
+
+fn registered(discovery: &Broker, id: &str) {
+    wait_until(WAIT, &format!("{id} registered at discovery"), || {
+        (discovery.get(&format!("/ngsi9/registration/{id}")).status == 200).then_some(())
+    });
+}
+
+#[test]
+fn queries_and_gets_at_one_broker_see_the_other_brokers_entities() {
+    let discovery = discovery();
+    let edge = broker_at(&discovery, "002");
+    let cloud = broker_at(&discovery, "001");
+    edge.update_ok(
+        "UPDATE",
+        &[element("Fed.edge", "Sensor", &[("t", "integer", json!(1)), ("h", "integer", json!(50))])],
+    );
+    cloud.update_ok("UPDATE", &[element("Fed.cloud", "Sensor", &[("t", "integer", json!(2))])]);
+    registered(&discovery, "Fed.edge");
+    registered(&discovery, "Fed.cloud");
+
+    let answer = cloud.query_ok(&json!({"entities":[{"id":"Fed\\..*","isPattern":true}]}));
+    assert_eq!(sorted_ids(&answer), ["Fed.cloud", "Fed.edge"], "{answer}");
+    let projected = cloud.query_ok(&json!({"entities":[{"id":"Fed.edge"}],"attributes":["h"]}));
+    let attributes = &projected["contextResponses"][0]["contextElement"]["attributes"];
+    assert_eq!(attributes.as_array().map(Vec::len), Some(1), "projection forwarded to the owner: {projected}");
+    assert_eq!(attributes[0]["name"], "h");
+
+    let fetched = cloud.get("/ngsi10/entity/Fed.edge");
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert_eq!(fetched.json()["attributes"][0]["value"], 1);
+
+    let internal = cloud.post_with(
+        "/ngsi10/queryContext",
+        &json!({"entities":[{"id":"Fed\\..*","isPattern":true}]}),
+        &[("User-Agent", "lightweight-iot-broker")],
+    );
+    assert_eq!(sorted_ids(&internal.json()), ["Fed.cloud"], "broker-to-broker queries are answered locally only");
+}
+
+#[test]
+fn an_update_at_another_broker_is_forwarded_to_the_owner() {
+    let discovery = discovery();
+    let owner = broker_at(&discovery, "002");
+    let other = broker_at(&discovery, "001");
+    owner.update_ok("UPDATE", &[element("Moving.1", "Sensor", &[("t", "integer", json!(1))])]);
+    registered(&discovery, "Moving.1");
+
+    other.update_ok(
+        "APPEND",
+        &[element("Moving.1", "Sensor", &[("t", "integer", json!(7)), ("extra", "string", json!("x"))])],
+    );
+    let at_owner = owner.get("/ngsi10/entity/Moving.1").json();
+    let names: Vec<&str> =
+        at_owner["attributes"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    assert!(names.contains(&"extra"), "APPEND reached the owner (FogFlow only forwarded UPDATE): {at_owner}");
+    assert_eq!(at_owner["attributes"][0]["value"], 7, "{at_owner}");
+    let local_only = other.post_with(
+        "/ngsi10/queryContext",
+        &json!({"entities":[{"id":"Moving.1"}]}),
+        &[("User-Agent", "lightweight-iot-broker")],
+    );
+    assert!(
+        sorted_ids(&local_only.json()).is_empty(),
+        "the forwarding broker did not keep a copy: {}",
+        local_only.body
+    );
+}
+
+#[test]
+fn a_dead_broker_makes_a_query_partial_not_hang() {
+    let discovery = discovery();
+    let mut edge = broker_at(&discovery, "002");
+    let cloud = broker_at(&discovery, "001");
+    edge.update_ok("UPDATE", &[element("Gone.1", "Sensor", &[("t", "integer", json!(1))])]);
+    cloud.update_ok("UPDATE", &[element("Here.1", "Sensor", &[("t", "integer", json!(2))])]);
+    registered(&discovery, "Gone.1");
+    edge.kill9();
+    let started = std::time::Instant::now();
+    let answer = cloud.post("/ngsi10/queryContext", &json!({"entities":[{"type":"Sensor","isPattern":true}]}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(started.elapsed() < Duration::from_secs(10), "a dead owner must not stall the query");
+    assert_eq!(sorted_ids(&answer.json()), ["Here.1"], "{}", answer.body);
+    let partial = answer.header("fogflow-partial-result").unwrap_or_default();
+    assert!(partial.contains("/ngsi10"), "the dead broker is named as unanswered: {answer:?}");
+}
