@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use super::v1::ContextElement;
 
 /// The NGSIv2 normalized entity: `{"id","type", attr: {"type","value","metadata"}, …}`; domain metadata become
-/// attributes too (FogFlow's `toNGSIv2`).
+/// attributes too (FogFlow's `toNGSIv2`) unless an attribute has their name.
 pub fn to_ngsiv2(element: &ContextElement) -> Value {
     let mut entity = Map::new();
     entity.insert("id".into(), Value::String(element.entity_id.id.clone()));
@@ -26,7 +26,10 @@ pub fn to_ngsiv2(element: &ContextElement) -> Value {
         entity.insert(attribute.name.clone(), Value::Object(body));
     }
     for metadata in &element.domain_metadata {
-        entity.insert(metadata.name.clone(), json!({ "type": metadata.metadata_type, "value": metadata.value }));
+        // An attribute of the same name wins (e.g. a v2 `geo:json` location over the point derived from it).
+        entity
+            .entry(metadata.name.clone())
+            .or_insert_with(|| json!({ "type": metadata.metadata_type, "value": metadata.value }));
     }
     Value::Object(entity)
 }
@@ -78,6 +81,18 @@ mod tests {
         assert_eq!(entity["temp"], json!({"type":"integer","value":10}));
         assert_eq!(entity["location"]["type"], "point");
         assert_eq!(entity["id"], "Device.temp001");
+    }
+
+    #[test]
+    fn v2_attributes_win_over_domain_metadata_of_the_same_name() {
+        let mut element = sample();
+        element.attributes.push(crate::ngsi::v1::ContextAttribute {
+            name: "location".into(),
+            attribute_type: "geo:json".into(),
+            value: json!({"type":"Point","coordinates":[8.6, 49.4]}),
+            metadata: Vec::new(),
+        });
+        assert_eq!(to_ngsiv2(&element)["location"]["type"], "geo:json");
     }
 
     #[test]

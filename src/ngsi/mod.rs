@@ -10,6 +10,7 @@ pub mod limits;
 pub mod pattern;
 pub mod scope;
 pub mod v1;
+pub mod v2;
 pub mod v9;
 
 /// A client's input could not be accepted; the message says why, in words a client can act on.

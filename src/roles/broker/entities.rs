@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
@@ -183,6 +184,49 @@ impl Entities {
         Ok(())
     }
 
+    /// Replaces one entity by what `edit` makes of it (given the stored element, or `None` when there is none),
+    /// under the entity's lock, validates the result as an update, stores it and makes it durable. `edit` also
+    /// returns the attribute names it wrote or removed. `Ok(Err(_))` is `edit`'s refusal, nothing written.
+    pub async fn edit<E>(
+        &self,
+        tenant: &str,
+        id: &str,
+        edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
+    ) -> Result<Result<EntityChange, E>, RepoError> {
+        let key = entity_key(tenant, id);
+        let entry = self.map.entry(key.clone());
+        // A slot with `created_at == 0` is the placeholder of a creation in progress or failed (see `upsert`).
+        let before = match &entry {
+            Entry::Occupied(occupied) if occupied.get().created_at != 0 => Some(occupied.get().clone()),
+            _ => None,
+        };
+        let (element, touched) = match edit(before.as_ref().map(|entity| &entity.element)) {
+            Ok(edited) => edited,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        validate_update(std::slice::from_ref(&element), UpdateAction::Update)?;
+        let registration_changed = before.as_ref().is_none_or(|b| registration(&b.element) != registration(&element));
+        let now = now_millis();
+        let stored = Arc::new(StoredEntity {
+            tenant: tenant.to_string(),
+            element,
+            created_at: before.as_ref().map_or(now, |b| b.created_at),
+            modified_at: now,
+        });
+        self.tree.insert(&key, &stored)?;
+        match entry {
+            Entry::Occupied(mut occupied) => {
+                occupied.insert(stored.clone());
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(stored.clone());
+            }
+        }
+        let change = EntityChange { before, after: Some(stored), touched, registration_changed };
+        self.store.commit().await?;
+        Ok(Ok(change))
+    }
+
     /// Deletes one entity and makes that durable; None when it did not exist.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<Option<EntityChange>, RepoError> {
         let element = ContextElement {
@@ -318,6 +362,12 @@ impl Entities {
         let elements = matching.into_iter().skip(offset).take(limit).collect();
         QueryPage { elements, total }
     }
+}
+
+/// What discovery registers of an element: type, attribute names and types, domain metadata.
+fn registration(element: &ContextElement) -> (&str, Vec<(&str, &str)>, &[ContextMetadata]) {
+    let attributes = element.attributes.iter().map(|a| (a.name.as_str(), a.attribute_type.as_str())).collect();
+    (&element.entity_id.entity_type, attributes, &element.domain_metadata)
 }
 
 /// Whether the element has every listed attribute (an empty list asks for nothing).
@@ -486,6 +536,32 @@ mod tests {
         assert!(validate_update(&[], UpdateAction::Update).is_err());
         let bad_attribute = element(json!({"entityId":{"id":"a"},"attributes":[{"name":"","value":1}]}));
         assert!(validate_update(&[bad_attribute], UpdateAction::Update).is_err());
+    }
+
+    #[tokio::test]
+    async fn edit_creates_refuses_and_replaces_under_the_lock() {
+        let store = Store::temporary().unwrap();
+        let entities = Entities::open(&store).unwrap();
+        let fresh = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","value":1}]}));
+        let created = entities.edit("", "e", |stored| match stored {
+            None => Ok((fresh.clone(), vec!["a".to_string()])),
+            Some(_) => Err("exists"),
+        });
+        let change = created.await.unwrap().unwrap();
+        assert!(change.before.is_none() && change.registration_changed);
+        let refused = entities.edit("", "e", |_| Err::<(ContextElement, Vec<String>), _>("no")).await.unwrap();
+        assert_eq!(refused.err(), Some("no"));
+        let mut renamed = fresh.clone();
+        renamed.attributes[0].name = "b".into();
+        let change = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+        assert!(change.before.is_some() && change.registration_changed);
+        let same = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+        assert!(!same.registration_changed);
+        let mut invalid = fresh.clone();
+        invalid.attributes[0].name = String::new();
+        assert!(entities.edit("", "e", |_| Ok::<_, ()>((invalid, vec![]))).await.is_err());
+        assert_eq!(entities.get("", "e").unwrap().element, renamed, "an invalid edit writes nothing");
+        assert_eq!(Entities::open(&store).unwrap().get("", "e").unwrap().element, renamed, "durable");
     }
 
     #[tokio::test]

@@ -1,18 +1,19 @@
-//! The broker's router: FogFlow's NGSI10 routes (spec §4.1 rows 1–14, plus `/v1/updateContext`), the common
-//! routes, request metrics, CORS as FogFlow allowed it, and NGSIv1-shaped answers for unknown paths, wrong
-//! methods and panics.
+//! The broker's router: FogFlow's NGSI10 routes (spec §4.1 rows 1–14, plus `/v1/updateContext`), the NGSIv2
+//! entity routes under `/v2`, the common routes, request metrics, CORS as FogFlow allowed it (plus `PATCH` for
+//! v2), and answers for unknown paths and wrong methods in the shape of the API asked (NGSIv2 under `/v2`,
+//! NGSIv1 elsewhere) and for panics.
 
 use std::any::Any;
 use std::sync::Arc;
 
-use axum::http::{HeaderName, Method, StatusCode};
+use axum::http::{HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::api::{context, error, resources};
+use super::api::{context, error, resources, v2};
 use super::state::BrokerState;
 use crate::http::metrics::RequestMetricsLayer;
 use crate::http::{common, Metrics};
@@ -35,18 +36,28 @@ pub fn router(state: BrokerState, metrics: Arc<Metrics>) -> Router {
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state.clone());
     ngsi10
+        .merge(v2::routes(state.clone()))
         .merge(common::routes("broker", state.readiness.clone(), metrics.clone()))
-        .fallback(error::unknown_path)
+        .fallback(unknown_path)
         .layer(RequestMetricsLayer::new(metrics, "broker"))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
+}
+
+/// Unknown paths: an NGSIv2 400 under `/v2` (as Orion answers), an NGSIv1 404 elsewhere.
+async fn unknown_path(uri: Uri) -> Response {
+    if v2::is_v2_path(uri.path()) {
+        v2::error::unknown_path(uri).await.into_response()
+    } else {
+        error::unknown_path(uri).await.into_response()
+    }
 }
 
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             HeaderName::from_static("accept"),
             HeaderName::from_static("content-type"),

@@ -205,6 +205,23 @@ impl BrokerState {
         Ok(UpdateContextResponse { context_responses: responses })
     }
 
+    /// Replaces one entity by what `edit` makes of it (see [`Entities::edit`]), then notifies subscriptions and
+    /// discovery as an update does. Answers whether the entity was created, or `edit`'s refusal.
+    pub async fn edit_entity<E>(
+        &self,
+        meta: &RequestMeta,
+        id: &str,
+        edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
+    ) -> Result<Result<bool, E>, BrokerError> {
+        let change = match self.entities.edit(&meta.tenant, id, edit).await? {
+            Ok(change) => change,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        self.publish_change(&meta.tenant, &change, meta.correlator.as_deref());
+        self.refresh_gauges();
+        Ok(Ok(change.before.is_none()))
+    }
+
     /// Deletes one entity.
     pub async fn delete_entity(&self, tenant: &str, id: &str) -> Result<(), BrokerError> {
         match self.entities.delete(tenant, id).await? {

@@ -35,6 +35,16 @@ impl V1Error {
         V1Error::new(StatusCode::NOT_FOUND, details)
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The details text.
+    pub fn details(&self) -> &str {
+        &self.details
+    }
+
     fn reason_phrase(&self) -> &'static str {
         match self.status {
             StatusCode::BAD_REQUEST => "Bad Request",

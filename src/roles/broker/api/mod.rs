@@ -8,3 +8,4 @@ pub mod error;
 pub mod federated;
 pub mod headers;
 pub mod resources;
+pub mod v2;

@@ -1,0 +1,127 @@
+//! The NGSIv2 entity routes: `POST /v2/entities` (create, `upsert`, `keyValues`), `GET /v2/entities` (ids,
+//! patterns, types, `q`, geo queries, paging, `count`), `GET`/`DELETE /v2/entities/{id}`, and the notification receivers `POST /v2/notify`
+//! (FogFlow's) and `POST /v2/op/notify` (Orion's), which upsert every notified entity.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use super::error::V2Error;
+use super::params::{Filter, Params};
+use super::{apply, find, meta, read_json};
+use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
+use crate::ngsi::v2::{parse_entity, render_entity, Edit, Format, IfExists};
+use crate::ngsi::ParseError;
+use crate::roles::broker::entities::StoredEntity;
+use crate::roles::broker::state::BrokerState;
+
+/// `POST /v2/entities[?options=upsert,keyValues]`: 201 with `Location`, 422 when it exists, 204 when an upsert
+/// updated it.
+pub async fn create(
+    State(state): State<BrokerState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V2Error> {
+    let meta = meta(&headers)?;
+    let params = Params::parse(&uri)?;
+    let body = read_json(&headers, body, state.max_body_bytes).await?;
+    let element = parse_entity(&body, params.format == Format::KeyValues)?;
+    let id = element.entity_id.id.clone();
+    let entity_type = element.entity_id.entity_type.clone();
+    let if_exists = if params.upsert { IfExists::Append } else { IfExists::Refuse };
+    let created = apply(&state, &meta, &id, None, Edit::Create { element, if_exists }).await?;
+    if !created {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let location = HeaderValue::from_str(&format!("/v2/entities/{id}?type={entity_type}"))
+        .map_err(|_| V2Error::bad_request("entity id or type cannot be used in a Location header"))?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
+}
+
+/// `GET /v2/entities`: the tenant's entities selected by `id`/`idPattern`/`type`/`q`/`georel`, in creation order (milliseconds,
+/// ties by id), paged by `limit`/`offset`, projected to `attrs`; `options=count` adds `Fiware-Total-Count`.
+pub async fn list(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, V2Error> {
+    let meta = meta(&headers)?;
+    let params = Params::parse(&uri)?;
+    Ok(page(&state, &meta.tenant, &params.filter()?, &params.attrs, &params))
+}
+
+/// The page of the tenant's entities that `filter` selects, in creation order (milliseconds, ties by id) or nearest
+/// first for a `near` query, paged and rendered as `params` say, projected to `attrs`; `Fiware-Total-Count` when
+/// `params.count`.
+pub fn page(state: &BrokerState, tenant: &str, filter: &Filter, attrs: &[String], params: &Params) -> Response {
+    let mut matching = state.entities.list(tenant);
+    matching.retain(|entity| filter.matches(&entity.element));
+    matching.sort_by_key(|entity| entity.created_at);
+    if let Some(geo) = &filter.geo {
+        let far = |entity: &StoredEntity| geo.distance(&entity.element).unwrap_or(f64::INFINITY);
+        matching.sort_by(|a, b| far(a).total_cmp(&far(b)));
+    }
+    let total = matching.len();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(params.offset)
+        .take(params.limit)
+        .map(|entity| render_entity(&entity.element, attrs, params.format))
+        .collect();
+    let mut response = Json(page).into_response();
+    if params.count {
+        response.headers_mut().insert("fiware-total-count", HeaderValue::from(total));
+    }
+    response
+}
+
+/// `GET /v2/entities/{id}[?type=&attrs=&options=keyValues|values]`.
+pub async fn retrieve(
+    State(state): State<BrokerState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, V2Error> {
+    let meta = meta(&headers)?;
+    let params = Params::parse(&uri)?;
+    let entity = find(&state, &meta, &id, params.entity_type()?)?;
+    Ok(Json(render_entity(&entity.element, &params.attrs, params.format)).into_response())
+}
+
+/// `DELETE /v2/entities/{id}[?type=]`: 204, or 404.
+pub async fn delete(
+    State(state): State<BrokerState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, V2Error> {
+    let meta = meta(&headers)?;
+    let params = Params::parse(&uri)?;
+    find(&state, &meta, &id, params.entity_type()?)?;
+    state.delete_entity(&meta.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v2/notify`, `POST /v2/op/notify`: an Orion notification `{"subscriptionId","data":[entity]}`; every
+/// entity is upserted (attributes merged, as NGSI10 `UPDATE` does). 200 with an empty body.
+pub async fn notify(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V2Error> {
+    let meta = meta(&headers)?;
+    let body = read_json(&headers, body, state.max_body_bytes).await?;
+    let data = match body.get("data") {
+        Some(Value::Array(data)) => data,
+        Some(_) => return Err(ParseError::new("data must be an array of entities").into()),
+        None => return Err(ParseError::new("data is missing").into()),
+    };
+    if data.len() > MAX_ELEMENTS_PER_REQUEST {
+        return Err(V2Error::bad_request(format!(
+            "{} entities in one notification, the limit is {MAX_ELEMENTS_PER_REQUEST}",
+            data.len()
+        )));
+    }
+    let elements = data.iter().map(|entity| parse_entity(entity, false)).collect::<Result<Vec<_>, _>>()?;
+    for element in elements {
+        let id = element.entity_id.id.clone();
+        apply(&state, &meta, &id, None, Edit::Create { element, if_exists: IfExists::Append }).await?;
+    }
+    Ok(StatusCode::OK.into_response())
+}
