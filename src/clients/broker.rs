@@ -6,7 +6,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::http_client::{HttpClient, OutboundError};
-use crate::ngsi::v1::{ContextElement, QueryContextRequest, QueryContextResponse, UpdateContextRequest};
+use crate::ngsi::v1::{
+    ContextElement, QueryContextRequest, QueryContextResponse, SubscribeContextRequest, SubscribeContextResponse,
+    UnsubscribeContextRequest, UpdateContextRequest,
+};
 
 /// The `User-Agent` of broker-to-broker requests.
 pub const INTERNAL_USER_AGENT: &str = "lightweight-iot-broker";
@@ -69,6 +72,41 @@ impl BrokerClient {
         let answer: QueryContextResponse = serde_json::from_slice(&response.body)
             .map_err(|_| BrokerCallError::Refused { url, status: response.status })?;
         Ok(answer.context_responses.into_iter().map(|r| r.context_element).collect())
+    }
+
+    /// `POST <broker>/subscribeContext` as broker-to-broker traffic with `Require-Reliability: true`: the
+    /// subscription's id at that broker.
+    pub async fn subscribe(
+        &self,
+        broker: &str,
+        tenant: &str,
+        request: &SubscribeContextRequest,
+    ) -> Result<String, BrokerCallError> {
+        let url = format!("{}/subscribeContext", broker.trim_end_matches('/'));
+        let mut headers = Self::headers(tenant, None);
+        headers.insert(HeaderName::from_static("require-reliability"), HeaderValue::from_static("true"));
+        let body = Bytes::from(serde_json::to_vec(request).unwrap_or_default());
+        let response = self.http.post_json(&url, headers, body).await?;
+        let answer: Option<SubscribeContextResponse> =
+            response.is_success().then(|| serde_json::from_slice(&response.body).ok()).flatten();
+        match answer {
+            Some(answer) => Ok(answer.subscribe_response.subscription_id),
+            None => Err(BrokerCallError::Refused { url, status: response.status }),
+        }
+    }
+
+    /// `POST <broker>/unsubscribeContext`; an unknown id counts as done.
+    pub async fn unsubscribe(&self, broker: &str, tenant: &str, id: &str) -> Result<(), BrokerCallError> {
+        let url = format!("{}/unsubscribeContext", broker.trim_end_matches('/'));
+        let body = Bytes::from(
+            serde_json::to_vec(&UnsubscribeContextRequest { subscription_id: id.to_string() }).unwrap_or_default(),
+        );
+        let response = self.http.post_json(&url, Self::headers(tenant, None), body).await?;
+        if response.is_success() || response.status == 404 {
+            Ok(())
+        } else {
+            Err(BrokerCallError::Refused { url, status: response.status })
+        }
     }
 
     /// `POST <broker>/updateContext` of one request, forwarded to the entity's owner with its correlator.

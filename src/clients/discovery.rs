@@ -8,6 +8,7 @@ use super::http_client::{HttpClient, OutboundError};
 use crate::ngsi::v1::EntityId;
 use crate::ngsi::v9::{
     BrokerProfile, DiscoverContextAvailabilityRequest, DiscoverContextAvailabilityResponse, RegisterContextRequest,
+    SubscribeContextAvailabilityRequest, SubscribeContextAvailabilityResponse, UnsubscribeContextAvailabilityRequest,
 };
 
 /// Why a discovery call failed.
@@ -85,6 +86,35 @@ impl DiscoveryClient {
             .into_iter()
             .map(|r| (r.context_registration.providing_application, r.context_registration.entities))
             .collect())
+    }
+
+    /// `POST /subscribeContextAvailability`: the new availability subscription's id.
+    pub async fn subscribe_availability(
+        &self,
+        request: &SubscribeContextAvailabilityRequest,
+    ) -> Result<String, DiscoveryError> {
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        let url = format!("{}/subscribeContextAvailability", self.base_url);
+        let response = self.http.post_json(&url, HeaderMap::new(), Bytes::from(body)).await?;
+        let answer: Option<SubscribeContextAvailabilityResponse> =
+            response.is_success().then(|| serde_json::from_slice(&response.body).ok()).flatten();
+        match answer {
+            Some(answer) => Ok(answer.subscribe_id),
+            None => Err(DiscoveryError::Refused { what: "subscribeContextAvailability", status: response.status }),
+        }
+    }
+
+    /// `POST /unsubscribeContextAvailability`; an unknown id counts as done.
+    pub async fn unsubscribe_availability(&self, id: &str) -> Result<(), DiscoveryError> {
+        let body = serde_json::to_vec(&UnsubscribeContextAvailabilityRequest { subscription_id: id.to_string() })
+            .unwrap_or_default();
+        let url = format!("{}/unsubscribeContextAvailability", self.base_url);
+        let response = self.http.post_json(&url, HeaderMap::new(), Bytes::from(body)).await?;
+        if response.is_success() || response.status == 404 {
+            Ok(())
+        } else {
+            Err(DiscoveryError::Refused { what: "unsubscribeContextAvailability", status: response.status })
+        }
     }
 
     /// The provider of an entity id, if discovery knows one (`GET /registration/{id}`).

@@ -109,3 +109,50 @@ fn a_dead_broker_makes_a_query_partial_not_hang() {
     let partial = answer.header("fogflow-partial-result").unwrap_or_default();
     assert!(partial.contains("/ngsi10"), "the dead broker is named as unanswered: {answer:?}");
 }
+
+/// The values of attribute `t` of entity `id` in the sink's notifications, in arrival order.
+fn notified_values(sink: &crate::common::Sink, id: &str) -> Vec<serde_json::Value> {
+    sink.notifications()
+        .iter()
+        .flat_map(crate::common::elements)
+        .filter(|e| e["entityId"]["id"] == id)
+        .filter_map(|e| crate::common::attr(&e, "t"))
+        .collect()
+}
+
+#[test]
+fn a_subscription_at_one_broker_hears_other_brokers_changes_exactly_once_and_in_order() {
+    let discovery = discovery();
+    let edge = broker_at(&discovery, "002");
+    let cloud = broker_at(&discovery, "001");
+    let sink = crate::common::Sink::start();
+    let sid = cloud.subscribe_ok(&json!({"entities":[{"id":"Sub\\..*","isPattern":true}],"reference":sink.url()}));
+    wait_until(WAIT, "the availability subscription at discovery", || {
+        let all = discovery.get("/ngsi9/subscription").json();
+        (all.as_object().map_or(0, |o| o.len()) == 1).then_some(())
+    });
+
+    edge.update_ok("UPDATE", &[element("Sub.edge", "Sensor", &[("t", "integer", json!(1))])]);
+    wait_until(WAIT, "the first edge value relayed", || {
+        (notified_values(&sink, "Sub.edge") == [json!(1)]).then_some(())
+    });
+    edge.update_ok("UPDATE", &[element("Sub.edge", "Sensor", &[("t", "integer", json!(2))])]);
+    edge.update_ok("UPDATE", &[element("Sub.edge", "Sensor", &[("t", "integer", json!(3))])]);
+    cloud.update_ok("UPDATE", &[element("Sub.cloud", "Sensor", &[("t", "integer", json!(10))])]);
+    wait_until(WAIT, "every change notified", || {
+        (notified_values(&sink, "Sub.edge").len() >= 3 && !notified_values(&sink, "Sub.cloud").is_empty()).then_some(())
+    });
+    // A barrier: one more local change; delivery per subscription is ordered, so duplicates would precede it.
+    cloud.update_ok("UPDATE", &[element("Sub.cloud", "Sensor", &[("t", "integer", json!(11))])]);
+    wait_until(WAIT, "the barrier", || (notified_values(&sink, "Sub.cloud").len() >= 2).then_some(()));
+    assert_eq!(notified_values(&sink, "Sub.edge"), [json!(1), json!(2), json!(3)], "each remote change once, in order");
+    assert_eq!(notified_values(&sink, "Sub.cloud"), [json!(10), json!(11)]);
+    let bodies = sink.notifications();
+    assert!(bodies.iter().all(|b| b["subscriptionId"] == sid.as_str()), "relayed under the client's subscription id");
+
+    let cancelled = cloud.post("/ngsi10/unsubscribeContext", &json!({"subscriptionId": sid}));
+    assert_eq!(cancelled.status, 200);
+    wait_until(WAIT, "the internal subscription at the edge cancelled", || {
+        (edge.get("/ngsi10/subscription").json().as_object().is_some_and(|o| o.is_empty())).then_some(())
+    });
+}

@@ -6,8 +6,10 @@
 //! forwarded to the owner with its action and correlator (FogFlow dropped both, §12.12); if the owner does not
 //! answer, this broker applies the update itself and so takes ownership (it registers the entity).
 //!
+//! Client subscriptions are linked to the other brokers by `remote_subscriptions`.
+//!
 //! Broker-to-broker requests (`User-Agent: lightweight-iot-broker`) are never federated again, so federation
-//! cannot loop. Cross-broker subscriptions are not built yet.
+//! cannot loop.
 
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ use crate::clients::discovery::DiscoveryClient;
 use crate::clients::http_client::HttpClient;
 use crate::ngsi::v1::{ContextElement, EntityId, QueryContextRequest, UpdateContextRequest};
 use crate::ngsi::v9::DiscoverContextAvailabilityRequest;
+use crate::roles::broker::remote_subscriptions::RemoteSubscriptions;
+use crate::store::{Store, StoreError};
 
 /// The response header that marks a result missing some brokers' entities; its value names what did not answer.
 pub const PARTIAL_RESULT_HEADER: &str = "fogflow-partial-result";
@@ -37,17 +41,18 @@ pub struct Federation {
     discovery: DiscoveryClient,
     brokers: BrokerClient,
     own_url: String,
+    /// Cross-broker subscriptions.
+    pub subscriptions: RemoteSubscriptions,
 }
 
 impl Federation {
     /// Federation for the broker at `own_url`, asking `discovery`, waiting at most `timeout` per call.
-    pub fn new(discovery_url: String, own_url: String, timeout: Duration) -> Self {
+    pub fn new(discovery_url: String, own_url: String, timeout: Duration, store: &Store) -> Result<Self, StoreError> {
         let http = HttpClient::new(timeout.min(Duration::from_secs(2)), timeout);
-        Federation {
-            discovery: DiscoveryClient::new(discovery_url, http.clone()),
-            brokers: BrokerClient::new(http),
-            own_url,
-        }
+        let discovery = DiscoveryClient::new(discovery_url, http.clone());
+        let brokers = BrokerClient::new(http);
+        let subscriptions = RemoteSubscriptions::open(store, discovery.clone(), brokers.clone(), own_url.clone())?;
+        Ok(Federation { discovery, brokers, own_url, subscriptions })
     }
 
     /// The elements matching a query held by other brokers.

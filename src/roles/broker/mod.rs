@@ -10,6 +10,7 @@ pub mod entities;
 pub mod federation;
 pub mod notifier;
 pub mod registrar;
+pub mod remote_subscriptions;
 pub mod routes;
 pub mod state;
 pub mod subscriptions;
@@ -63,7 +64,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     ctx.metrics.register("broker_entities", "Entities held by this broker", gauges.entities.clone());
     ctx.metrics.register("broker_subscriptions", "Subscriptions held by this broker", gauges.subscriptions.clone());
     let state = BrokerState::open(
-        store,
+        store.clone(),
         notifier,
         registrar.clone(),
         readiness.clone(),
@@ -91,12 +92,13 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
         tasks.spawn(registrar.run(client, identity, snapshot, background.clone()));
     }
 
+    let federation = if config.broker.use_discovery {
+        Some(Arc::new(Federation::new(config.discovery_url(), config.broker_url(), Duration::from_secs(2), &store)?))
+    } else {
+        None
+    };
     readiness.set_ready();
     tracing::info!(broker = %config.broker_id(), url = %config.broker_url(), "broker ready");
-    let federation = config
-        .broker
-        .use_discovery
-        .then(|| Arc::new(Federation::new(config.discovery_url(), config.broker_url(), Duration::from_secs(2))));
     let router = routes::router(state.clone(), ctx.metrics.clone()).layer(Extension(FederationHandle(federation)));
     let server = serve(listener, router, shutdown.clone(), ServerLimits::default());
     tokio::pin!(server);

@@ -2,13 +2,13 @@
 //! `subscribeContext`, `unsubscribeContext`, `notifyContext` (relay from other brokers) and
 //! `notifyContextAvailability` (callback from discovery).
 
+use crate::ngsi::v9::NotifyContextAvailabilityRequest;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use serde::Deserialize;
 
 use super::error::V1Error;
 use super::federated;
@@ -97,9 +97,11 @@ pub fn paging(query: Option<&str>) -> Result<(usize, Option<usize>), V1Error> {
     Ok((offset, limit))
 }
 
-/// `POST /ngsi10/subscribeContext`.
+/// `POST /ngsi10/subscribeContext`; with federation, a client's subscription is also linked (in the
+/// background) to the other brokers holding matching entities.
 pub async fn subscribe_context(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, V1Error> {
@@ -107,7 +109,13 @@ pub async fn subscribe_context(
     let request: SubscribeContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let duration = request.duration.clone();
     let throttling = request.throttling.clone();
+    let federated =
+        federation.0.filter(|_| !meta.subscriber.is_internal).map(|federation| (federation, request.clone()));
     let subscription_id = state.subscribe(&meta, request).await?;
+    if let Some((federation, request)) = federated {
+        let (id, tenant) = (subscription_id.clone(), meta.tenant.clone());
+        tokio::spawn(async move { federation.subscriptions.link(&id, &tenant, &request).await });
+    }
     Ok(Json(SubscribeContextResponse {
         subscribe_response: SubscribeResponse { subscription_id, duration, throttling },
     })
@@ -117,12 +125,16 @@ pub async fn subscribe_context(
 /// `POST /ngsi10/unsubscribeContext`: 200 echoing the id, or 404 for an unknown one.
 pub async fn unsubscribe_context(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     let request: UnsubscribeContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let found = state.unsubscribe(&meta.tenant, &request.subscription_id).await?;
+    if found {
+        unlink_in_background(&federation, &request.subscription_id);
+    }
     let (status, code) = if found {
         (StatusCode::OK, NgsiStatus::ok())
     } else {
@@ -142,6 +154,7 @@ pub async fn unsubscribe_context(
 /// `POST /ngsi10/notifyContext`: elements notified by another broker, relayed to local subscribers.
 pub async fn notify_context(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, V1Error> {
@@ -151,38 +164,52 @@ pub async fn notify_context(
     for element in &elements {
         crate::ngsi::limits::check_name("entity id", &element.entity_id.id)?;
     }
-    state.relay(&meta.tenant, &elements);
+    // A notification of one of our internal subscriptions at another broker goes to the one subscription it
+    // belongs to (exactly once); anything else is relayed to every subscription that selects it, as FogFlow does.
+    let owner = federation.0.as_deref().and_then(|federation| federation.subscriptions.route(&request.subscription_id));
+    match owner.and_then(|id| state.subscription(&meta.tenant, &id)) {
+        Some(live) => {
+            for element in &elements {
+                if let Some(relayed) = live.compiled.relay_for(&meta.tenant, element) {
+                    live.delivery.push(relayed, None);
+                }
+            }
+        }
+        None => state.relay(&meta.tenant, &elements),
+    }
     Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())
 }
 
-/// The part of an availability notification this broker checks.
-#[derive(Debug, Deserialize)]
-struct AvailabilityNotification {
-    #[serde(rename = "subscribeId")]
-    subscribe_id: String,
+/// Cancels a subscription's links to other brokers, in the background.
+pub fn unlink_in_background(federation: &FederationHandle, id: &str) {
+    if let Some(federation) = federation.0.clone() {
+        let id = id.to_string();
+        tokio::spawn(async move { federation.subscriptions.unlink(&id).await });
+    }
 }
 
-/// `POST /ngsi10/notifyContextAvailability`: discovery's callback. This broker subscribes to no availability
-/// yet (federation comes with the discovery role), so a well-formed notification is acknowledged and logged.
+/// `POST /ngsi10/notifyContextAvailability`: discovery's callback for the availability subscriptions of
+/// federated client subscriptions; each newly announced broker (201 or 301) gets an internal subscription.
 pub async fn notify_context_availability(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, V1Error> {
-    let notification: AvailabilityNotification = read_json(&headers, body, state.max_body_bytes).await?;
-    tracing::debug!(subscribe_id = %notification.subscribe_id, "availability notification for an unknown availability subscription");
-    Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paging_parameters_are_checked() {
-        assert_eq!(paging(None).unwrap(), (0, None));
-        assert_eq!(paging(Some("limit=5&offset=10")).unwrap(), (10, Some(5)));
-        assert!(paging(Some("limit=-1")).is_err());
-        assert!(paging(Some("colour=red")).is_err());
+    let notification: NotifyContextAvailabilityRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    let announces = matches!(notification.error_code.code, 201 | 301);
+    if let (Some(federation), true) = (federation.0, announces) {
+        let providers: Vec<String> = notification
+            .context_registration_responses
+            .iter()
+            .map(|response| response.context_registration.providing_application.clone())
+            .collect();
+        tokio::spawn(async move {
+            let request_of = |tenant: &str, id: &str| {
+                state.subscription(tenant, id).map(|live| live.compiled.record.request.clone())
+            };
+            federation.subscriptions.on_availability(&notification.subscribe_id, &providers, request_of).await;
+        });
     }
+    Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())
 }

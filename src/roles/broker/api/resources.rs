@@ -140,11 +140,13 @@ pub async fn get_subscription(
 /// `DELETE /ngsi10/subscription/{sid}`: 200 with an empty body, 404 for an unknown id.
 pub async fn delete_subscription(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, V1Error> {
     let meta = request_meta(&headers)?;
     if state.unsubscribe(&meta.tenant, &id).await? {
+        super::context::unlink_in_background(&federation, &id);
         Ok(().into_response())
     } else {
         Err(V1Error::not_found(format!("subscription `{id}` does not exist")))
