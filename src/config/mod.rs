@@ -205,6 +205,11 @@ impl Config {
                 broker.group_commit_interval_ms
             ));
         }
+        if let Some(instance) = &broker.instance {
+            if instance.is_empty() || !instance.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')) {
+                return invalid(format!("broker.instance `{instance}` must be non-empty letters, digits, - or _"));
+            }
+        }
         if let Some(id) = &broker.id {
             crate::ngsi::limits::check_name("broker.id", id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
@@ -231,7 +236,11 @@ impl Config {
 
     /// The id this process's broker registers with: `broker.id`, else `Broker.<site_id>`.
     pub fn broker_id(&self) -> String {
-        self.broker.id.clone().unwrap_or_else(|| format!("Broker.{}", self.site_id))
+        match (&self.broker.id, &self.broker.instance) {
+            (Some(id), _) => id.clone(),
+            (None, Some(instance)) => format!("Broker.{}.{instance}", self.site_id),
+            (None, None) => format!("Broker.{}", self.site_id),
+        }
     }
 
     /// The broker's one advertised NGSI10 URL, `http://<host>:<port>/ngsi10` (FogFlow had two, spec §12.11).
@@ -347,6 +356,9 @@ mod tests {
         assert_eq!(config.broker.http_port, 9000);
         assert_eq!(config.designer.web_srv_port, 8082);
         assert_eq!(config.broker_id(), "Broker.002");
+        let replica = load(Some(text), &[("FOGFLOW__BROKER__INSTANCE", "fogflow-broker-1")]).unwrap();
+        assert_eq!(replica.broker_id(), "Broker.002.fogflow-broker-1");
+        assert!(load(Some(text), &[("FOGFLOW__BROKER__INSTANCE", "a/b")]).is_err());
         let printed = config.to_masked_json();
         assert!(!printed.contains("s3cret") && printed.contains("********"), "{printed}");
         let env: HashMap<String, String> = HashMap::new();

@@ -71,9 +71,13 @@ pub struct BrokerConfig {
     pub https_port: Option<u16>,
     /// Seconds between heartbeats to discovery. Default 10.
     pub heartbeat_interval: u64,
-    /// (ours) Broker id; default `Broker.<site_id>`.
+    /// (ours) Broker id; default `Broker.<site_id>`, or `Broker.<site_id>.<instance>` with `instance`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Instance suffix of the broker id (FogFlow's `-i <n>`), for replicas sharing a site: e.g. the pod name of
+    /// a StatefulSet replica. Letters, digits, `-` and `_`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// (ours) Register entities and the broker itself with discovery. Default true.
     pub use_discovery: bool,
     /// (ours) `group` (default) or `flush`: see [`Durability`].
@@ -238,6 +242,7 @@ impl Default for BrokerConfig {
             https_port: None,
             heartbeat_interval: 10,
             id: None,
+            instance: None,
             use_discovery: true,
             durability: Durability::Group,
             group_commit_interval_ms: 1,

@@ -255,3 +255,34 @@ fn a_failing_availability_subscriber_later_gets_only_the_newest_state() {
         "the superseded 301 is never re-sent after the 410 (FogFlow re-sent stale copies forever)"
     );
 }
+
+#[test]
+fn a_second_broker_with_the_same_id_is_refused_and_instances_tell_replicas_apart() {
+    let discovery = discovery();
+    let broker = |instance: Option<&str>| {
+        let mut options = BrokerOptions::new()
+            .with_discovery()
+            .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
+            .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
+            .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1);
+        if let Some(instance) = instance {
+            options = options.env("FOGFLOW__BROKER__INSTANCE", instance);
+        }
+        options.start()
+    };
+    let first = broker(None);
+    crate::common::wait_until(WAIT, "the first broker's lease", || {
+        discovery.get("/ngsi9/broker").json().get("Broker.001").is_some().then_some(())
+    });
+    let second = broker(None);
+    crate::common::wait_until(WAIT, "the refusal logged by the second broker", || {
+        second.log().contains("discovery refuses this broker id").then_some(())
+    });
+    let listed = discovery.get("/ngsi9/broker").json();
+    assert_eq!(listed["Broker.001"]["myURL"], first.advertised_url(), "the first broker keeps its id: {listed}");
+    let replica = broker(Some("replica-2"));
+    crate::common::wait_until(WAIT, "the replica's own lease", || {
+        discovery.get("/ngsi9/broker").json().get("Broker.001.replica-2").is_some().then_some(())
+    });
+    assert_eq!(discovery.get("/ngsi9/broker").json()["Broker.001.replica-2"]["myURL"], replica.advertised_url());
+}

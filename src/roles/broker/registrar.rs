@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::discovery::DiscoveryClient;
+use crate::clients::discovery::{DiscoveryClient, DiscoveryError};
 use crate::ngsi::v1::{ContextElement, ContextMetadata, EntityId};
 use crate::ngsi::v9::{BrokerProfile, ContextRegistration, ContextRegistrationAttribute, RegisterContextRequest};
 
@@ -132,7 +132,10 @@ impl Registrar {
                     let backoff = Duration::from_millis(250)
                         .saturating_mul(1 << failures.min(7))
                         .min(identity.heartbeat_interval);
-                    if failures == 1 || failures.is_power_of_two() {
+                    let duplicate_id = matches!(error, DiscoveryError::Refused { status: 409, .. });
+                    if duplicate_id && (failures == 1 || failures.is_power_of_two()) {
+                        tracing::error!(broker = %identity.id, "discovery refuses this broker id: another live broker uses it; give each replica its own broker.instance (or broker.id)");
+                    } else if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(discovery = client.base_url(), %error, failures, retry_in = ?backoff, "cannot reach discovery; serving locally and retrying");
                     }
                     Some(backoff)
@@ -165,7 +168,7 @@ impl Registrar {
         client: &DiscoveryClient,
         identity: &BrokerIdentity,
         sync: &mut SyncState,
-    ) -> Result<(), crate::clients::discovery::DiscoveryError> {
+    ) -> Result<(), DiscoveryError> {
         if !sync.broker_registered {
             client.register_context(&broker_registration(identity)).await?;
             sync.broker_registered = true;

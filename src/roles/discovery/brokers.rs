@@ -51,16 +51,31 @@ impl Brokers {
         Brokers { leases: Mutex::new(HashMap::new()), lease }
     }
 
+    /// Refuses `id` for `url` when another live broker holds it.
+    pub fn check_unique(&self, id: &str, url: &str) -> Result<(), DuplicateBrokerId> {
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        Self::unique_in(&leases, self.lease, id, url)
+    }
+
+    fn unique_in(
+        leases: &HashMap<String, Lease>,
+        lease: Duration,
+        id: &str,
+        url: &str,
+    ) -> Result<(), DuplicateBrokerId> {
+        match leases.get(id) {
+            Some(existing) if existing.last_seen.elapsed() < lease && existing.view.my_url != url => {
+                Err(DuplicateBrokerId { id: id.to_string(), existing_url: existing.view.my_url.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records a heartbeat; refuses an id held by another live URL.
     pub fn heartbeat(&self, id: &str, url: &str) -> Result<(), DuplicateBrokerId> {
         let now = Instant::now();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = leases.get(id) {
-            let alive = now.duration_since(existing.last_seen) < self.lease;
-            if alive && existing.view.my_url != url {
-                return Err(DuplicateBrokerId { id: id.to_string(), existing_url: existing.view.my_url.clone() });
-            }
-        }
+        Self::unique_in(&leases, self.lease, id, url)?;
         let view = BrokerView {
             id: id.to_string(),
             my_url: url.to_string(),

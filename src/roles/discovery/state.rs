@@ -150,6 +150,9 @@ impl DiscoveryState {
                 }
                 limits::check_name("entity id", &entity.id)?;
                 limits::check_optional_name("entity type", &entity.entity_type)?;
+                if entity.entity_type == "IoTBroker" {
+                    self.brokers.check_unique(&entity.id, &registration.providing_application)?;
+                }
                 registrations.push(Registration {
                     entity: entity.clone(),
                     attributes: registration.attributes.clone(),
