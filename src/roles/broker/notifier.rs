@@ -4,10 +4,13 @@
 //! or until they succeed for `Require-Reliability` subscriptions). Overflow drops the oldest element, counted
 //! and logged — never an unbounded buffer. Throttled subscriptions keep only the latest state per entity.
 //!
-//! Knows the notification formats (NGSIv1, and NGSIv2 / NGSI-LD for the `Destination` header) but nothing of
-//! how subscriptions match changes.
+//! Knows the notification formats (NGSIv1, and NGSIv2 / NGSI-LD for the `Destination` header, and Orion's
+//! `attrsFormat`s for NGSIv2 subscriptions, with `Fiware-Service`, `Fiware-Correlator` and `Ngsiv2-AttrsFormat`
+//! headers) but nothing of how subscriptions match changes. An NGSIv2 subscription with `maxFailsLimit` stops
+//! delivering (drops its queue) after that many consecutive failed attempts; the broker then marks it inactive.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +31,7 @@ use crate::config::NotificationConfig;
 use crate::http::Metrics;
 use crate::ngsi::convert::{to_ngsi_ld, to_ngsiv2};
 use crate::ngsi::v1::{ContextElement, ContextElementResponse, NotifyContextRequest, StatusCode};
+use crate::ngsi::v2::subscription::{notification_body, AttrsFormat};
 
 /// The core @context FogFlow links on NGSI-LD notifications.
 const LD_CORE_CONTEXT_LINK: &str = "<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.3.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
@@ -106,6 +110,10 @@ pub struct Delivery {
     coalesce: bool,
     capacity: usize,
     metrics: NotifierMetrics,
+    /// Consecutive failed attempts after which delivery stops (NGSIv2 `maxFailsLimit`).
+    max_fails: Option<u64>,
+    /// Set once `max_fails` was reached: nothing more is queued or sent.
+    disabled: AtomicBool,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -118,6 +126,9 @@ impl Delivery {
     /// Queues one element; drops the oldest when full (throttled subscriptions replace a queued element of the
     /// same entity instead).
     pub fn push(&self, element: ContextElement, correlator: Option<String>) {
+        if self.is_disabled() {
+            return;
+        }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if self.coalesce {
             if let Some(queued) = queue.iter_mut().find(|p| p.element.entity_id.id == element.entity_id.id) {
@@ -148,6 +159,9 @@ impl Delivery {
     /// (it is one copy of entities the broker already holds) so a subscription over many entities still gets
     /// all of them; later changes are bounded as usual.
     pub fn push_initial(&self, elements: Vec<ContextElement>) {
+        if self.is_disabled() {
+            return;
+        }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         self.metrics.queued.inc_by(elements.len() as i64);
         queue.extend(elements.into_iter().map(|element| Pending { element, correlator: None }));
@@ -160,6 +174,21 @@ impl Delivery {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
         status.pending = self.queue.lock().unwrap_or_else(|p| p.into_inner()).len();
         status
+    }
+
+    /// Whether delivery stopped because `maxFailsLimit` consecutive attempts failed.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::SeqCst)
+    }
+
+    /// Takes over the counters of the delivery this one replaces (an updated subscription), with the consecutive
+    /// failures reset when `reset_fails`.
+    pub fn inherit(&self, previous: &DeliveryStatus, reset_fails: bool) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        *status = DeliveryStatus { pending: 0, ..previous.clone() };
+        if reset_fails {
+            status.fails_counter = 0;
+        }
     }
 
     /// Stops the task; pending elements are discarded.
@@ -197,6 +226,14 @@ impl Delivery {
                 status.last_failure = Some(now);
                 status.last_failure_reason = Some(reason.to_string());
                 self.metrics.failed.inc();
+                if self.max_fails.is_some_and(|max| status.fails_counter >= max) {
+                    drop(status);
+                    self.disabled.store(true, Ordering::SeqCst);
+                    let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                    self.metrics.queued.dec_by(queue.len() as i64);
+                    queue.clear();
+                    tracing::warn!(subscription = %self.subscription_id, "maxFailsLimit reached, notifications stopped");
+                }
             }
         }
     }
@@ -209,6 +246,7 @@ struct Target {
     reference: String,
     destination: Destination,
     ld_tenant: String,
+    tenant: String,
     reliable: bool,
     throttling: Option<Duration>,
 }
@@ -218,6 +256,8 @@ enum Destination {
     NgsiV1,
     NgsiV2,
     NgsiLd,
+    /// An NGSIv2 subscription: Orion's notification in its `attrsFormat`, POSTed to the URL as given.
+    Orion(AttrsFormat),
 }
 
 /// Starts and owns delivery tasks.
@@ -245,16 +285,22 @@ impl Notifier {
 
     /// Starts the delivery task of a subscription.
     pub fn start(&self, record: &SubscriptionRecord, throttling: Option<Duration>) -> Arc<Delivery> {
-        let destination = match record.subscriber.destination_type.to_ascii_lowercase().as_str() {
-            "ngsiv2" => Destination::NgsiV2,
-            "ngsi-ld" => Destination::NgsiLd,
-            _ => Destination::NgsiV1,
+        let destination = match (&record.v2, record.subscriber.destination_type.to_ascii_lowercase().as_str()) {
+            (Some(v2), _) => Destination::Orion(v2.attrs_format),
+            (None, "ngsiv2") => Destination::NgsiV2,
+            (None, "ngsi-ld") => Destination::NgsiLd,
+            (None, _) => Destination::NgsiV1,
+        };
+        let reference = match destination {
+            Destination::Orion(_) => record.request.reference.clone(),
+            _ => record.request.reference.trim_end_matches('/').to_string(),
         };
         let target = Target {
             subscription_id: record.id.clone(),
-            reference: record.request.reference.trim_end_matches('/').to_string(),
+            reference,
             destination,
             ld_tenant: record.subscriber.tenant.clone(),
+            tenant: record.tenant.clone(),
             reliable: record.subscriber.require_reliability,
             throttling,
         };
@@ -267,6 +313,8 @@ impl Notifier {
             coalesce: throttling.is_some(),
             capacity: self.config.queue_capacity,
             metrics: self.metrics.clone(),
+            max_fails: record.v2.as_ref().and_then(|v2| v2.max_fails_limit),
+            disabled: AtomicBool::new(false),
         });
         let notifier = self.clone();
         let task_delivery = delivery.clone();
@@ -313,7 +361,8 @@ impl Notifier {
                     }
                     Err(reason) => {
                         delivery.record(Err(&reason));
-                        let giving_up = !target.reliable && attempt >= self.config.max_attempts;
+                        let giving_up =
+                            (!target.reliable && attempt >= self.config.max_attempts) || delivery.is_disabled();
                         tracing::warn!(subscription = %target.subscription_id, %url, attempt, giving_up, %reason, "notification failed");
                         if giving_up {
                             break;
@@ -375,64 +424,25 @@ fn build_request(target: &Target, batch: &[Pending]) -> (String, HeaderMap, Byte
             let data: Vec<_> = elements.map(to_ngsi_ld).collect();
             (format!("{}/ngsi-ld/v1/entityOperations/upsert", target.reference), serde_json::to_vec(&data))
         }
+        Destination::Orion(format) => {
+            if !headers.contains_key("fiware-correlator") {
+                let fresh = uuid::Uuid::new_v4().to_string();
+                if let Ok(value) = HeaderValue::from_str(&fresh) {
+                    headers.insert(HeaderName::from_static("fiware-correlator"), value);
+                }
+            }
+            if let Ok(tenant) = HeaderValue::from_str(&target.tenant) {
+                if !target.tenant.is_empty() {
+                    headers.insert(HeaderName::from_static("fiware-service"), tenant);
+                }
+            }
+            headers.insert(HeaderName::from_static("ngsiv2-attrsformat"), HeaderValue::from_static(format.name()));
+            let body = notification_body(&target.subscription_id, elements, format);
+            (target.reference.clone(), serde_json::to_vec(&body))
+        }
     };
     (url, headers, Bytes::from(body.unwrap_or_default()))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ngsi::v1::EntityId;
-
-    fn pending(id: &str, correlator: Option<&str>) -> Pending {
-        Pending {
-            element: ContextElement {
-                entity_id: EntityId { id: id.into(), ..EntityId::default() },
-                ..ContextElement::default()
-            },
-            correlator: correlator.map(str::to_string),
-        }
-    }
-
-    fn target(destination: Destination) -> Target {
-        Target {
-            subscription_id: "s1".into(),
-            reference: "http://127.0.0.1:9/sink".into(),
-            destination,
-            ld_tenant: "t".into(),
-            reliable: false,
-            throttling: None,
-        }
-    }
-
-    #[test]
-    fn v1_batches_go_to_notify_context_with_a_shared_correlator() {
-        let (url, headers, body) =
-            build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", Some("c"))]);
-        assert_eq!(url, "http://127.0.0.1:9/sink/notifyContext");
-        assert_eq!(headers.get("fiware-correlator").unwrap(), "c");
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["subscriptionId"], "s1");
-        assert_eq!(body["contextResponses"][1]["contextElement"]["entityId"]["id"], "b");
-        let (_, headers, _) =
-            build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", None)]);
-        assert!(headers.get("fiware-correlator").is_none());
-    }
-
-    #[test]
-    fn v2_and_ld_destinations_use_their_shapes() {
-        let (url, _, body) = build_request(&target(Destination::NgsiV2), &[pending("a", None)]);
-        assert_eq!(url, "http://127.0.0.1:9/sink");
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["data"][0]["id"], "a");
-        let (url, headers, body) = build_request(&target(Destination::NgsiLd), &[pending("a", None)]);
-        assert!(url.ends_with("/ngsi-ld/v1/entityOperations/upsert"));
-        assert_eq!(headers.get("ngsild-tenant").unwrap(), "t");
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()[0]["id"], "urn:a");
-    }
-
-    #[test]
-    fn backoff_is_capped() {
-        assert!(retry_backoff(1) < Duration::from_secs(1));
-        assert!(retry_backoff(30) <= MAX_RETRY_BACKOFF + MAX_RETRY_BACKOFF / 4);
-    }
-}
+mod tests;

@@ -1,6 +1,6 @@
 //! The broker's shared state and its operations, independent of HTTP: apply updates and fan changes out to
 //! subscriptions and to discovery, answer queries, create and cancel subscriptions, relay notifications from
-//! other brokers, expire subscriptions.
+//! other brokers, expire subscriptions. NGSIv2 subscription operations are in [`ngsiv2`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,8 @@ use crate::ngsi::v1::{
 };
 use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
+
+mod ngsiv2;
 
 /// Why a broker operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +297,7 @@ impl BrokerState {
             subscriber: Subscriber { broker_url: self.broker_url.clone(), ..meta.subscriber.clone() },
             created_at: now,
             expires_at: duration.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+            v2: None,
         };
         let compiled = CompiledSubscription::compile(record.clone())?;
         self.subscription_tree.insert(&record.id, &record)?;
@@ -357,7 +360,8 @@ impl BrokerState {
         }
     }
 
-    /// Removes expired subscriptions, every second, until `shutdown` fires.
+    /// Removes expired NGSI10 subscriptions and marks NGSIv2 ones that reached `maxFailsLimit` inactive, every
+    /// second, until `shutdown` fires.
     pub async fn expire_subscriptions(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -367,7 +371,10 @@ impl BrokerState {
             }
             let now = chrono::Utc::now().timestamp_millis();
             for live in self.subscriptions.all() {
-                if !live.compiled.is_expired(now) {
+                if live.delivery.is_disabled() {
+                    self.deactivate_failed(&live).await;
+                }
+                if !live.compiled.must_be_removed(now) {
                     continue;
                 }
                 let record = &live.compiled.record;

@@ -1,6 +1,8 @@
-//! NGSI10 subscriptions: the durable records, their compiled form (entity selector, scopes, trigger
-//! attributes, throttling, expiry) and the decision of which subscriptions a change concerns and with what
-//! content. Delivery itself belongs to `notifier`.
+//! Subscriptions of both flavours, NGSI10 and NGSIv2 (Orion's `/v2/subscriptions`): the durable records, their
+//! compiled form (entity selector, scopes or `q`/geo expression, trigger attributes, throttling, expiry) and the
+//! decision of which subscriptions a change concerns and with what content. NGSI10 `attributes` filter and
+//! project; NGSIv2 `condition.attrs` only trigger and `notification.attrs` only project. Delivery itself belongs
+//! to `notifier`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,6 +16,9 @@ use crate::ngsi::limits;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::ScopeFilter;
 use crate::ngsi::v1::{ContextElement, SubscribeContextRequest};
+use crate::ngsi::v2::geo::GeoQuery;
+use crate::ngsi::v2::query::Query;
+use crate::ngsi::v2::subscription::{Status, V2Subscription};
 use crate::ngsi::ParseError;
 
 /// Who subscribed and how they want notifications, from the subscribe request's headers. Serialized with
@@ -60,6 +65,26 @@ pub struct SubscriptionRecord {
     /// Expiry time, ms since the epoch, from `duration`.
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// An NGSIv2 subscription's own fields (then `request` holds its entities and URL only); absent for NGSI10
+    /// (and in records stored before NGSIv2 subscriptions existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v2: Option<V2Subscription>,
+}
+
+impl SubscriptionRecord {
+    /// The record of an NGSIv2 subscription.
+    pub fn v2(id: String, tenant: String, subscriber: Subscriber, created_at: i64, v2: V2Subscription) -> Self {
+        let request =
+            SubscribeContextRequest { entities: v2.entity_ids(), reference: v2.url.clone(), ..Default::default() };
+        SubscriptionRecord { id, tenant, request, subscriber, created_at, expires_at: None, v2: Some(v2) }
+    }
+}
+
+/// The compiled `expression` of an NGSIv2 subscription.
+#[derive(Debug)]
+struct V2Filter {
+    q: Option<Query>,
+    geo: Option<GeoQuery>,
 }
 
 /// A subscription ready to match changes.
@@ -70,6 +95,7 @@ pub struct CompiledSubscription {
     selector: EntitySelector,
     scopes: ScopeFilter,
     triggers: Vec<String>,
+    v2: Option<V2Filter>,
     /// Minimum interval between two notifications.
     pub throttling: Option<Duration>,
 }
@@ -100,7 +126,8 @@ pub fn validate_request(request: &SubscribeContextRequest) -> Result<Option<Dura
     Ok(Some(duration))
 }
 
-fn validate_reference(reference: &str) -> Result<(), ParseError> {
+/// Checks a notification URL: `http://` with a host, at most 2048 characters.
+pub fn validate_reference(reference: &str) -> Result<(), ParseError> {
     if reference.is_empty() {
         return Err(ParseError::new("reference is missing: give the URL notifications are sent to"));
     }
@@ -127,6 +154,14 @@ fn validate_reference(reference: &str) -> Result<(), ParseError> {
 impl CompiledSubscription {
     /// Compiles a stored record (validated when it was created).
     pub fn compile(record: SubscriptionRecord) -> Result<Self, ParseError> {
+        if let Some(v2) = &record.v2 {
+            let selector = v2.selector()?;
+            let filter = V2Filter { q: v2.query()?, geo: v2.geo()? };
+            let triggers = v2.condition_attrs.clone();
+            let throttling = v2.throttling.map(Duration::from_secs);
+            let scopes = ScopeFilter::compile(None)?;
+            return Ok(CompiledSubscription { record, selector, scopes, triggers, v2: Some(filter), throttling });
+        }
         let selector = EntitySelector::compile(&record.request.entities)?;
         let scopes = ScopeFilter::compile(record.request.restriction.as_ref())?;
         let triggers =
@@ -136,12 +171,40 @@ impl CompiledSubscription {
         } else {
             Some(parse_iso8601("throttling", &record.request.throttling)?).filter(|d| !d.is_zero())
         };
-        Ok(CompiledSubscription { record, selector, scopes, triggers, throttling })
+        Ok(CompiledSubscription { record, selector, scopes, triggers, v2: None, throttling })
     }
 
-    /// Whether the subscription has expired at `now_ms`.
+    /// Whether the subscription has expired at `now_ms` (NGSI10 `duration` or NGSIv2 `expires`).
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.record.expires_at.is_some_and(|expires| now_ms >= expires)
+            || self.record.v2.as_ref().is_some_and(|v2| v2.is_expired(now_ms))
+    }
+
+    /// Whether the subscription must be removed at `now_ms`: an expired NGSI10 subscription (an expired NGSIv2
+    /// one is kept and shown as `expired`, as Orion does).
+    pub fn must_be_removed(&self, now_ms: i64) -> bool {
+        self.record.expires_at.is_some_and(|expires| now_ms >= expires)
+    }
+
+    /// Whether an NGSIv2 subscription is set `inactive` (NGSI10 subscriptions are always active).
+    fn is_inactive(&self) -> bool {
+        self.record.v2.as_ref().is_some_and(|v2| v2.status == Status::Inactive)
+    }
+
+    /// The element to notify of an entity in this state, given the changed attributes: selection, then the
+    /// projection of the subscription's flavour; None when the entity is not selected or the subscription is
+    /// inactive or expired.
+    pub fn current(&self, tenant: &str, element: &ContextElement, changed: &[String]) -> Option<ContextElement> {
+        if self.is_inactive() || self.is_expired(chrono::Utc::now().timestamp_millis()) {
+            return None;
+        }
+        if !self.selects(tenant, element) {
+            return None;
+        }
+        Some(match &self.record.v2 {
+            Some(v2) => v2.project(element, changed),
+            None => project(element, &self.record.request.attributes),
+        })
     }
 
     /// Whether an entity in this state is selected (ids, type, attributes, scopes).
@@ -150,6 +213,9 @@ impl CompiledSubscription {
             && self.selector.matches(&element.entity_id.id, &element.entity_id.entity_type)
             && has_all_attributes(element, &self.record.request.attributes)
             && self.scopes.matches(element)
+            && self.v2.as_ref().is_none_or(|v2| {
+                v2.q.as_ref().is_none_or(|q| q.matches(element)) && v2.geo.as_ref().is_none_or(|g| g.matches(element))
+            })
     }
 
     /// The element to notify for `change`, or None when this subscription is not concerned.
@@ -165,6 +231,10 @@ impl CompiledSubscription {
         }
         if !self.triggers.is_empty() && !change.touched.iter().any(|name| self.triggers.contains(name)) {
             return None;
+        }
+        if self.record.v2.is_some() {
+            // NGSIv2 subscriptions are notified of creations and updates, not of deletions (as Orion by default).
+            return self.current(tenant, &change.after.as_ref()?.element, &change.touched);
         }
         match (&change.after, &change.before) {
             (Some(after), _) => {
@@ -183,6 +253,10 @@ impl CompiledSubscription {
     pub fn relay_for(&self, tenant: &str, element: &ContextElement) -> Option<ContextElement> {
         if !self.triggers.is_empty() && !element.attributes.iter().any(|a| self.triggers.contains(&a.name)) {
             return None;
+        }
+        if self.record.v2.is_some() {
+            let changed: Vec<String> = element.attributes.iter().map(|a| a.name.clone()).collect();
+            return self.current(tenant, element, &changed);
         }
         self.selects(tenant, element).then(|| project(element, &self.record.request.attributes))
     }
@@ -255,6 +329,7 @@ mod tests {
             subscriber: Subscriber { correlator: correlator.into(), ..Subscriber::default() },
             created_at: 0,
             expires_at: None,
+            v2: None,
         };
         CompiledSubscription::compile(record).unwrap()
     }
@@ -292,6 +367,39 @@ mod tests {
         let lacking = change(json!({"entityId":{"id":"Device.2"},"attributes":[{"name":"hum","value":2}]}), &["temp"]);
         assert!(sub.notification_for("", &lacking, None).is_none());
         assert!(sub.notification_for("tenant", &update, None).is_none());
+    }
+
+    #[test]
+    fn records_stored_before_ngsiv2_subscriptions_still_load() {
+        let old = json!({"id":"s1","tenant":"","request":{"entities":[{"id":"a","type":"T","isPattern":false}],
+            "reference":"http://127.0.0.1:1"},"subscriber":{"IsInternal":false,"RequireReliability":false,
+            "BrokerURL":"http://b/ngsi10","NotifyCache":[],"DestinationType":"","Tenant":"","Correlator":""},
+            "created_at":5,"expires_at":null});
+        let record: SubscriptionRecord = serde_json::from_value(old).unwrap();
+        assert!(record.v2.is_none());
+        assert!(serde_json::to_value(&record).unwrap().get("v2").is_none(), "NGSI10 records keep their shape");
+        assert!(CompiledSubscription::compile(record).is_ok());
+    }
+
+    #[test]
+    fn ngsiv2_conditions_trigger_and_attrs_only_project() {
+        let v2 = V2Subscription::parse(&json!({"subject":{"entities":[{"idPattern":"^Device"}],
+            "condition":{"attrs":["temp"],"expression":{"q":"temp>0"}}},
+            "notification":{"http":{"url":"http://127.0.0.1:1"},"attrs":["hum"]}}))
+        .unwrap();
+        let record = SubscriptionRecord::v2("s".into(), String::new(), Subscriber::default(), 0, v2);
+        let sub = CompiledSubscription::compile(record).unwrap();
+        let update = change(
+            json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}),
+            &["temp"],
+        );
+        let element = sub.notification_for("", &update, None).unwrap();
+        assert_eq!(element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["hum"]);
+        let no_hum = change(json!({"entityId":{"id":"Device.2"},"attributes":[{"name":"temp","value":1}]}), &["temp"]);
+        assert!(sub.notification_for("", &no_hum, None).unwrap().attributes.is_empty(), "attrs never filter");
+        let cold = change(json!({"entityId":{"id":"Device.3"},"attributes":[{"name":"temp","value":-1}]}), &["temp"]);
+        assert!(sub.notification_for("", &cold, None).is_none(), "q filters");
+        assert!(sub.notification_for("", &change(json!({"entityId":{"id":"Device.1"}}), &["hum"]), None).is_none());
     }
 
     #[test]

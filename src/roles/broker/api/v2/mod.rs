@@ -3,14 +3,15 @@
 //! with Orion's 413/415/ParseError answers, entity look-ups and edits through [`BrokerState`] so that
 //! subscriptions and discovery see every write).
 //!
-//! The codec (parsing, rendering, edits) is [`crate::ngsi::v2`]; handlers are in [`entities`], [`attributes`]
-//! and [`op`].
+//! The codec (parsing, rendering, edits) is [`crate::ngsi::v2`]; handlers are in [`entities`], [`attributes`],
+//! [`op`] and [`subscriptions`] (Orion's `/v2/subscriptions`, on the broker's shared subscription engine).
 
 pub mod attributes;
 pub mod entities;
 pub mod error;
 pub mod op;
 pub mod params;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -46,6 +47,11 @@ pub fn routes(state: BrokerState) -> Router {
         .route("/v2/op/query", post(op::query))
         .route("/v2/notify", post(entities::notify))
         .route("/v2/op/notify", post(entities::notify))
+        .route("/v2/subscriptions", get(subscriptions::list).post(subscriptions::create))
+        .route(
+            "/v2/subscriptions/{id}",
+            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+        )
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)
 }

@@ -1,0 +1,70 @@
+//! Unit tests of notification requests (formats, headers, correlators) and retry backoff.
+
+use super::*;
+use crate::ngsi::v1::EntityId;
+
+fn pending(id: &str, correlator: Option<&str>) -> Pending {
+    Pending {
+        element: ContextElement {
+            entity_id: EntityId { id: id.into(), ..EntityId::default() },
+            ..ContextElement::default()
+        },
+        correlator: correlator.map(str::to_string),
+    }
+}
+
+fn target(destination: Destination) -> Target {
+    Target {
+        subscription_id: "s1".into(),
+        reference: "http://127.0.0.1:9/sink".into(),
+        destination,
+        ld_tenant: "t".into(),
+        tenant: "farm".into(),
+        reliable: false,
+        throttling: None,
+    }
+}
+
+#[test]
+fn v1_batches_go_to_notify_context_with_a_shared_correlator() {
+    let (url, headers, body) =
+        build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", Some("c"))]);
+    assert_eq!(url, "http://127.0.0.1:9/sink/notifyContext");
+    assert_eq!(headers.get("fiware-correlator").unwrap(), "c");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["subscriptionId"], "s1");
+    assert_eq!(body["contextResponses"][1]["contextElement"]["entityId"]["id"], "b");
+    let (_, headers, _) = build_request(&target(Destination::NgsiV1), &[pending("a", Some("c")), pending("b", None)]);
+    assert!(headers.get("fiware-correlator").is_none());
+}
+
+#[test]
+fn v2_and_ld_destinations_use_their_shapes() {
+    let (url, _, body) = build_request(&target(Destination::NgsiV2), &[pending("a", None)]);
+    assert_eq!(url, "http://127.0.0.1:9/sink");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["data"][0]["id"], "a");
+    let (url, headers, body) = build_request(&target(Destination::NgsiLd), &[pending("a", None)]);
+    assert!(url.ends_with("/ngsi-ld/v1/entityOperations/upsert"));
+    assert_eq!(headers.get("ngsild-tenant").unwrap(), "t");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()[0]["id"], "urn:a");
+}
+
+#[test]
+fn orion_destination_sends_its_format_and_headers_to_the_url_as_given() {
+    let mut target = target(Destination::Orion(AttrsFormat::KeyValues));
+    target.reference = "http://127.0.0.1:9/sink/".into();
+    let (url, headers, body) = build_request(&target, &[pending("a", None)]);
+    assert_eq!(url, "http://127.0.0.1:9/sink/");
+    assert_eq!(headers.get("fiware-service").unwrap(), "farm");
+    assert_eq!(headers.get("ngsiv2-attrsformat").unwrap(), "keyValues");
+    assert!(headers.get("fiware-correlator").is_some());
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["data"][0]["id"], "a");
+    assert_eq!(body["subscriptionId"], "s1");
+}
+
+#[test]
+fn backoff_is_capped() {
+    assert!(retry_backoff(1) < Duration::from_secs(1));
+    assert!(retry_backoff(30) <= MAX_RETRY_BACKOFF + MAX_RETRY_BACKOFF / 4);
+}
