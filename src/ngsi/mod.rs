@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod duration;
+pub mod ld;
 pub mod limits;
 pub mod pattern;
 pub mod scope;

@@ -16,6 +16,8 @@ mod federation;
 mod ngsi10_query;
 mod ngsi10_subscribe;
 mod ngsi10_update;
+mod ngsi_ld_entities;
+mod ngsi_ld_queries;
 mod ngsiv2_entities;
 mod ngsiv2_ops;
 mod ngsiv2_queries;

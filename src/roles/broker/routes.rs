@@ -1,7 +1,8 @@
 //! The broker's router: FogFlow's NGSI10 routes (spec §4.1 rows 1–14, plus `/v1/updateContext`), the NGSIv2
-//! entity routes under `/v2`, the common routes, request metrics, CORS as FogFlow allowed it (plus `PATCH` for
-//! v2), and answers for unknown paths and wrong methods in the shape of the API asked (NGSIv2 under `/v2`,
-//! NGSIv1 elsewhere) and for panics.
+//! entity routes under `/v2`, the NGSI-LD routes under `/ngsi-ld/v1`, the common routes, request metrics, CORS as
+//! FogFlow allowed it (plus `PATCH` for v2 and LD, `Link` and `NGSILD-Tenant`), and answers for unknown paths and
+//! wrong methods in the shape of the API asked (NGSIv2 under `/v2`, ProblemDetails under `/ngsi-ld`, NGSIv1
+//! elsewhere) and for panics.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::api::{context, error, resources, v2};
+use super::api::{context, error, ld, resources, v2};
 use super::state::BrokerState;
 use crate::http::metrics::RequestMetricsLayer;
 use crate::http::{common, Metrics};
@@ -37,6 +38,7 @@ pub fn router(state: BrokerState, metrics: Arc<Metrics>) -> Router {
         .with_state(state.clone());
     ngsi10
         .merge(v2::routes(state.clone()))
+        .merge(ld::routes(state.clone()))
         .merge(common::routes("broker", state.readiness.clone(), metrics.clone()))
         .fallback(unknown_path)
         .layer(RequestMetricsLayer::new(metrics, "broker"))
@@ -48,6 +50,8 @@ pub fn router(state: BrokerState, metrics: Arc<Metrics>) -> Router {
 async fn unknown_path(uri: Uri) -> Response {
     if v2::is_v2_path(uri.path()) {
         v2::error::unknown_path(uri).await.into_response()
+    } else if ld::is_ld_path(uri.path()) {
+        ld::error::unknown_path(uri).await.into_response()
     } else {
         error::unknown_path(uri).await.into_response()
     }
@@ -64,6 +68,8 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("x-custom-header"),
             HeaderName::from_static("origin"),
             HeaderName::from_static("destination"),
+            HeaderName::from_static("link"),
+            HeaderName::from_static("ngsild-tenant"),
         ])
         .max_age(std::time::Duration::from_secs(3600))
 }

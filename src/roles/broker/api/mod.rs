@@ -7,5 +7,6 @@ pub mod context;
 pub mod error;
 pub mod federated;
 pub mod headers;
+pub mod ld;
 pub mod resources;
 pub mod v2;

@@ -1,0 +1,253 @@
+//! JSON-LD `@context` handling for NGSI-LD, without any network: the NGSI-LD core context is embedded in the
+//! binary (`core-context.jsonld`, written from the terms of ETSI GS CIM 009), and a request may add a user context
+//! given inline (a body `@context` object, or an array of objects and core-context URLs). A context URL that is
+//! not the core context is not fetched: it is [`ContextError::NotAvailable`] (`LdContextNotAvailable`).
+//!
+//! Names (entity types, attribute and sub-property names) are stored in one canonical form: the term is expanded
+//! with the request's context, then compacted against the core context alone ([`Context::canonical`]). A term of
+//! the default vocabulary (`https://uri.etsi.org/ngsi-ld/default-context/temperature`) is thus stored as
+//! `temperature`, a core term as itself, and a term that a user context maps elsewhere as its full IRI. Responses
+//! are compacted against the core context only (reads cannot carry an inline context, and a `Link` may only name
+//! the core context), so stored names are returned as they are.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use super::super::ParseError;
+
+/// The URL of the NGSI-LD core context.
+pub const CORE_CONTEXT_URL: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld";
+/// Every versioned core context URL starts with this.
+const CORE_CONTEXT_PREFIX: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context";
+/// The embedded core context document.
+const CORE_CONTEXT: &str = include_str!("core-context.jsonld");
+/// Most term definitions in a user context.
+pub const MAX_TERMS: usize = 1_000;
+/// Most entries in a `@context` array.
+const MAX_CONTEXT_ENTRIES: usize = 32;
+/// The default vocabulary, used when the core context cannot be read (never, but no panic).
+const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
+
+/// Why a request's context cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    /// A remote context that this broker does not have (it never fetches one).
+    #[error("the @context `{0}` is not available (only the NGSI-LD core context is, no remote context is fetched)")]
+    NotAvailable(String),
+    /// The context is malformed.
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+}
+
+/// Term definitions: term → IRI, and the vocabulary for other terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Terms {
+    terms: HashMap<String, String>,
+    vocab: Option<String>,
+}
+
+impl Terms {
+    /// Reads the definitions of one context object (later definitions win).
+    fn read(&mut self, object: &serde_json::Map<String, Value>) -> Result<(), ParseError> {
+        for (term, definition) in object {
+            if term == "@vocab" {
+                self.vocab = definition.as_str().map(str::to_string);
+                continue;
+            }
+            if term.starts_with('@') {
+                continue;
+            }
+            let iri = match definition {
+                Value::String(iri) => iri.clone(),
+                Value::Object(expanded) => match expanded.get("@id").and_then(Value::as_str) {
+                    Some(iri) => iri.to_string(),
+                    None => continue,
+                },
+                Value::Null => {
+                    self.terms.remove(term);
+                    continue;
+                }
+                _ => return Err(ParseError::new(format!("invalid @context definition of `{term}`"))),
+            };
+            if self.terms.len() >= MAX_TERMS {
+                return Err(ParseError::new(format!("more than {MAX_TERMS} terms in @context")));
+            }
+            self.terms.insert(term.clone(), iri);
+        }
+        Ok(())
+    }
+}
+
+/// The core context, parsed once, with its reverse map.
+struct Core {
+    terms: Terms,
+    reverse: HashMap<String, String>,
+}
+
+fn core() -> &'static Core {
+    static CORE: OnceLock<Core> = OnceLock::new();
+    CORE.get_or_init(|| {
+        let mut terms = Terms::default();
+        if let Ok(document) = serde_json::from_str::<Value>(CORE_CONTEXT) {
+            if let Some(object) = document.get("@context").and_then(Value::as_object) {
+                // The embedded document is checked by a unit test; a failure leaves the vocabulary only.
+                let _ = terms.read(object);
+            }
+        }
+        let mut core = Core { terms, reverse: HashMap::new() };
+        let expanded: Vec<(String, String)> =
+            core.terms.terms.keys().map(|term| (expand_with(&core.terms, None, term), term.clone())).collect();
+        core.reverse = expanded.into_iter().filter(|(iri, _)| !iri.starts_with('@')).collect();
+        core
+    })
+}
+
+/// Whether a URL names the NGSI-LD core context (any version).
+pub fn is_core_context(url: &str) -> bool {
+    url.starts_with(CORE_CONTEXT_PREFIX)
+}
+
+/// Expands a term against `user` (when given) then `core` definitions, resolving compact IRIs (`prefix:suffix`).
+fn expand_with(core: &Terms, user: Option<&Terms>, term: &str) -> String {
+    let lookup = |name: &str| user.and_then(|user| user.terms.get(name)).or_else(|| core.terms.get(name)).cloned();
+    let resolve = |iri: String| match iri.split_once(':') {
+        Some((prefix, suffix)) if !suffix.starts_with("//") => match lookup(prefix) {
+            Some(base) if base != iri => format!("{base}{suffix}"),
+            _ => iri,
+        },
+        _ => iri,
+    };
+    if let Some(iri) = lookup(term) {
+        return resolve(iri);
+    }
+    if term.contains(':') {
+        return resolve(term.to_string());
+    }
+    let vocab = user.and_then(|user| user.vocab.clone()).or_else(|| core.vocab.clone());
+    format!("{}{term}", vocab.as_deref().unwrap_or(DEFAULT_VOCAB))
+}
+
+/// A request's context: the core context plus the user's definitions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    user: Terms,
+}
+
+impl Context {
+    /// The core context alone.
+    pub fn core() -> Self {
+        Context::default()
+    }
+
+    /// The context named by a `Link` header URL: only the core context is available.
+    pub fn from_link(url: &str) -> Result<Self, ContextError> {
+        if is_core_context(url) {
+            Ok(Context::core())
+        } else {
+            Err(ContextError::NotAvailable(url.to_string()))
+        }
+    }
+
+    /// The context of a body `@context`: a URL, an object, or an array of them.
+    pub fn from_body(context: &Value) -> Result<Self, ContextError> {
+        let mut user = Terms::default();
+        let entries = match context {
+            Value::Array(entries) if entries.len() > MAX_CONTEXT_ENTRIES => {
+                return Err(ParseError::new(format!("more than {MAX_CONTEXT_ENTRIES} entries in @context")).into())
+            }
+            Value::Array(entries) => entries.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        for entry in entries {
+            match entry {
+                Value::String(url) if is_core_context(url) => {}
+                Value::String(url) => return Err(ContextError::NotAvailable(url.clone())),
+                Value::Object(object) => user.read(object)?,
+                _ => return Err(ParseError::new("@context must be a URL, an object or an array of them").into()),
+            }
+        }
+        Ok(Context { user })
+    }
+
+    /// The full IRI of a term.
+    pub fn expand(&self, term: &str) -> String {
+        expand_with(&core().terms, Some(&self.user), term)
+    }
+
+    /// The stored (canonical) form of a term: expanded with this context, compacted against the core context.
+    pub fn canonical(&self, term: &str) -> String {
+        if term.is_empty() {
+            return String::new();
+        }
+        compact_core(&self.expand(term))
+    }
+}
+
+/// Compacts an IRI against the core context: a core term, a default-vocabulary term, or the IRI itself.
+pub fn compact_core(iri: &str) -> String {
+    let core = core();
+    if let Some(term) = core.reverse.get(iri) {
+        return term.clone();
+    }
+    let vocab = core.terms.vocab.as_deref().unwrap_or(DEFAULT_VOCAB);
+    match iri.strip_prefix(vocab) {
+        Some(term) if !term.is_empty() && !term.contains([':', '/', '#']) && !core.terms.terms.contains_key(term) => {
+            term.to_string()
+        }
+        _ => iri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_embedded_core_context_is_valid() {
+        let document: Value = serde_json::from_str(CORE_CONTEXT).unwrap();
+        assert!(document["@context"].is_object());
+        assert!(core().terms.terms.len() > 20);
+        assert_eq!(Context::core().expand("location"), "https://uri.etsi.org/ngsi-ld/location");
+        assert_eq!(Context::core().expand("Point"), "https://purl.org/geojson/vocab#Point");
+        assert_eq!(Context::core().expand("temperature"), "https://uri.etsi.org/ngsi-ld/default-context/temperature");
+    }
+
+    #[test]
+    fn names_are_stored_compacted_against_the_core_context() {
+        let core = Context::core();
+        assert_eq!(core.canonical("temperature"), "temperature");
+        assert_eq!(core.canonical("location"), "location");
+        assert_eq!(core.canonical("observedAt"), "observedAt");
+        assert_eq!(core.canonical("https://uri.etsi.org/ngsi-ld/default-context/speed"), "speed");
+        assert_eq!(core.canonical("https://schema.org/name"), "https://schema.org/name");
+        let user = Context::from_body(&json!([
+            {"schema": "https://schema.org/", "temperature": "schema:temperature", "Room": {"@id": "https://example.org/Room"}},
+            CORE_CONTEXT_URL
+        ]))
+        .unwrap();
+        assert_eq!(user.canonical("temperature"), "https://schema.org/temperature");
+        assert_eq!(user.canonical("Room"), "https://example.org/Room");
+        assert_eq!(user.canonical("schema:color"), "https://schema.org/color");
+        assert_eq!(user.canonical("humidity"), "humidity");
+        let vocab = Context::from_body(&json!({"@vocab": "https://example.org/"})).unwrap();
+        assert_eq!(vocab.canonical("humidity"), "https://example.org/humidity");
+    }
+
+    #[test]
+    fn only_the_core_context_is_available() {
+        assert_eq!(Context::from_link(CORE_CONTEXT_URL), Ok(Context::core()));
+        assert!(Context::from_link("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld").is_ok());
+        let remote = "https://example.org/context.jsonld";
+        assert_eq!(Context::from_link(remote), Err(ContextError::NotAvailable(remote.into())));
+        assert!(matches!(Context::from_body(&json!(remote)), Err(ContextError::NotAvailable(_))));
+        assert!(matches!(Context::from_body(&json!(42)), Err(ContextError::Invalid(_))));
+        assert!(matches!(Context::from_body(&json!({"a": 1})), Err(ContextError::Invalid(_))));
+        let many: serde_json::Map<String, Value> =
+            (0..=MAX_TERMS).map(|i| (format!("t{i}"), json!(format!("https://e.org/{i}")))).collect();
+        assert!(Context::from_body(&Value::Object(many)).is_err());
+    }
+}

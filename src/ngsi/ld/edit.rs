@@ -1,0 +1,247 @@
+//! The entity edits of the NGSI-LD API as pure functions over the stored element (run under the entity's lock
+//! by the broker state): create, replace, batch upsert/update, append (`noOverwrite`), update of existing
+//! attributes, partial update of one attribute (sub-properties merged), and deletion of one attribute
+//! (`datasetId`, `deleteAll`). Each answers the new element and the names it wrote or removed, or a refusal.
+
+use serde_json::{Map, Value};
+
+use super::context::Context;
+use super::entity::{parse_attribute, refresh_location};
+use super::render::{render_attribute, Format};
+use super::DATASET_ID;
+use crate::ngsi::v1::{ContextAttribute, ContextElement};
+use crate::ngsi::ParseError;
+
+/// Why an edit was refused; nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The entity (or attribute) does not exist.
+    NotFound(String),
+    /// The entity exists already.
+    AlreadyExists(String),
+    /// No attribute of the request could be written (each is reported as not updated).
+    NothingUpdated,
+    /// The request's data is invalid.
+    Invalid(ParseError),
+}
+
+impl From<ParseError> for Refusal {
+    fn from(error: ParseError) -> Self {
+        Refusal::Invalid(error)
+    }
+}
+
+/// An edit of one entity.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// Create; refused when it exists.
+    Create(ContextElement),
+    /// Replace the whole entity (type and attributes); refused when it does not exist.
+    Replace(ContextElement),
+    /// Create, or else replace (`replace`) or merge its attributes into the existing one.
+    Upsert {
+        /// The entity.
+        element: ContextElement,
+        /// Replace all attributes rather than merge.
+        replace: bool,
+    },
+    /// Add the attributes to an existing entity; with `no_overwrite`, existing ones are kept.
+    Append {
+        /// The attributes.
+        attributes: Vec<ContextAttribute>,
+        /// `options=noOverwrite`.
+        no_overwrite: bool,
+    },
+    /// Replace the attributes that exist; the others are not updated. Refused when none exists.
+    UpdateExisting(Vec<ContextAttribute>),
+    /// Merge a fragment (`value`, sub-properties, …) into the existing attribute `name`.
+    Patch {
+        /// Canonical attribute name.
+        name: String,
+        /// The fragment as sent.
+        fragment: Map<String, Value>,
+        /// The request's context (for sub-property names).
+        context: Context,
+    },
+    /// Delete the attribute `name`: only the instance with this `datasetId` when given, whatever it is with
+    /// `delete_all`.
+    DeleteAttribute {
+        /// Canonical attribute name.
+        name: String,
+        /// `datasetId`.
+        dataset_id: Option<String>,
+        /// `deleteAll=true`.
+        delete_all: bool,
+    },
+}
+
+fn not_found(id: &str) -> Refusal {
+    Refusal::NotFound(format!("entity `{id}` does not exist"))
+}
+
+fn names(attributes: &[ContextAttribute]) -> Vec<String> {
+    attributes.iter().map(|a| a.name.clone()).collect()
+}
+
+fn put(element: &mut ContextElement, attribute: ContextAttribute) {
+    match element.attributes.iter_mut().find(|a| a.name == attribute.name) {
+        Some(existing) => *existing = attribute,
+        None => element.attributes.push(attribute),
+    }
+}
+
+impl Edit {
+    /// Applies the edit to the stored element of entity `id` (None when it does not exist).
+    pub fn apply(self, id: &str, stored: Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), Refusal> {
+        let (mut element, touched) = match (self, stored) {
+            (Edit::Create(element), None) => {
+                let touched = names(&element.attributes);
+                (element, touched)
+            }
+            (Edit::Create(_), Some(_)) => return Err(Refusal::AlreadyExists(format!("entity `{id}` already exists"))),
+            (Edit::Upsert { element, .. }, None) => {
+                let touched = names(&element.attributes);
+                (element, touched)
+            }
+            (Edit::Replace(element), Some(before)) | (Edit::Upsert { element, replace: true }, Some(before)) => {
+                let mut touched = names(&element.attributes);
+                let removed: Vec<String> =
+                    before.attributes.iter().map(|a| a.name.clone()).filter(|n| !touched.contains(n)).collect();
+                touched.extend(removed);
+                (element, touched)
+            }
+            (Edit::Upsert { element: update, replace: false }, Some(before)) => {
+                let mut element = before.clone();
+                let touched = names(&update.attributes);
+                update.attributes.into_iter().for_each(|attribute| put(&mut element, attribute));
+                (element, touched)
+            }
+            (_, None) => return Err(not_found(id)),
+            (Edit::Append { attributes, no_overwrite }, Some(before)) => {
+                let mut element = before.clone();
+                let mut touched = Vec::new();
+                for attribute in attributes {
+                    if no_overwrite && before.attributes.iter().any(|a| a.name == attribute.name) {
+                        continue;
+                    }
+                    touched.push(attribute.name.clone());
+                    put(&mut element, attribute);
+                }
+                if touched.is_empty() {
+                    return Err(Refusal::NothingUpdated);
+                }
+                (element, touched)
+            }
+            (Edit::UpdateExisting(attributes), Some(before)) => {
+                let mut element = before.clone();
+                let mut touched = Vec::new();
+                for attribute in attributes {
+                    if before.attributes.iter().any(|a| a.name == attribute.name) {
+                        touched.push(attribute.name.clone());
+                        put(&mut element, attribute);
+                    }
+                }
+                if touched.is_empty() {
+                    return Err(Refusal::NothingUpdated);
+                }
+                (element, touched)
+            }
+            (Edit::Patch { name, fragment, context }, Some(before)) => {
+                let Some(existing) = before.attributes.iter().find(|a| a.name == name) else {
+                    return Err(Refusal::NotFound(format!("entity `{id}` has no attribute `{name}`")));
+                };
+                let Value::Object(mut merged) = render_attribute(existing, Format::Normalized) else {
+                    return Err(Refusal::Invalid(ParseError::new("the stored attribute cannot be patched")));
+                };
+                for (key, value) in fragment {
+                    let key = match key.as_str() {
+                        "type" | "value" | "object" | "languageMap" => key,
+                        _ => context.canonical(&key),
+                    };
+                    merged.insert(key, value);
+                }
+                // Sub-property keys are canonical already; parse them against the core context.
+                let attribute = parse_attribute(&Context::core(), &name, &Value::Object(merged))?;
+                let mut element = before.clone();
+                put(&mut element, attribute);
+                (element, vec![name])
+            }
+            (Edit::DeleteAttribute { name, dataset_id, delete_all }, Some(before)) => {
+                let matches = |attribute: &ContextAttribute| {
+                    attribute.name == name
+                        && (delete_all
+                            || attribute.metadata.iter().find(|m| m.name == DATASET_ID).map(|m| m.value.as_str())
+                                == dataset_id.as_deref().map(Some))
+                };
+                if !before.attributes.iter().any(matches) {
+                    return Err(Refusal::NotFound(format!(
+                        "entity `{id}` has no attribute `{name}` (of that datasetId)"
+                    )));
+                }
+                let mut element = before.clone();
+                element.attributes.retain(|a| !matches(a));
+                (element, vec![name])
+            }
+        };
+        refresh_location(stored, &mut element);
+        Ok((element, touched))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ngsi::ld::entity::parse_entity;
+
+    fn room() -> ContextElement {
+        parse_entity(
+            &Context::core(),
+            &json!({"id": "urn:r", "type": "Room", "t": {"type": "Property", "value": 1, "unitCode": "CEL"},
+                "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1.0, 2.0]}}}),
+        )
+        .unwrap()
+    }
+
+    fn attribute(name: &str, value: Value) -> ContextAttribute {
+        parse_attribute(&Context::core(), name, &json!({"type": "Property", "value": value})).unwrap()
+    }
+
+    #[test]
+    fn creation_and_replacement_check_existence() {
+        assert!(Edit::Create(room()).apply("urn:r", None).is_ok());
+        assert!(matches!(Edit::Create(room()).apply("urn:r", Some(&room())), Err(Refusal::AlreadyExists(_))));
+        assert!(matches!(Edit::Replace(room()).apply("urn:r", None), Err(Refusal::NotFound(_))));
+        let mut bare = room();
+        bare.attributes.clear();
+        let (replaced, touched) = Edit::Replace(bare).apply("urn:r", Some(&room())).unwrap();
+        assert!(replaced.attributes.is_empty() && replaced.domain_metadata.is_empty(), "{replaced:?}");
+        assert_eq!(touched, ["location", "t"], "attributes in name order");
+    }
+
+    #[test]
+    fn append_update_patch_and_delete() {
+        let append =
+            Edit::Append { attributes: vec![attribute("t", json!(2)), attribute("h", json!(3))], no_overwrite: true };
+        let (element, touched) = append.apply("urn:r", Some(&room())).unwrap();
+        assert_eq!(touched, ["h"]);
+        assert_eq!(element.attributes.iter().find(|a| a.name == "t").unwrap().value, json!(1));
+        let update = Edit::UpdateExisting(vec![attribute("x", json!(2))]);
+        assert_eq!(update.apply("urn:r", Some(&room())), Err(Refusal::NothingUpdated));
+        let fragment = json!({"value": 5, "observedAt": "2024-01-01T00:00:00Z"}).as_object().unwrap().clone();
+        let patch = Edit::Patch { name: "t".into(), fragment, context: Context::core() };
+        let (element, _) = patch.apply("urn:r", Some(&room())).unwrap();
+        let t = element.attributes.iter().find(|a| a.name == "t").unwrap();
+        assert_eq!((t.attribute_type.as_str(), &t.value, t.metadata.len()), ("Property", &json!(5), 2));
+        let delete = |dataset_id: Option<&str>, delete_all| Edit::DeleteAttribute {
+            name: "location".into(),
+            dataset_id: dataset_id.map(str::to_string),
+            delete_all,
+        };
+        let (element, _) = delete(None, false).apply("urn:r", Some(&room())).unwrap();
+        assert!(element.domain_metadata.is_empty(), "the location point goes with the GeoProperty");
+        assert!(matches!(delete(Some("urn:d"), false).apply("urn:r", Some(&room())), Err(Refusal::NotFound(_))));
+        assert!(delete(Some("urn:d"), true).apply("urn:r", Some(&room())).is_ok());
+    }
+}

@@ -1,0 +1,361 @@
+//! NGSI-LD entities ↔ stored NGSI10 [`ContextElement`]s.
+//!
+//! * A Property is an attribute of type `Property` with its `value`; a Relationship one of type `Relationship`
+//!   with the `object` as value; a GeoProperty one of type `GeoProperty` with the GeoJSON value; a
+//!   LanguageProperty one of type `LanguageProperty` with the `languageMap` as value.
+//! * Sub-properties are attribute metadata: `observedAt` (type `DateTime`), `unitCode` (`Text`), `datasetId`
+//!   (`URI`) with their bare values, other sub-attributes with their kind as type and their value (their own
+//!   sub-attributes are dropped).
+//! * A `location` GeoProperty holding a Point also sets the domain metadata `location` of type `point`
+//!   (`{latitude, longitude}`), so NGSI10 geo scopes see LD positions; NGSI10 attributes of other types read as
+//!   Properties, and a `point` domain metadata without a `location` attribute reads as a `location` GeoProperty.
+//!
+//! Names and types are stored canonical (see [`super::context`]). Input may be normalized or concise.
+
+use serde_json::{Map, Value};
+
+use super::context::Context;
+use super::{check_uri, DATASET_ID, LOCATION, OBSERVED_AT, UNIT_CODE};
+use crate::ngsi::limits::{check_name, MAX_ATTRIBUTES_PER_ENTITY};
+use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata, EntityId};
+use crate::ngsi::ParseError;
+
+/// Keys of an entity that are not attributes.
+const ENTITY_KEYS: &[&str] = &["id", "type", "@context", "createdAt", "modifiedAt", "scope"];
+/// Keys of an attribute that are not sub-properties.
+const ATTRIBUTE_KEYS: &[&str] = &["type", "value", "object", "languageMap", "createdAt", "modifiedAt", "@context"];
+
+/// The kind of an NGSI-LD attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `Property`.
+    Property,
+    /// `Relationship`.
+    Relationship,
+    /// `GeoProperty`.
+    GeoProperty,
+    /// `LanguageProperty`.
+    LanguageProperty,
+}
+
+impl Kind {
+    /// The kind of a stored attribute or metadata type (NGSI10 types read as Properties).
+    pub fn of(stored_type: &str) -> Kind {
+        match stored_type {
+            "Relationship" | "relationship" => Kind::Relationship,
+            "GeoProperty" | "geo:json" => Kind::GeoProperty,
+            "LanguageProperty" => Kind::LanguageProperty,
+            _ => Kind::Property,
+        }
+    }
+
+    fn parse(name: &str) -> Option<Kind> {
+        match name {
+            "Property" => Some(Kind::Property),
+            "Relationship" => Some(Kind::Relationship),
+            "GeoProperty" => Some(Kind::GeoProperty),
+            "LanguageProperty" => Some(Kind::LanguageProperty),
+            _ => None,
+        }
+    }
+
+    /// Its name, also the stored type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Property => "Property",
+            Kind::Relationship => "Relationship",
+            Kind::GeoProperty => "GeoProperty",
+            Kind::LanguageProperty => "LanguageProperty",
+        }
+    }
+
+    /// The member holding its value.
+    pub fn value_key(self) -> &'static str {
+        match self {
+            Kind::Relationship => "object",
+            Kind::LanguageProperty => "languageMap",
+            Kind::Property | Kind::GeoProperty => "value",
+        }
+    }
+}
+
+/// Whether a JSON value is a valid GeoJSON geometry (Point, LineString, Polygon, MultiPoint, MultiPolygon).
+pub fn is_geojson(value: &Value) -> bool {
+    match (value.get("type").and_then(Value::as_str), value.get("coordinates")) {
+        (Some(kind), Some(coordinates)) => super::geo::geometry(kind, coordinates).is_ok(),
+        _ => false,
+    }
+}
+
+/// Whether a value is a concise GeoProperty: a bare GeoJSON geometry with nothing else.
+fn is_bare_geometry(value: &Value) -> bool {
+    is_geojson(value) && value.as_object().is_some_and(|o| o.keys().all(|k| k == "type" || k == "coordinates"))
+}
+
+/// The kind and value of an attribute (or sub-attribute) given normalized or concise.
+fn kind_and_value(name: &str, body: &Value) -> Result<(Kind, Value), ParseError> {
+    let Value::Object(object) = body else {
+        if body.is_null() {
+            return Err(ParseError::new(format!("attribute `{name}` has a null value")));
+        }
+        return Ok((Kind::Property, body.clone()));
+    };
+    if is_bare_geometry(body) {
+        return Ok((Kind::GeoProperty, body.clone()));
+    }
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => Kind::parse(kind).ok_or_else(|| {
+            ParseError::new(format!("attribute `{name}` has type `{kind}` (expected Property, Relationship, GeoProperty or LanguageProperty)"))
+        })?,
+        Some(_) => return Err(ParseError::new(format!("the type of attribute `{name}` must be a string"))),
+        None if object.contains_key("object") => Kind::Relationship,
+        None if object.contains_key("languageMap") => Kind::LanguageProperty,
+        None if object.get("value").is_some_and(is_geojson) => Kind::GeoProperty,
+        None if object.contains_key("value") => Kind::Property,
+        None => return Ok((Kind::Property, body.clone())),
+    };
+    let value = match object.get(kind.value_key()) {
+        None | Some(Value::Null) => {
+            return Err(ParseError::new(format!("attribute `{name}` has no {}", kind.value_key())));
+        }
+        Some(value) => value.clone(),
+    };
+    match kind {
+        Kind::Relationship => match &value {
+            Value::String(object) => check_uri(&format!("object of `{name}`"), object)?,
+            _ => return Err(ParseError::new(format!("the object of relationship `{name}` must be a URI string"))),
+        },
+        Kind::GeoProperty if !is_geojson(&value) => {
+            return Err(ParseError::new(format!("the value of GeoProperty `{name}` must be a valid GeoJSON geometry")));
+        }
+        Kind::LanguageProperty if !value.is_object() => {
+            return Err(ParseError::new(format!("the languageMap of `{name}` must be an object")));
+        }
+        _ => {}
+    }
+    Ok((kind, value))
+}
+
+fn check_date_time(what: &str, value: &Value) -> Result<(), ParseError> {
+    match value.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(ParseError::new(format!("{what} must be an ISO 8601 date-time string"))),
+    }
+}
+
+/// One sub-property as attribute metadata.
+fn parse_sub_property(attribute: &str, name: &str, body: &Value) -> Result<ContextMetadata, ParseError> {
+    let what = format!("{name} of `{attribute}`");
+    let (metadata_type, value) = match name {
+        OBSERVED_AT => {
+            check_date_time(&what, body)?;
+            ("DateTime".to_string(), body.clone())
+        }
+        UNIT_CODE if body.is_string() => ("Text".to_string(), body.clone()),
+        DATASET_ID => match body {
+            Value::String(uri) => {
+                check_uri(&what, uri)?;
+                ("URI".to_string(), body.clone())
+            }
+            _ => return Err(ParseError::new(format!("{what} must be a URI string"))),
+        },
+        UNIT_CODE => return Err(ParseError::new(format!("{what} must be a string"))),
+        _ => {
+            let (kind, value) = kind_and_value(name, body)?;
+            (kind.name().to_string(), value)
+        }
+    };
+    Ok(ContextMetadata { name: name.to_string(), metadata_type, value })
+}
+
+/// Parses one attribute `name` (already canonical) from its normalized or concise body.
+pub fn parse_attribute(context: &Context, name: &str, body: &Value) -> Result<ContextAttribute, ParseError> {
+    check_name("attribute name", name)?;
+    let is_instance = |item: &Value| ["type", "value", "object", "languageMap"].iter().any(|k| item.get(k).is_some());
+    let body = match body {
+        Value::Array(instances) if !instances.iter().all(is_instance) || instances.is_empty() => body,
+        Value::Array(instances) if instances.len() == 1 => &instances[0],
+        Value::Array(_) => {
+            return Err(ParseError::new(format!("attribute `{name}`: multi-attributes (datasetId) are not supported")))
+        }
+        other => other,
+    };
+    let (kind, value) = kind_and_value(name, body)?;
+    let mut metadata = Vec::new();
+    if let Value::Object(object) = body {
+        let concise_value = kind == Kind::Property && !object.contains_key("value") && !object.contains_key("type");
+        if !concise_value && !is_bare_geometry(body) {
+            for (key, sub) in object {
+                if ATTRIBUTE_KEYS.contains(&key.as_str()) {
+                    continue;
+                }
+                let sub_name = context.canonical(key);
+                check_name("sub-property name", &sub_name)?;
+                metadata.push(parse_sub_property(name, &sub_name, sub)?);
+            }
+        }
+    }
+    Ok(ContextAttribute { name: name.to_string(), attribute_type: kind.name().to_string(), value, metadata })
+}
+
+/// Parses the attributes of an entity or attributes body (keys other than `id`, `type`, `@context` and system
+/// attributes), names made canonical.
+pub fn parse_attributes(context: &Context, body: &Map<String, Value>) -> Result<Vec<ContextAttribute>, ParseError> {
+    let mut attributes = Vec::new();
+    for (key, value) in body {
+        if ENTITY_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        if attributes.len() >= MAX_ATTRIBUTES_PER_ENTITY {
+            return Err(ParseError::new(format!("more than {MAX_ATTRIBUTES_PER_ENTITY} attributes")));
+        }
+        attributes.push(parse_attribute(context, &context.canonical(key), value)?);
+    }
+    Ok(attributes)
+}
+
+/// The canonical entity type of a body `type` (a string, or an array of one string).
+fn parse_type(context: &Context, value: Option<&Value>) -> Result<String, ParseError> {
+    let name = match value {
+        Some(Value::String(name)) => name,
+        Some(Value::Array(names)) if names.len() == 1 => {
+            names[0].as_str().ok_or_else(|| ParseError::new("entity type must be a string"))?
+        }
+        Some(Value::Array(_)) => return Err(ParseError::new("entities with several types are not supported")),
+        Some(_) => return Err(ParseError::new("entity type must be a string")),
+        None => return Err(ParseError::new("entity type is missing")),
+    };
+    let canonical = context.canonical(name);
+    check_name("entity type", &canonical)?;
+    Ok(canonical)
+}
+
+/// Parses an NGSI-LD entity (normalized or concise) into an element; the `id` must be a URI, the type given.
+pub fn parse_entity(context: &Context, body: &Value) -> Result<ContextElement, ParseError> {
+    let Value::Object(object) = body else { return Err(ParseError::new("an entity must be a JSON object")) };
+    let id = match object.get("id").or_else(|| object.get("@id")) {
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => return Err(ParseError::new("entity id must be a string")),
+        None => return Err(ParseError::new("entity id is missing")),
+    };
+    check_uri("entity id", &id)?;
+    let entity_type = parse_type(context, object.get("type").or_else(|| object.get("@type")))?;
+    let mut element = ContextElement {
+        entity_id: EntityId { id, entity_type, is_pattern: false },
+        attributes: parse_attributes(context, object)?,
+        domain_metadata: Vec::new(),
+    };
+    refresh_location(None, &mut element);
+    Ok(element)
+}
+
+/// Keeps the `location` domain metadata (type `point`) in step with a `location` GeoProperty: set from a Point,
+/// removed when the `location` GeoProperty is no Point any more or was removed by this edit.
+pub fn refresh_location(before: Option<&ContextElement>, element: &mut ContextElement) {
+    let geo = |element: &ContextElement| {
+        element
+            .attributes
+            .iter()
+            .find(|a| a.name == LOCATION && Kind::of(&a.attribute_type) == Kind::GeoProperty)
+            .cloned()
+    };
+    let point = match geo(element) {
+        Some(attribute) => point_of(&attribute.value),
+        None if before.and_then(geo).is_some() => None,
+        None => return,
+    };
+    element.domain_metadata.retain(|m| m.name != LOCATION);
+    if let Some((latitude, longitude)) = point {
+        element.domain_metadata.push(ContextMetadata {
+            name: LOCATION.into(),
+            metadata_type: "point".into(),
+            value: serde_json::json!({ "latitude": latitude, "longitude": longitude }),
+        });
+    }
+}
+
+/// The `(latitude, longitude)` of a GeoJSON Point.
+fn point_of(value: &Value) -> Option<(f64, f64)> {
+    if value.get("type").and_then(Value::as_str) != Some("Point") {
+        return None;
+    }
+    match value.get("coordinates")?.as_array()?.as_slice() {
+        [longitude, latitude] => {
+            let (latitude, longitude) = (latitude.as_f64()?, longitude.as_f64()?);
+            ((-90.0..=90.0).contains(&latitude) && (-180.0..=180.0).contains(&longitude))
+                .then_some((latitude, longitude))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(body: Value) -> Result<ContextElement, ParseError> {
+        parse_entity(&Context::core(), &body)
+    }
+
+    #[test]
+    fn properties_relationships_and_geoproperties_map_to_attributes() {
+        let element = parse(json!({
+            "id": "urn:ngsi-ld:Room:1", "type": "Room", "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld",
+            "temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": "2024-01-01T00:00:00Z",
+                "accuracy": {"type": "Property", "value": 0.5}},
+            "inBuilding": {"type": "Relationship", "object": "urn:ngsi-ld:Building:1"},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [8.68, 49.4]}},
+            "name": {"type": "LanguageProperty", "languageMap": {"en": "Room", "de": "Raum"}},
+            "concise": 3,
+        }))
+        .unwrap();
+        assert_eq!(element.entity_id.id, "urn:ngsi-ld:Room:1");
+        assert_eq!(element.entity_id.entity_type, "Room");
+        let temperature = &element.attributes.iter().find(|a| a.name == "temperature").unwrap();
+        assert_eq!((temperature.attribute_type.as_str(), &temperature.value), ("Property", &json!(21.5)));
+        let names: Vec<(&str, &str)> =
+            temperature.metadata.iter().map(|m| (m.name.as_str(), m.metadata_type.as_str())).collect();
+        assert!(names.contains(&("unitCode", "Text")) && names.contains(&("observedAt", "DateTime")));
+        assert!(names.contains(&("accuracy", "Property")));
+        let building = element.attributes.iter().find(|a| a.name == "inBuilding").unwrap();
+        assert_eq!(
+            (building.attribute_type.as_str(), &building.value),
+            ("Relationship", &json!("urn:ngsi-ld:Building:1"))
+        );
+        assert_eq!(element.domain_metadata[0].value, json!({"latitude": 49.4, "longitude": 8.68}));
+        assert_eq!(element.attributes.iter().find(|a| a.name == "concise").unwrap().value, json!(3));
+    }
+
+    #[test]
+    fn invalid_entities_are_refused() {
+        for bad in [
+            json!([]),
+            json!({"type": "Room"}),
+            json!({"id": "room1", "type": "Room"}),
+            json!({"id": "urn:a", "type": 3}),
+            json!({"id": "urn:a"}),
+            json!({"id": "urn:a", "type": "T", "p": {"type": "Property"}}),
+            json!({"id": "urn:a", "type": "T", "p": {"type": "Unknown", "value": 1}}),
+            json!({"id": "urn:a", "type": "T", "r": {"type": "Relationship", "object": "not a uri"}}),
+            json!({"id": "urn:a", "type": "T", "g": {"type": "GeoProperty", "value": {"lat": 1}}}),
+            json!({"id": "urn:a", "type": "T", "p": {"type": "Property", "value": 1, "observedAt": "yesterday"}}),
+            json!({"id": "urn:a", "type": "T", "p": [{"value": 1}, {"value": 2, "datasetId": "urn:d"}]}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_location_point_follows_the_location_geoproperty() {
+        let mut element =
+            parse(json!({"id": "urn:a", "type": "T", "location": {"type": "Point", "coordinates": [1.0, 2.0]}}))
+                .unwrap();
+        assert_eq!(element.domain_metadata.len(), 1);
+        let before = element.clone();
+        element.attributes.clear();
+        refresh_location(Some(&before), &mut element);
+        assert!(element.domain_metadata.is_empty());
+    }
+}

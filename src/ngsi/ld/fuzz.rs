@@ -1,0 +1,185 @@
+//! Property tests of the NGSI-LD codec with a seeded generator: no input makes entity parsing, rendering,
+//! editing, `q` or geo-query parsing and matching panic; whatever parses as an entity renders (normalized and
+//! concise) and parses back to the same element.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+
+use super::context::Context;
+use super::edit::Edit;
+use super::entity::parse_entity;
+use super::geo::GeoQuery;
+use super::query::Query;
+use super::render::{render_entity, Format, Rendering};
+use crate::ngsi::v1::ContextElement;
+
+const NAMES: &[&str] = &[
+    "id",
+    "type",
+    "temp",
+    "a b",
+    "",
+    "location",
+    "x/y",
+    "value",
+    "object",
+    "name",
+    "é",
+    "observedAt",
+    "unitCode",
+    "datasetId",
+    "schema:x",
+    "https://e.org/p",
+    "@context",
+    "createdAt",
+];
+const TEXT: &[&str] = &["", "x", "21", "urn:a", "Point", "Property", "Relationship", "2024-01-01T00:00:00Z", ".."];
+const KINDS: &[&str] = &["Property", "Relationship", "GeoProperty", "LanguageProperty", "Point", "Polygon", "Thing"];
+const Q_TOKENS: &[&str] = &[
+    "temp",
+    "a",
+    ".",
+    "[",
+    "]",
+    "(",
+    ")",
+    ";",
+    "|",
+    "==",
+    "!=",
+    ">",
+    "<=",
+    "~=",
+    "!~=",
+    "\"",
+    "1",
+    "..",
+    ",",
+    "x",
+    "2024-01-01T00:00:00Z",
+    "é",
+    " ",
+    "=",
+];
+
+fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
+    items[rng.gen_range(0..items.len())]
+}
+
+fn position(rng: &mut StdRng) -> Value {
+    json!([rng.gen_range(-200.0..200.0), rng.gen_range(-100.0..100.0)])
+}
+
+fn value(rng: &mut StdRng, depth: u32) -> Value {
+    match rng.gen_range(0..if depth > 3 { 5 } else { 9 }) {
+        0 => Value::Null,
+        1 => Value::Bool(rng.gen()),
+        2 => json!(rng.gen_range(-200.0..200.0)),
+        3 => json!(rng.gen_range(-5i64..5)),
+        4 => Value::String(pick(rng, TEXT).to_string()),
+        5 => Value::Array((0..rng.gen_range(0..4)).map(|_| value(rng, depth + 1)).collect()),
+        6 => json!({"type": "Point", "coordinates": position(rng)}),
+        7 => {
+            let mut object: Map<String, Value> =
+                (0..rng.gen_range(0..3)).map(|_| (pick(rng, NAMES).to_string(), value(rng, depth + 1))).collect();
+            object.insert("type".into(), Value::String(pick(rng, KINDS).to_string()));
+            let key = pick(rng, &["value", "object", "languageMap", "coordinates"]);
+            object.insert(key.into(), value(rng, depth + 1));
+            Value::Object(object)
+        }
+        _ => Value::Object(
+            (0..rng.gen_range(0..4)).map(|_| (pick(rng, NAMES).to_string(), value(rng, depth + 1))).collect(),
+        ),
+    }
+}
+
+fn entity(rng: &mut StdRng) -> Value {
+    let mut object: Map<String, Value> =
+        (0..rng.gen_range(0..5)).map(|_| (pick(rng, NAMES).to_string(), value(rng, 0))).collect();
+    if rng.gen_bool(0.9) {
+        object.insert("id".into(), Value::String(pick(rng, &["urn:e:1", "e1", "urn:x"]).to_string()));
+    }
+    if rng.gen_bool(0.9) {
+        object.insert("type".into(), Value::String(pick(rng, &["Room", "T", "schema:Thing"]).to_string()));
+    }
+    Value::Object(object)
+}
+
+/// The element with its attributes and their metadata in name order (JSON objects do not keep the order of their keys).
+fn sorted(mut element: ContextElement) -> ContextElement {
+    element.attributes.sort_by(|a, b| a.name.cmp(&b.name));
+    element.attributes.iter_mut().for_each(|a| a.metadata.sort_by(|x, y| x.name.cmp(&y.name)));
+    element
+}
+
+#[test]
+fn entities_never_panic_and_round_trip() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let context = Context::core();
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let body = entity(&mut rng);
+        let Ok(element) = parse_entity(&context, &body) else { continue };
+        parsed += 1;
+        for format in [Format::Normalized, Format::Concise] {
+            let rendering = Rendering { format, ..Rendering::default() };
+            let rendered = render_entity(&element, 0, 0, &rendering);
+            let again = parse_entity(&context, &rendered).map(sorted);
+            assert_eq!(again, Ok(sorted(element.clone())), "{body} rendered {format:?} as {rendered}");
+        }
+        let key_values = Rendering { format: Format::KeyValues, sys_attrs: true, attrs: vec!["temp".into()] };
+        render_entity(&element, i64::MAX, i64::MIN, &key_values);
+        let fragment = value(&mut rng, 0).as_object().cloned().unwrap_or_default();
+        let patch = Edit::Patch { name: pick(&mut rng, NAMES).to_string(), fragment, context: Context::core() };
+        let _ = patch.apply("urn:e:1", Some(&element));
+    }
+    assert!(parsed > 1000, "only {parsed} entities parsed");
+}
+
+#[test]
+fn queries_never_panic() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let context = Context::core();
+    let elements: Vec<_> = (0..200).filter_map(|_| parse_entity(&context, &entity(&mut rng)).ok()).collect::<Vec<_>>();
+    for _ in 0..20_000 {
+        let q: String = (0..rng.gen_range(0..12)).map(|_| pick(&mut rng, Q_TOKENS)).collect();
+        if let Ok(query) = Query::parse(&q, &context) {
+            elements.iter().for_each(|element| {
+                query.matches(element);
+            });
+        }
+    }
+    for _ in 0..2_000 {
+        let georel = pick(
+            &mut rng,
+            &[
+                "near;maxDistance==1000",
+                "near;minDistance==5",
+                "within",
+                "contains",
+                "intersects",
+                "disjoint",
+                "equals",
+                "overlaps",
+                "near",
+            ],
+        );
+        let geometry = pick(&mut rng, &["Point", "LineString", "Polygon", "MultiPoint", "Circle"]);
+        let coordinates = match rng.gen_range(0..4) {
+            0 => position(&mut rng).to_string(),
+            1 => json!([position(&mut rng), position(&mut rng)]).to_string(),
+            2 => {
+                let first = position(&mut rng);
+                json!([[first, position(&mut rng), position(&mut rng), first]]).to_string()
+            }
+            _ => pick(&mut rng, TEXT).to_string(),
+        };
+        if let Ok(Some(query)) = GeoQuery::parse(Some(georel), Some(geometry), Some(&coordinates), "location".into()) {
+            elements.iter().for_each(|element| {
+                query.matches(element);
+                query.distance(element);
+            });
+        }
+    }
+}

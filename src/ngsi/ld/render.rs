@@ -1,0 +1,194 @@
+//! Rendering stored elements as NGSI-LD entities: normalized, `keyValues` (simplified) or `concise`, with the
+//! `sysAttrs` (`createdAt`/`modifiedAt` of the entity) and an `attrs` projection. The inverse of
+//! [`super::entity`]; NGSI10-written elements read as Properties (see there).
+
+use serde_json::{Map, Value};
+
+use super::entity::{is_geojson, Kind};
+use super::{DATASET_ID, LOCATION, OBSERVED_AT, UNIT_CODE};
+use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata};
+
+/// How an entity is rendered (`options=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Every attribute with its `type` and sub-properties.
+    #[default]
+    Normalized,
+    /// `name: value` only (`keyValues`, `simplified`).
+    KeyValues,
+    /// Without redundant `type`s (`concise`).
+    Concise,
+}
+
+/// Rendering options of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendering {
+    /// The format.
+    pub format: Format,
+    /// Whether to add `createdAt`/`modifiedAt`.
+    pub sys_attrs: bool,
+    /// The attributes to keep (canonical names); all when empty.
+    pub attrs: Vec<String>,
+}
+
+/// Milliseconds since the epoch as an ISO 8601 UTC date-time.
+pub fn date_time(millis: i64) -> Value {
+    match chrono::DateTime::from_timestamp_millis(millis) {
+        Some(time) => Value::String(time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None => Value::Null,
+    }
+}
+
+fn sub_property(metadata: &ContextMetadata, format: Format) -> Value {
+    if [OBSERVED_AT, UNIT_CODE, DATASET_ID].contains(&metadata.name.as_str()) {
+        return metadata.value.clone();
+    }
+    let kind = Kind::of(&metadata.metadata_type);
+    fragment(kind, &metadata.value, &[], format)
+}
+
+fn fragment(kind: Kind, value: &Value, metadata: &[ContextMetadata], format: Format) -> Value {
+    if format == Format::KeyValues {
+        return value.clone();
+    }
+    let concise_bare = format == Format::Concise
+        && metadata.is_empty()
+        && match kind {
+            Kind::Property => !value.is_object() && !value.is_array(),
+            Kind::GeoProperty => true,
+            Kind::Relationship | Kind::LanguageProperty => false,
+        };
+    if concise_bare {
+        return value.clone();
+    }
+    let mut object = Map::new();
+    // A concise Property whose value is a GeoJSON geometry keeps its type, else it would read as a GeoProperty.
+    if format == Format::Normalized || (kind == Kind::Property && is_geojson(value)) {
+        object.insert("type".into(), Value::String(kind.name().into()));
+    }
+    object.insert(kind.value_key().into(), value.clone());
+    for sub in metadata {
+        object.insert(sub.name.clone(), sub_property(sub, format));
+    }
+    Value::Object(object)
+}
+
+/// One attribute rendered.
+pub fn render_attribute(attribute: &ContextAttribute, format: Format) -> Value {
+    fragment(Kind::of(&attribute.attribute_type), &attribute.value, &attribute.metadata, format)
+}
+
+/// The NGSI-LD view of an element's attributes: its attributes, then a `location` GeoProperty from a `point`
+/// domain metadata when no attribute is named `location`, then its other domain metadata as Properties.
+pub fn view(element: &ContextElement) -> Vec<ContextAttribute> {
+    let mut attributes = element.attributes.clone();
+    for metadata in &element.domain_metadata {
+        if element.attributes.iter().any(|a| a.name == metadata.name) {
+            continue;
+        }
+        let is_point = metadata.name == LOCATION && metadata.metadata_type.eq_ignore_ascii_case("point");
+        let attribute = match (is_point, metadata.value.get("latitude"), metadata.value.get("longitude")) {
+            (true, Some(latitude), Some(longitude)) => ContextAttribute {
+                name: LOCATION.into(),
+                attribute_type: Kind::GeoProperty.name().into(),
+                value: serde_json::json!({"type": "Point", "coordinates": [longitude, latitude]}),
+                metadata: Vec::new(),
+            },
+            _ => ContextAttribute {
+                name: metadata.name.clone(),
+                attribute_type: Kind::Property.name().into(),
+                value: metadata.value.clone(),
+                metadata: Vec::new(),
+            },
+        };
+        attributes.push(attribute);
+    }
+    attributes
+}
+
+/// An entity rendered; `created_at`/`modified_at` are milliseconds since the epoch.
+pub fn render_entity(element: &ContextElement, created_at: i64, modified_at: i64, rendering: &Rendering) -> Value {
+    let mut object = Map::new();
+    object.insert("id".into(), Value::String(element.entity_id.id.clone()));
+    object.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
+    for attribute in view(element) {
+        if !rendering.attrs.is_empty() && !rendering.attrs.contains(&attribute.name) {
+            continue;
+        }
+        object.insert(attribute.name.clone(), render_attribute(&attribute, rendering.format));
+    }
+    if rendering.sys_attrs && rendering.format != Format::KeyValues {
+        object.insert("createdAt".into(), date_time(created_at));
+        object.insert("modifiedAt".into(), date_time(modified_at));
+    }
+    Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ngsi::ld::context::Context;
+    use crate::ngsi::ld::entity::parse_entity;
+
+    fn sample() -> Value {
+        json!({
+            "id": "urn:ngsi-ld:Room:1", "type": "Room",
+            "temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL",
+                "accuracy": {"type": "Property", "value": 0.5}},
+            "inBuilding": {"type": "Relationship", "object": "urn:ngsi-ld:Building:1"},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [8.68, 49.4]}},
+            "name": {"type": "LanguageProperty", "languageMap": {"en": "Room"}},
+            "count": {"type": "Property", "value": 3}
+        })
+    }
+
+    #[test]
+    fn normalized_rendering_is_lossless() {
+        let element = parse_entity(&Context::core(), &sample()).unwrap();
+        let rendered = render_entity(&element, 0, 0, &Rendering::default());
+        assert_eq!(rendered, sample());
+        let again = parse_entity(&Context::core(), &rendered).unwrap();
+        assert_eq!(again, element);
+    }
+
+    #[test]
+    fn key_values_concise_sys_attrs_and_projection() {
+        let element = parse_entity(&Context::core(), &sample()).unwrap();
+        let key_values = Rendering { format: Format::KeyValues, ..Rendering::default() };
+        let simple = render_entity(&element, 0, 0, &key_values);
+        assert_eq!(simple["temperature"], json!(21.5));
+        assert_eq!(simple["inBuilding"], json!("urn:ngsi-ld:Building:1"));
+        let concise = Rendering { format: Format::Concise, ..Rendering::default() };
+        let concise = render_entity(&element, 0, 0, &concise);
+        assert_eq!(concise["count"], json!(3));
+        assert_eq!(concise["inBuilding"], json!({"object": "urn:ngsi-ld:Building:1"}));
+        assert_eq!(concise["temperature"], json!({"value": 21.5, "unitCode": "CEL", "accuracy": 0.5}));
+        assert_eq!(concise["location"], json!({"type": "Point", "coordinates": [8.68, 49.4]}));
+        assert_eq!(parse_entity(&Context::core(), &concise).unwrap(), element, "concise input reads back");
+        let sys = Rendering { sys_attrs: true, attrs: vec!["count".into()], ..Rendering::default() };
+        let projected = render_entity(&element, 1_700_000_000_000, 1_700_000_000_500, &sys);
+        assert_eq!(
+            projected,
+            json!({"id": "urn:ngsi-ld:Room:1", "type": "Room", "count": {"type": "Property", "value": 3},
+                "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.500Z"})
+        );
+    }
+
+    #[test]
+    fn ngsi10_elements_read_as_properties_with_a_location() {
+        let element: ContextElement = serde_json::from_value(json!({
+            "entityId": {"id": "Device.1", "type": "Device"},
+            "attributes": [{"name": "on", "type": "boolean", "value": true}],
+            "domainMetadata": [{"name": "location", "type": "point", "value": {"latitude": 49.4, "longitude": 8.6}}]
+        }))
+        .unwrap();
+        let rendered = render_entity(&element, 0, 0, &Rendering::default());
+        assert_eq!(rendered["on"], json!({"type": "Property", "value": true}));
+        assert_eq!(
+            rendered["location"],
+            json!({"type": "GeoProperty", "value": {"type": "Point", "coordinates": [8.6, 49.4]}})
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! NGSI-LD discovery of what the store holds (clause 5.7): `GET /ngsi-ld/v1/types` (`EntityTypeList`, or with
+//! `details=true` one `EntityType` per type with its attribute names), `GET /ngsi-ld/v1/types/{type}`
+//! (`EntityTypeInformation`: entity count and attribute details), `GET /ngsi-ld/v1/attributes` (`AttributeList`,
+//! or with `details=true` one `Attribute` each) and `GET /ngsi-ld/v1/attributes/{attr}` (`Attribute`: count,
+//! kinds, types of the entities having it). Computed from the tenant's entities at each request.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::error::LdError;
+use super::negotiation::{accept, link_only, respond, tenant};
+use super::params::Params;
+use super::tenant_exists;
+use crate::ngsi::ld::context::Context;
+use crate::ngsi::ld::entity::Kind;
+use crate::ngsi::ld::render::view;
+use crate::roles::broker::state::BrokerState;
+
+/// What is known of one attribute name.
+#[derive(Default)]
+struct AttributeInfo {
+    count: usize,
+    kinds: BTreeSet<&'static str>,
+    types: BTreeSet<String>,
+}
+
+/// What is known of one entity type.
+#[derive(Default)]
+struct TypeInfo {
+    count: usize,
+    attributes: BTreeMap<String, BTreeSet<&'static str>>,
+}
+
+/// The tenant's types and attributes.
+struct Inventory {
+    types: BTreeMap<String, TypeInfo>,
+    attributes: BTreeMap<String, AttributeInfo>,
+}
+
+fn inventory(state: &BrokerState, tenant: &str) -> Result<Inventory, LdError> {
+    if !tenant_exists(state, tenant) {
+        return Err(LdError::nonexistent_tenant(tenant));
+    }
+    let mut inventory = Inventory { types: BTreeMap::new(), attributes: BTreeMap::new() };
+    for entity in state.entities.list(tenant) {
+        let entity_type = entity.element.entity_id.entity_type.clone();
+        let type_info = inventory.types.entry(entity_type.clone()).or_default();
+        type_info.count += 1;
+        for attribute in view(&entity.element) {
+            let kind = Kind::of(&attribute.attribute_type).name();
+            type_info.attributes.entry(attribute.name.clone()).or_default().insert(kind);
+            let info = inventory.attributes.entry(attribute.name).or_default();
+            info.count += 1;
+            info.kinds.insert(kind);
+            info.types.insert(entity_type.clone());
+        }
+    }
+    Ok(inventory)
+}
+
+fn list_id(kind: &str) -> String {
+    format!("urn:ngsi-ld:{kind}:{}", uuid::Uuid::new_v4())
+}
+
+/// `GET /ngsi-ld/v1/types[?details=true]`.
+pub async fn types(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
+    let media = accept(&headers)?;
+    link_only(&headers)?;
+    let details = Params::parse(&uri)?.flag("details")?;
+    let inventory = inventory(&state, &tenant(&headers)?)?;
+    let body = if details {
+        let core = Context::core();
+        let types: Vec<Value> = inventory
+            .types
+            .iter()
+            .map(|(name, info)| {
+                json!({"id": core.expand(name), "type": "EntityType", "typeName": name,
+                    "attributeNames": info.attributes.keys().collect::<Vec<_>>()})
+            })
+            .collect();
+        Value::Array(types)
+    } else {
+        json!({"id": list_id("EntityTypeList"), "type": "EntityTypeList",
+            "typeList": inventory.types.keys().collect::<Vec<_>>()})
+    };
+    Ok(respond(media, StatusCode::OK, body))
+}
+
+/// `GET /ngsi-ld/v1/types/{type}`: 404 when no entity has it.
+pub async fn entity_type(
+    State(state): State<BrokerState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, LdError> {
+    let media = accept(&headers)?;
+    let context = link_only(&headers)?;
+    let name = context.canonical(&name);
+    let inventory = inventory(&state, &tenant(&headers)?)?;
+    let Some(info) = inventory.types.get(&name) else {
+        return Err(LdError::not_found(format!("no entity has the type `{name}`")));
+    };
+    let core = Context::core();
+    let attributes: Vec<Value> = info
+        .attributes
+        .iter()
+        .map(|(attribute, kinds)| {
+            json!({"id": core.expand(attribute), "type": "Attribute", "attributeName": attribute,
+                "attributeTypes": kinds})
+        })
+        .collect();
+    let body = json!({"id": core.expand(&name), "type": "EntityTypeInformation", "typeName": name,
+        "entityCount": info.count, "attributeDetails": attributes});
+    Ok(respond(media, StatusCode::OK, body))
+}
+
+fn attribute_body(name: &str, info: &AttributeInfo) -> Value {
+    json!({"id": Context::core().expand(name), "type": "Attribute", "attributeName": name,
+        "attributeCount": info.count, "attributeTypes": info.kinds, "typeNames": info.types})
+}
+
+/// `GET /ngsi-ld/v1/attributes[?details=true]`.
+pub async fn attributes(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
+    let media = accept(&headers)?;
+    link_only(&headers)?;
+    let details = Params::parse(&uri)?.flag("details")?;
+    let inventory = inventory(&state, &tenant(&headers)?)?;
+    let body = if details {
+        Value::Array(inventory.attributes.iter().map(|(name, info)| attribute_body(name, info)).collect())
+    } else {
+        json!({"id": list_id("EntityAttributeList"), "type": "AttributeList",
+            "attributeList": inventory.attributes.keys().collect::<Vec<_>>()})
+    };
+    Ok(respond(media, StatusCode::OK, body))
+}
+
+/// `GET /ngsi-ld/v1/attributes/{attr}`: 404 when no entity has it.
+pub async fn attribute(
+    State(state): State<BrokerState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, LdError> {
+    let media = accept(&headers)?;
+    let context = link_only(&headers)?;
+    let name = context.canonical(&name);
+    let inventory = inventory(&state, &tenant(&headers)?)?;
+    match inventory.attributes.get(&name) {
+        Some(info) => Ok(respond(media, StatusCode::OK, attribute_body(&name, info))),
+        None => Err(LdError::not_found(format!("no entity has the attribute `{name}`"))),
+    }
+}

@@ -1,0 +1,213 @@
+//! NGSI-LD content negotiation and request context (ETSI GS CIM 009 clause 6.3): the tenant (`NGSILD-Tenant`),
+//! the body media type (`application/json` or `application/ld+json`, else 415), the response media type from
+//! `Accept` (else 406), the `@context` (`Link` header for `application/json` and bodiless requests, body
+//! `@context` for `application/ld+json`; both at once → 400), and answers with the context as the spec says:
+//! a `Link` header for `application/json`, a body `@context` for `application/ld+json`.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::error::LdError;
+use crate::http::body::read_bytes;
+use crate::ngsi::ld::context::{Context, CORE_CONTEXT_URL};
+use crate::roles::broker::api::headers::MAX_TENANT_LEN;
+
+/// The `rel` of a JSON-LD context `Link`.
+const CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
+
+/// A JSON media type of NGSI-LD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// `application/json`.
+    Json,
+    /// `application/ld+json`.
+    LdJson,
+}
+
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, LdError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(LdError::bad_data(format!("header {name} is given more than once")));
+    }
+    let text = first.to_str().map_err(|_| LdError::bad_data(format!("header {name} is not visible ASCII")))?;
+    Ok(Some(text.trim()))
+}
+
+/// The tenant of a request: `NGSILD-Tenant` (the same tenant names as `Fiware-Service`, lower-cased), empty for
+/// the default tenant.
+pub fn tenant(headers: &HeaderMap) -> Result<String, LdError> {
+    match single(headers, "ngsild-tenant")? {
+        None | Some("") => Ok(String::new()),
+        Some(tenant)
+            if tenant.len() <= MAX_TENANT_LEN && tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            Ok(tenant.to_ascii_lowercase())
+        }
+        Some(tenant) => Err(LdError::bad_data(format!(
+            "NGSILD-Tenant `{tenant}` must be at most {MAX_TENANT_LEN} letters, digits or _"
+        ))),
+    }
+}
+
+/// The response media type the `Accept` header allows (highest `q` first; JSON when absent), or 406.
+pub fn accept(headers: &HeaderMap) -> Result<Media, LdError> {
+    let Some(accept) = single(headers, "accept")? else { return Ok(Media::Json) };
+    let mut best: Option<(f32, Media)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality =
+            parts.filter_map(|p| p.trim().strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
+        let candidate = match media.as_str() {
+            "application/ld+json" => Media::LdJson,
+            "application/json" | "application/*" | "*/*" => Media::Json,
+            _ => continue,
+        };
+        if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
+            best = Some((quality, candidate));
+        }
+    }
+    match best {
+        Some((_, media)) => Ok(media),
+        None => Err(LdError::not_acceptable(format!(
+            "Accept `{accept}` allows neither application/json nor application/ld+json"
+        ))),
+    }
+}
+
+/// The context URL of a `Link` header, if there is one.
+fn link_context(headers: &HeaderMap) -> Result<Option<String>, LdError> {
+    let Some(link) = single(headers, "link")? else { return Ok(None) };
+    for entry in link.split(',') {
+        let mut parts = entry.split(';');
+        let target = parts.next().unwrap_or_default().trim();
+        let is_context = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("rel=").is_some_and(|rel| rel.trim_matches('"') == CONTEXT_REL)
+        });
+        if is_context {
+            let url = target.strip_prefix('<').and_then(|t| t.strip_suffix('>'));
+            return match url {
+                Some(url) => Ok(Some(url.to_string())),
+                None => Err(LdError::bad_data(format!("invalid Link header `{link}`"))),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// The context of a request without a body: the `Link` context, or the core context.
+pub fn link_only(headers: &HeaderMap) -> Result<Context, LdError> {
+    match link_context(headers)? {
+        Some(url) => Ok(Context::from_link(&url)?),
+        None => Ok(Context::core()),
+    }
+}
+
+/// Reads a JSON body: `application/json` or `application/ld+json` (415 otherwise), at most `limit` bytes
+/// (413), valid JSON (400 `InvalidRequest`).
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<(Value, Media), LdError> {
+    let media_type =
+        single(headers, "content-type")?.map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let media = match media_type.as_deref() {
+        Some("application/json") => Media::Json,
+        Some("application/ld+json") => Media::LdJson,
+        Some(other) => {
+            return Err(LdError::unsupported_media_type(format!(
+                "Content-Type `{other}` is not supported (application/json or application/ld+json)"
+            )))
+        }
+        None => return Err(LdError::unsupported_media_type("Content-Type is missing")),
+    };
+    let bytes = read_bytes(headers, body, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(LdError::invalid_request("the payload is empty"));
+    }
+    let value = serde_json::from_slice(&bytes).map_err(|e| LdError::invalid_request(format!("invalid JSON: {e}")))?;
+    Ok((value, media))
+}
+
+/// The context of one body object (an entity or a fragment): for `application/ld+json` its `@context`
+/// (required, and no `Link` allowed); for `application/json` the `Link` context (a body `@context` is refused).
+pub fn body_context(headers: &HeaderMap, media: Media, object: &Value) -> Result<Context, LdError> {
+    let inline = object.get("@context");
+    match (media, inline) {
+        (Media::LdJson, _) if link_context(headers)?.is_some() => {
+            Err(LdError::bad_data("a Link context header cannot be given with application/ld+json"))
+        }
+        (Media::LdJson, Some(context)) => Ok(Context::from_body(context)?),
+        (Media::LdJson, None) => Err(LdError::bad_data("an application/ld+json payload must carry an @context")),
+        (Media::Json, Some(_)) => Err(LdError::bad_data(
+            "an application/json payload cannot carry an @context (use application/ld+json or a Link header)",
+        )),
+        (Media::Json, None) => link_only(headers),
+    }
+}
+
+fn with_context(value: Value) -> Value {
+    match value {
+        Value::Object(mut object) => {
+            object.insert("@context".into(), Value::String(CORE_CONTEXT_URL.into()));
+            Value::Object(object)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(with_context).collect()),
+        other => other,
+    }
+}
+
+/// A JSON answer in the negotiated media type, with the core context as a `Link` header (JSON) or in each
+/// entity (JSON-LD).
+pub fn respond(media: Media, status: StatusCode, value: Value) -> Response {
+    match media {
+        Media::Json => {
+            let link = format!("<{CORE_CONTEXT_URL}>; rel=\"{CONTEXT_REL}\"; type=\"application/ld+json\"");
+            let mut response =
+                (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response();
+            if let Ok(link) = HeaderValue::from_str(&link) {
+                response.headers_mut().insert(header::LINK, link);
+            }
+            response
+        }
+        Media::LdJson => {
+            (status, [(header::CONTENT_TYPE, "application/ld+json")], with_context(value).to_string()).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn accept_and_tenant() {
+        assert_eq!(accept(&HeaderMap::new()).unwrap(), Media::Json);
+        assert_eq!(accept(&headers(&[("accept", "application/ld+json")])).unwrap(), Media::LdJson);
+        assert_eq!(accept(&headers(&[("accept", "application/ld+json;q=0.5, */*")])).unwrap(), Media::Json);
+        assert_eq!(
+            accept(&headers(&[("accept", "application/xml")])).unwrap_err().status(),
+            StatusCode::NOT_ACCEPTABLE
+        );
+        assert_eq!(tenant(&headers(&[("ngsild-tenant", "Farm_1")])).unwrap(), "farm_1");
+        assert!(tenant(&headers(&[("ngsild-tenant", "a/b")])).is_err());
+    }
+
+    #[test]
+    fn contexts_come_from_the_link_or_the_body() {
+        let link = "<https://example.org/ctx.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
+        let remote = headers(&[("link", link)]);
+        assert_eq!(link_only(&remote).unwrap_err().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = serde_json::json!({"@context": {"a": "https://e.org/a"}});
+        assert_eq!(body_context(&remote, Media::LdJson, &body).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert!(body_context(&HeaderMap::new(), Media::LdJson, &body).is_ok());
+        assert!(body_context(&HeaderMap::new(), Media::Json, &body).is_err());
+        assert!(body_context(&HeaderMap::new(), Media::LdJson, &serde_json::json!({})).is_err());
+        assert_eq!(link_only(&HeaderMap::new()).unwrap(), Context::core());
+    }
+}

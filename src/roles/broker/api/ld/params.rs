@@ -1,0 +1,107 @@
+//! The URL parameters of the NGSI-LD entity routes: `options` (`keyValues`/`simplified`, `concise`,
+//! `normalized`, `sysAttrs`, `noOverwrite`, `replace`, `update`), `attrs`, comma lists and flags. Names are
+//! expanded with the request's context; unknown options are refused. The query parameters of
+//! `GET /ngsi-ld/v1/entities` are read in [`super::selection`].
+
+use axum::extract::Query as UrlQuery;
+use axum::http::Uri;
+
+use super::error::LdError;
+use crate::ngsi::ld::context::Context;
+use crate::ngsi::ld::render::{Format, Rendering};
+use crate::ngsi::limits::check_name;
+
+/// Most items in one comma list.
+pub const MAX_LIST: usize = 100;
+
+/// The raw parameters of a request.
+#[derive(Debug, Clone, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Reads the query string.
+    pub fn parse(uri: &Uri) -> Result<Params, LdError> {
+        let UrlQuery(pairs) = UrlQuery::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| LdError::bad_data(format!("invalid query string: {e}")))?;
+        Ok(Params(pairs))
+    }
+
+    /// The value of a parameter (the last one when repeated).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// The `options` (comma list), each checked against `allowed`.
+    pub fn options(&self, allowed: &[&str]) -> Result<Vec<String>, LdError> {
+        let mut options = Vec::new();
+        for (_, value) in self.0.iter().filter(|(key, _)| key == "options") {
+            for option in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                if !allowed.contains(&option) {
+                    return Err(LdError::bad_data(format!("unknown option `{option}`")));
+                }
+                options.push(option.to_string());
+            }
+        }
+        Ok(options)
+    }
+
+    /// A boolean parameter (`true`/`false`).
+    pub fn flag(&self, name: &str) -> Result<bool, LdError> {
+        match self.get(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(LdError::bad_data(format!("{name} must be true or false, not `{other}`"))),
+        }
+    }
+
+    /// A comma list, each item expanded with the context when `expand`.
+    pub fn list(&self, name: &str, context: &Context, expand: bool) -> Result<Vec<String>, LdError> {
+        let Some(value) = self.get(name) else { return Ok(Vec::new()) };
+        let items: Vec<&str> = value.split(',').map(str::trim).collect();
+        if items.len() > MAX_LIST {
+            return Err(LdError::bad_data(format!("more than {MAX_LIST} items in {name}")));
+        }
+        items
+            .into_iter()
+            .map(|item| {
+                let item = if expand { context.canonical(item) } else { item.to_string() };
+                check_name(name, &item)?;
+                Ok(item)
+            })
+            .collect()
+    }
+
+    /// How to render entities (`options`, `attrs`); `extra` options are allowed too.
+    pub fn rendering(&self, context: &Context, extra: &[&str]) -> Result<Rendering, LdError> {
+        let mut allowed = vec!["keyValues", "simplified", "concise", "normalized", "sysAttrs"];
+        allowed.extend_from_slice(extra);
+        let options = self.options(&allowed)?;
+        let has = |name: &str| options.iter().any(|o| o == name);
+        let format = match (has("keyValues") || has("simplified"), has("concise")) {
+            (true, true) => return Err(LdError::bad_data("options keyValues and concise exclude each other")),
+            (true, false) => Format::KeyValues,
+            (false, true) => Format::Concise,
+            (false, false) => Format::Normalized,
+        };
+        Ok(Rendering { format, sys_attrs: has("sysAttrs"), attrs: self.list("attrs", context, true)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        let rendering = |query: &str| {
+            let uri: Uri = format!("/x?{query}").parse().unwrap();
+            Params::parse(&uri).unwrap().rendering(&Context::core(), &[])
+        };
+        assert_eq!(rendering("options=keyValues,sysAttrs").unwrap().format, Format::KeyValues);
+        assert!(rendering("options=keyValues,sysAttrs").unwrap().sys_attrs);
+        assert!(rendering("options=keyValues,concise").is_err());
+        assert!(rendering("options=bogus").is_err());
+        let uri: Uri = "/x?deleteAll=maybe".parse().unwrap();
+        assert!(Params::parse(&uri).unwrap().flag("deleteAll").is_err());
+    }
+}
