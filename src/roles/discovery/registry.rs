@@ -102,6 +102,8 @@ pub enum RegistryChange {
 #[derive(Clone)]
 pub struct Registry {
     entries: Arc<RwLock<BTreeMap<String, Registration>>>,
+    /// Serializes writers, so that the map changes only after the store has the change durably.
+    writer: Arc<tokio::sync::Mutex<()>>,
     tree: Tree<Registration>,
     store: Store,
 }
@@ -115,7 +117,7 @@ impl Registry {
             let (key, registration) = entry?;
             entries.insert(key, registration);
         }
-        Ok(Registry { entries: Arc::new(RwLock::new(entries)), tree, store: store.clone() })
+        Ok(Registry { entries: Arc::new(RwLock::new(entries)), writer: Arc::default(), tree, store: store.clone() })
     }
 
     /// Number of registrations.
@@ -130,44 +132,51 @@ impl Registry {
 
     /// Creates or merges registrations, durably; returns what actually changed.
     pub async fn upsert(&self, registrations: Vec<Registration>) -> Result<Vec<RegistryChange>, StoreError> {
-        let mut changes = Vec::new();
+        let _writer = self.writer.lock().await;
+        let mut merged_by_key: Vec<(String, Registration)> = Vec::new();
         {
-            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
             for registration in registrations {
                 let key = registration.key();
-                let merged = match entries.get(&key) {
+                let current = merged_by_key.iter().rev().find(|(k, _)| *k == key).map(|(_, r)| r).or(entries.get(&key));
+                let merged = match current {
                     Some(existing) => existing.merged_with(&registration),
                     None => registration,
                 };
-                if entries.get(&key) == Some(&merged) {
+                if current == Some(&merged) {
                     continue;
                 }
                 self.tree.insert(&key, &merged)?;
-                entries.insert(key, merged.clone());
-                changes.push(RegistryChange::Upserted(merged));
+                merged_by_key.push((key, merged));
             }
         }
+        // Readers see a registration only once it is durable.
         self.store.commit().await?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut changes = Vec::with_capacity(merged_by_key.len());
+        for (key, merged) in merged_by_key {
+            entries.insert(key, merged.clone());
+            changes.push(RegistryChange::Upserted(merged));
+        }
         Ok(changes)
     }
 
     /// Removes every registration selected by `remove`, durably; returns them.
     pub async fn remove_where(&self, remove: impl Fn(&Registration) -> bool) -> Result<Vec<Registration>, StoreError> {
-        let mut removed = Vec::new();
-        {
-            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<String> = entries.iter().filter(|(_, r)| remove(r)).map(|(key, _)| key.clone()).collect();
-            for key in keys {
-                self.tree.remove(&key)?;
-                if let Some(registration) = entries.remove(&key) {
-                    removed.push(registration);
-                }
-            }
+        let _writer = self.writer.lock().await;
+        let keys: Vec<String> = {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            entries.iter().filter(|(_, r)| remove(r)).map(|(key, _)| key.clone()).collect()
+        };
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        if !removed.is_empty() {
-            self.store.commit().await?;
+        for key in &keys {
+            self.tree.remove(key)?;
         }
-        Ok(removed)
+        self.store.commit().await?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        Ok(keys.iter().filter_map(|key| entries.remove(key)).collect())
     }
 
     /// The registrations of one entity id (one per provider).
