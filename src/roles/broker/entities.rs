@@ -78,6 +78,10 @@ pub struct QueryPage {
 #[derive(Clone)]
 pub struct Entities {
     map: Arc<DashMap<String, Arc<StoredEntity>>>,
+    /// The latest creation time handed out: creation times are unique and increasing within the store, so
+    /// "creation order" (NGSIv2's and NGSI-LD's default order) is a total order even for entities created in
+    /// the same millisecond.
+    last_created: Arc<std::sync::atomic::AtomicI64>,
     tree: Tree<StoredEntity>,
     store: Store,
 }
@@ -100,11 +104,25 @@ impl Entities {
     pub fn open(store: &Store) -> Result<Entities, StoreError> {
         let tree = store.tree::<StoredEntity>("entities")?;
         let map = DashMap::new();
+        let mut last_created = 0;
         for entry in tree.iter() {
             let (key, entity) = entry?;
+            last_created = last_created.max(entity.created_at);
             map.insert(key, Arc::new(entity));
         }
-        Ok(Entities { map: Arc::new(map), tree, store: store.clone() })
+        let last_created = Arc::new(std::sync::atomic::AtomicI64::new(last_created));
+        Ok(Entities { map: Arc::new(map), last_created, tree, store: store.clone() })
+    }
+
+    /// A creation time for a new entity: `now`, or one millisecond after the previous one when that is later.
+    fn next_creation_time(&self, now: i64) -> i64 {
+        let previous = self
+            .last_created
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(now);
+        now.max(previous + 1)
     }
 
     /// Number of entities (all tenants).
@@ -210,7 +228,7 @@ impl Entities {
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element,
-            created_at: before.as_ref().map_or(now, |b| b.created_at),
+            created_at: before.as_ref().map_or_else(|| self.next_creation_time(now), |b| b.created_at),
             modified_at: now,
         });
         self.tree.insert(&key, &stored)?;
@@ -261,7 +279,7 @@ impl Entities {
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element: merged,
-            created_at: before.as_ref().map_or(now, |b| b.created_at),
+            created_at: before.as_ref().map_or_else(|| self.next_creation_time(now), |b| b.created_at),
             modified_at: now,
         });
         if let Err(error) = self.tree.insert(&key, &stored) {
@@ -593,5 +611,8 @@ mod tests {
         assert_eq!(entities.len(), 1);
         let reopened = Entities::open(&store).unwrap();
         assert_eq!(reopened.len(), 1);
+        let first = reopened.next_creation_time(5);
+        assert!(first > reopened.get("", "Device.2").unwrap().created_at, "after every stored creation");
+        assert_eq!(reopened.next_creation_time(5), first + 1, "unique and increasing in one millisecond");
     }
 }
