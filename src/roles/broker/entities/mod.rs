@@ -4,6 +4,8 @@
 //! Knows nothing of HTTP or subscriptions: it reports each change as an [`EntityChange`] and lets the caller
 //! decide whom to notify and what to register.
 
+mod element;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -11,12 +13,15 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::ngsi::limits::{self, MAX_ATTRIBUTES_PER_ENTITY, MAX_ELEMENTS_PER_REQUEST};
+use crate::ngsi::limits::MAX_ATTRIBUTES_PER_ENTITY;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::{keep_nearest, ScopeFilter};
-use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata, UpdateAction};
+use crate::ngsi::v1::{ContextElement, UpdateAction};
 use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
+
+pub use self::element::{has_all_attributes, project};
+use self::element::{merge, normalized_new, registration, validate_update};
 
 /// An entity as stored: its element plus system timestamps (milliseconds since the Unix epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -382,237 +387,5 @@ impl Entities {
     }
 }
 
-/// What discovery registers of an element: type, attribute names and types, domain metadata.
-fn registration(element: &ContextElement) -> (&str, Vec<(&str, &str)>, &[ContextMetadata]) {
-    let attributes = element.attributes.iter().map(|a| (a.name.as_str(), a.attribute_type.as_str())).collect();
-    (&element.entity_id.entity_type, attributes, &element.domain_metadata)
-}
-
-/// Whether the element has every listed attribute (an empty list asks for nothing).
-pub fn has_all_attributes(element: &ContextElement, attributes: &[String]) -> bool {
-    attributes.iter().all(|name| element.attributes.iter().any(|attribute| &attribute.name == name))
-}
-
-/// The element with only the listed attributes (all when the list is empty); domain metadata always kept.
-pub fn project(element: &ContextElement, attributes: &[String]) -> ContextElement {
-    if attributes.is_empty() {
-        return element.clone();
-    }
-    ContextElement {
-        entity_id: element.entity_id.clone(),
-        attributes: element.attributes.iter().filter(|a| attributes.contains(&a.name)).cloned().collect(),
-        domain_metadata: element.domain_metadata.clone(),
-    }
-}
-
-fn validate_update(elements: &[ContextElement], action: UpdateAction) -> Result<(), ParseError> {
-    if elements.is_empty() {
-        return Err(ParseError::new("contextElements is empty"));
-    }
-    if elements.len() > MAX_ELEMENTS_PER_REQUEST {
-        return Err(ParseError::new(format!(
-            "{} context elements, the limit is {MAX_ELEMENTS_PER_REQUEST}",
-            elements.len()
-        )));
-    }
-    for element in elements {
-        let entity = &element.entity_id;
-        if entity.is_pattern {
-            return Err(ParseError::new(format!("entity `{}`: isPattern cannot be true in an update", entity.id)));
-        }
-        limits::check_name("entity id", &entity.id)?;
-        limits::check_optional_name("entity type", &entity.entity_type)?;
-        if element.attributes.len() > MAX_ATTRIBUTES_PER_ENTITY {
-            return Err(ParseError::new(format!(
-                "entity `{}` has {} attributes, the limit is {MAX_ATTRIBUTES_PER_ENTITY}",
-                entity.id,
-                element.attributes.len()
-            )));
-        }
-        for attribute in &element.attributes {
-            limits::check_name("attribute name", &attribute.name)?;
-            limits::check_optional_name("attribute type", &attribute.attribute_type)?;
-            check_metadata(&attribute.metadata)?;
-        }
-        if action == UpdateAction::Delete && !element.domain_metadata.is_empty() && element.attributes.is_empty() {
-            // Deleting a whole entity: domain metadata in the request are irrelevant but harmless.
-        }
-        check_metadata(&element.domain_metadata)?;
-    }
-    Ok(())
-}
-
-fn check_metadata(metadata: &[ContextMetadata]) -> Result<(), ParseError> {
-    for item in metadata {
-        limits::check_name("metadata name", &item.name)?;
-        limits::check_optional_name("metadata type", &item.metadata_type)?;
-    }
-    Ok(())
-}
-
-/// A new entity as received, with duplicate attribute and metadata names collapsed (last one wins).
-fn normalized_new(element: &ContextElement) -> ContextElement {
-    merge(&ContextElement { entity_id: element.entity_id.clone(), ..Default::default() }, element).0
-}
-
-/// Merges an update into the stored element: attributes and domain metadata by name (value, type and
-/// attribute metadata replaced by name; new ones appended). Returns the result and whether its registration
-/// (type, attribute names and types, domain metadata) changed.
-fn merge(stored: &ContextElement, update: &ContextElement) -> (ContextElement, bool) {
-    let mut merged = stored.clone();
-    let mut registration_changed = false;
-    if !update.entity_id.entity_type.is_empty() && update.entity_id.entity_type != merged.entity_id.entity_type {
-        merged.entity_id.entity_type = update.entity_id.entity_type.clone();
-        registration_changed = true;
-    }
-    for attribute in &update.attributes {
-        match merged.attributes.iter_mut().find(|a| a.name == attribute.name) {
-            Some(existing) => {
-                if !attribute.attribute_type.is_empty() && existing.attribute_type != attribute.attribute_type {
-                    existing.attribute_type = attribute.attribute_type.clone();
-                    registration_changed = true;
-                }
-                existing.value = attribute.value.clone();
-                merge_metadata(&mut existing.metadata, &attribute.metadata);
-            }
-            None => {
-                let mut fresh = ContextAttribute { metadata: Vec::new(), ..attribute.clone() };
-                merge_metadata(&mut fresh.metadata, &attribute.metadata);
-                merged.attributes.push(fresh);
-                registration_changed = true;
-            }
-        }
-    }
-    let metadata_before = merged.domain_metadata.clone();
-    merge_metadata(&mut merged.domain_metadata, &update.domain_metadata);
-    if merged.domain_metadata != metadata_before {
-        registration_changed = true;
-    }
-    (merged, registration_changed)
-}
-
-fn merge_metadata(stored: &mut Vec<ContextMetadata>, update: &[ContextMetadata]) {
-    for item in update {
-        match stored.iter_mut().find(|m| m.name == item.name) {
-            Some(existing) => {
-                if !item.metadata_type.is_empty() {
-                    existing.metadata_type = item.metadata_type.clone();
-                }
-                existing.value = item.value.clone();
-            }
-            None => stored.push(item.clone()),
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn element(value: serde_json::Value) -> ContextElement {
-        serde_json::from_value(value).unwrap()
-    }
-
-    #[test]
-    fn merge_replaces_by_name_and_reports_registration_changes() {
-        let stored = element(
-            json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","type":"integer","value":1},{"name":"b","type":"string","value":"x"}],
-            "domainMetadata":[{"name":"city","type":"string","value":"Heidelberg"}]}),
-        );
-        let (merged, changed) = merge(
-            &stored,
-            &element(json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"integer","value":2}]})),
-        );
-        assert!(!changed);
-        assert_eq!(merged.attributes[0].value, json!(2));
-        assert_eq!(merged.attributes[1].value, json!("x"));
-        assert_eq!(merged.entity_id.entity_type, "T");
-        let (merged, changed) = merge(
-            &stored,
-            &element(
-                json!({"entityId":{"id":"e"},"attributes":[{"name":"a","type":"float","value":2.5},{"name":"c","value":true}]}),
-            ),
-        );
-        assert!(changed);
-        assert_eq!(merged.attributes[0].attribute_type, "float");
-        assert_eq!(merged.attributes.len(), 3);
-        let (_, changed) = merge(
-            &stored,
-            &element(json!({"entityId":{"id":"e"},"domainMetadata":[{"name":"city","type":"string","value":"Tokyo"}]})),
-        );
-        assert!(changed);
-    }
-
-    #[test]
-    fn updates_are_validated_before_anything_is_applied() {
-        let too_long = element(json!({"entityId":{"id":"x".repeat(300)}}));
-        assert!(validate_update(&[too_long], UpdateAction::Update).is_err());
-        let pattern = element(json!({"entityId":{"id":"a.*","isPattern":true}}));
-        assert!(validate_update(&[pattern], UpdateAction::Update).is_err());
-        assert!(validate_update(&[], UpdateAction::Update).is_err());
-        let bad_attribute = element(json!({"entityId":{"id":"a"},"attributes":[{"name":"","value":1}]}));
-        assert!(validate_update(&[bad_attribute], UpdateAction::Update).is_err());
-    }
-
-    #[tokio::test]
-    async fn edit_creates_refuses_and_replaces_under_the_lock() {
-        let store = Store::temporary().unwrap();
-        let entities = Entities::open(&store).unwrap();
-        let fresh = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","value":1}]}));
-        let created = entities.edit("", "e", |stored| match stored {
-            None => Ok((fresh.clone(), vec!["a".to_string()])),
-            Some(_) => Err("exists"),
-        });
-        let change = created.await.unwrap().unwrap();
-        assert!(change.before.is_none() && change.registration_changed);
-        let refused = entities.edit("", "e", |_| Err::<(ContextElement, Vec<String>), _>("no")).await.unwrap();
-        assert_eq!(refused.err(), Some("no"));
-        let mut renamed = fresh.clone();
-        renamed.attributes[0].name = "b".into();
-        let change = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
-        assert!(change.before.is_some() && change.registration_changed);
-        let same = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
-        assert!(!same.registration_changed);
-        let mut invalid = fresh.clone();
-        invalid.attributes[0].name = String::new();
-        assert!(entities.edit("", "e", |_| Ok::<_, ()>((invalid, vec![]))).await.is_err());
-        assert_eq!(entities.get("", "e").unwrap().element, renamed, "an invalid edit writes nothing");
-        assert_eq!(Entities::open(&store).unwrap().get("", "e").unwrap().element, renamed, "durable");
-    }
-
-    #[tokio::test]
-    async fn upsert_delete_and_query_round_trip() {
-        let store = Store::temporary().unwrap();
-        let entities = Entities::open(&store).unwrap();
-        let first = element(json!({"entityId":{"id":"Device.1","type":"T"},"attributes":[{"name":"temp","value":1}]}));
-        let second = element(json!({"entityId":{"id":"Device.2","type":"T"},"attributes":[{"name":"hum","value":2}]}));
-        let outcomes = entities.apply_update("", &[first, second], UpdateAction::Update).await.unwrap();
-        assert!(
-            matches!(&outcomes[0], ElementOutcome::Applied(change) if change.before.is_none() && change.registration_changed)
-        );
-        let selector = EntitySelector::compile(&[crate::ngsi::v1::EntityId {
-            id: "Device.*".into(),
-            entity_type: String::new(),
-            is_pattern: true,
-        }])
-        .unwrap();
-        let page = entities.query("", &selector, &ScopeFilter::default(), &[], 0, 10);
-        assert_eq!(page.total, 2);
-        let page = entities.query("", &selector, &ScopeFilter::default(), &["temp".to_string()], 0, 10);
-        assert_eq!(page.total, 1);
-        assert!(entities.query("other", &selector, &ScopeFilter::default(), &[], 0, 10).elements.is_empty());
-        let remove_attribute = element(json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp"}]}));
-        entities.apply_update("", &[remove_attribute], UpdateAction::Delete).await.unwrap();
-        assert!(entities.get("", "Device.1").unwrap().element.attributes.is_empty());
-        assert!(entities.delete("", "Device.1").await.unwrap().is_some());
-        assert!(entities.delete("", "Device.1").await.unwrap().is_none());
-        assert_eq!(entities.len(), 1);
-        let reopened = Entities::open(&store).unwrap();
-        assert_eq!(reopened.len(), 1);
-        let first = reopened.next_creation_time(5);
-        assert!(first > reopened.get("", "Device.2").unwrap().created_at, "after every stored creation");
-        assert_eq!(reopened.next_creation_time(5), first + 1, "unique and increasing in one millisecond");
-    }
-}
+mod tests;
