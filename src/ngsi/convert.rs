@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::ld::render::{render_entity, Rendering};
 use super::v1::ContextElement;
 
 /// The NGSIv2 normalized entity: `{"id","type", attr: {"type","value","metadata"}, …}`; domain metadata become
@@ -34,34 +35,17 @@ pub fn to_ngsiv2(element: &ContextElement) -> Value {
     Value::Object(entity)
 }
 
-/// The NGSI-LD normalized entity (FogFlow's `toNGSILD`): ids that are not URIs get a `urn:` prefix, attributes of
-/// type `relationship` become Relationships, point metadata become GeoProperties, the rest Properties.
+/// The NGSI-LD normalized entity, exactly as `GET /ngsi-ld/v1/entities/{id}` renders it (sub-properties,
+/// GeoProperties, LanguageProperties and Relationships kept; an attribute wins over domain metadata of the same
+/// name), except that ids which are not URIs get FogFlow's `urn:` prefix, as an NGSI-LD broker receiving the
+/// upsert requires URIs.
 pub fn to_ngsi_ld(element: &ContextElement) -> Value {
-    let mut entity = Map::new();
+    let mut entity = render_entity(element, 0, 0, &Rendering::default());
     let id = &element.entity_id.id;
-    let id = if id.contains(':') { id.clone() } else { format!("urn:{id}") };
-    entity.insert("id".into(), Value::String(id));
-    entity.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
-    for attribute in &element.attributes {
-        let value = if attribute.attribute_type.eq_ignore_ascii_case("relationship") {
-            json!({ "type": "Relationship", "object": attribute.value })
-        } else {
-            json!({ "type": "Property", "value": attribute.value })
-        };
-        entity.insert(attribute.name.clone(), value);
+    if !id.contains(':') {
+        entity["id"] = Value::String(format!("urn:{id}"));
     }
-    for metadata in &element.domain_metadata {
-        let latitude = metadata.value.get("latitude").and_then(Value::as_f64);
-        let longitude = metadata.value.get("longitude").and_then(Value::as_f64);
-        let value = match (metadata.metadata_type.eq_ignore_ascii_case("point"), latitude, longitude) {
-            (true, Some(latitude), Some(longitude)) => {
-                json!({ "type": "GeoProperty", "value": { "type": "Point", "coordinates": [longitude, latitude] } })
-            }
-            _ => json!({ "type": "Property", "value": metadata.value }),
-        };
-        entity.insert(metadata.name.clone(), value);
-    }
-    Value::Object(entity)
+    entity
 }
 
 #[cfg(test)]

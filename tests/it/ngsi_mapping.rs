@@ -407,3 +407,36 @@ fn an_attribute_hides_the_domain_metadata_of_the_same_name_in_v2_and_ld() {
     let ld = read(&broker, "/ngsi-ld/v1/entities/urn:ngsi-ld:Shop:1", &[], 200);
     assert_eq!(ld["city"], json!({"type":"Property","value":"Tokyo"}));
 }
+
+#[test]
+fn ld_upsert_notifications_carry_what_the_ld_api_shows() {
+    let broker = Broker::start();
+    let sink = Sink::start();
+    let subscription = json!({"entities":[{"id":"Shop\\..*","isPattern":true}],"reference":sink.url()});
+    broker.subscribe_ok_with(&subscription, &[("Destination", "NGSI-LD")]);
+    let room = json!({"id":"urn:ngsi-ld:Shop.1","type":"Shop",
+        "temperature":{"type":"Property","value":21,"unitCode":"CEL"},
+        "area":{"type":"GeoProperty","value":{"type":"Polygon","coordinates":[[[8,49],[9,49],[9,50],[8,49]]]}}});
+    assert_eq!(send(&broker, "POST", "/ngsi-ld/v1/entities", &room, &[]).status, 201);
+    let element = json!({"entityId":{"id":"Shop.2","type":"Shop"},
+        "attributes":[{"name":"city","type":"string","value":"Tokyo"}],
+        "domainMetadata":[{"name":"city","type":"string","value":"Heidelberg"}]});
+    broker.update_ok("UPDATE", &[element]);
+    let path = "/ngsi-ld/v1/entityOperations/upsert";
+    let requests =
+        sink.wait_until(WAIT, "both upserts", |requests| requests.iter().filter(|r| r.path == path).count() >= 2);
+    let entities: Vec<serde_json::Value> = requests
+        .iter()
+        .filter(|r| r.path == path)
+        .flat_map(|r| r.json().as_array().cloned().unwrap_or_default())
+        .collect();
+    let ld = entities.iter().find(|e| e["id"] == "urn:ngsi-ld:Shop.1").expect("the LD entity");
+    assert_eq!(ld["temperature"]["unitCode"], "CEL", "sub-properties kept: {ld}");
+    assert_eq!(ld["area"]["type"], "GeoProperty", "{ld}");
+    let v1 = entities.iter().find(|e| e["id"] == "urn:Shop.2").expect("the NGSI10 entity, with FogFlow's urn: prefix");
+    assert_eq!(v1["city"]["value"], "Tokyo", "the attribute wins over domain metadata: {v1}");
+    assert!(
+        requests.iter().all(|r| r.header("ngsild-tenant").is_none()),
+        "no empty tenant header for the default tenant"
+    );
+}
