@@ -3,6 +3,7 @@
 # given scenarios against it, stops it by its PID and removes its data.
 #
 #   scripts/bench-broker.sh [scenario…]            (default: update create get notify)
+#   scripts/bench-broker.sh ld-upsert ld-query ld-get   (NGSI-LD; preloaded with batch upserts)
 #   ENTITIES=100000 DURATION=10 CONNECTIONS=64 scripts/bench-broker.sh update get
 #   FOGFLOW__BROKER__DURABILITY=flush scripts/bench-broker.sh update
 #

@@ -2,7 +2,7 @@
 //! check the broker is up, preload when the scenario needs it, run the timed load, print the report.
 //!
 //! - [`client`]: the broker target and raw hyper HTTP/1.1 keep-alive connections.
-//! - [`payload`]: the NGSI10 bodies sent and read.
+//! - [`payload`]: the NGSI10 and NGSI-LD bodies sent and read.
 //! - [`scenarios`]: `--scenario` and the request stream of each.
 //! - [`preload`]: creating the entities before a run.
 //! - [`runner`]: the timed run over N connections with progress lines.
@@ -37,7 +37,7 @@ pub use self::scenarios::Scenario;
 /// Arguments of `fogflow bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Broker base URL (the NGSI10 API is under `<url>/ngsi10`).
+    /// Broker base URL (the NGSI10 API is under `<url>/ngsi10`, NGSI-LD under `<url>/ngsi-ld/v1`).
     #[arg(long, default_value = "http://127.0.0.1:8070")]
     pub url: String,
 
@@ -57,7 +57,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub warmup: u64,
 
-    /// Entities created before the run (update, get, notify) and picked from at random.
+    /// Entities created before the run (every scenario but create) and picked from at random.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub entities: u64,
 
@@ -111,7 +111,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (load, Some(figures))
         }
         scenario => {
-            if scenario.needs_preload() {
+            if scenario.is_ld() {
+                preload::preload_ld_entities(target.clone(), settings.entities, settings.connections).await?;
+            } else if scenario.needs_preload() {
                 preload::preload_entities(target.clone(), settings.entities, settings.connections).await?;
             }
             let plan = Arc::new(RequestPlan::new(scenario, target.clone(), settings.entities)?);
@@ -205,6 +207,18 @@ mod tests {
         assert!(TestCli::try_parse_from(["bench", "--connections", "0"]).is_err());
         assert!(TestCli::try_parse_from(["bench", "--duration", "0"]).is_err());
         assert!(TestCli::try_parse_from(["bench", "--scenario", "delete"]).is_err());
+    }
+
+    #[test]
+    fn parses_the_ld_scenarios() {
+        for (name, scenario) in
+            [("ld-upsert", Scenario::LdUpsert), ("ld-query", Scenario::LdQuery), ("ld-get", Scenario::LdGet)]
+        {
+            let args = TestCli::parse_from(["bench", "--scenario", name]).bench;
+            assert_eq!(args.scenario, scenario);
+            assert_eq!(scenario.name(), name);
+            assert!(scenario.is_ld() && scenario.needs_preload());
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! The NGSI10 bodies the bench sends and the few it reads: FogFlow's `updateContext` shape for one
-//! entity, `subscribeContext` / `unsubscribeContext`, the subscription id in a subscribe response, and
-//! the element count of a `notifyContext` the sink receives.
+//! The bodies the bench sends and the few it reads: FogFlow's NGSI10 `updateContext` shape for one
+//! entity, `subscribeContext` / `unsubscribeContext`, the subscription id in a subscribe response, the
+//! element count of a `notifyContext` the sink receives, and the NGSI-LD entity batches of the `ld-*`
+//! scenarios ([`ld_batch_body`]).
 
 use std::fmt;
 
@@ -70,6 +71,39 @@ pub fn subscribe_context_body(reference: &str) -> Bytes {
 /// An `unsubscribeContext` body.
 pub fn unsubscribe_context_body(subscription_id: &str) -> Bytes {
     Bytes::from(json!({ "subscriptionId": subscription_id }).to_string())
+}
+
+/// The id of preloaded NGSI-LD entity `index`: `urn:ngsi-ld:Bench:<index>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LdEntityId(pub u64);
+
+impl fmt::Display for LdEntityId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "urn:ngsi-ld:Bench:{}", self.0)
+    }
+}
+
+/// Everything after the temperature value in an NGSI-LD bench entity: the fixed `location` GeoProperty.
+const LD_ENTITY_TAIL: &str =
+    r#"},"location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[8.6,49.4]}}}"#;
+
+/// An NGSI-LD batch body (`application/json`, so no `@context`) for `entityOperations/upsert`: one entity
+/// of type [`ENTITY_TYPE`] per `(index, temperature)`, with the Property `temperature` and the GeoProperty
+/// `location`.
+pub fn ld_batch_body(entities: impl IntoIterator<Item = (u64, f64)>) -> Bytes {
+    let mut body = String::with_capacity(192);
+    body.push('[');
+    for (position, (index, temperature)) in entities.into_iter().enumerate() {
+        if position > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"id":"{}","type":"{ENTITY_TYPE}","temperature":{{"type":"Property","value":{temperature:.2}{LD_ENTITY_TAIL}"#,
+            LdEntityId(index)
+        ));
+    }
+    body.push(']');
+    Bytes::from(body)
 }
 
 #[derive(Deserialize)]
@@ -160,6 +194,28 @@ mod tests {
         assert_eq!(id.unwrap(), "s-1");
         assert!(parse_subscription_id(br#"{"subscribeError":{}}"#).is_err());
         assert!(parse_subscription_id(br#"{"subscribeResponse":{"subscriptionId":""}}"#).is_err());
+    }
+
+    #[test]
+    fn ld_batch_body_is_an_array_of_ld_entities_without_context() {
+        let value: Value = serde_json::from_slice(&ld_batch_body([(42, 71.254)])).unwrap();
+        let expected = json!([{
+            "id": "urn:ngsi-ld:Bench:42",
+            "type": "BenchSensor",
+            "temperature": { "type": "Property", "value": 71.25 },
+            "location": { "type": "GeoProperty", "value": { "type": "Point", "coordinates": [8.6, 49.4] } }
+        }]);
+        assert_eq!(value, expected);
+        assert!(value[0].get("@context").is_none());
+    }
+
+    #[test]
+    fn ld_batch_body_holds_every_entity_in_order() {
+        let value: Value = serde_json::from_slice(&ld_batch_body((10..13).map(|i| (i, -3.0)))).unwrap();
+        let ids: Vec<&str> = value.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["urn:ngsi-ld:Bench:10", "urn:ngsi-ld:Bench:11", "urn:ngsi-ld:Bench:12"]);
+        assert_eq!(value[2]["temperature"]["value"], -3.0);
+        assert_eq!(&ld_batch_body([])[..], b"[]");
     }
 
     #[test]

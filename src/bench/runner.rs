@@ -176,14 +176,15 @@ async fn run_connection(shared: Arc<WorkerShared>, connection_index: usize) -> a
         let timed = window.phase(finished) == Phase::Timed;
         match outcome {
             Ok(Ok(reply)) => {
-                if reply.status.is_success() {
+                let accepted = shared.plan.accepts(reply.status);
+                if accepted {
                     acknowledged += 1;
                     progress.ok.fetch_add(1, Ordering::Relaxed);
                 } else {
                     progress.errors.fetch_add(1, Ordering::Relaxed);
                 }
                 if timed {
-                    stats.record_response(reply.status, finished - started);
+                    stats.record_judged_response(reply.status, accepted, finished - started);
                 }
             }
             Ok(Err(error)) => {

@@ -6,18 +6,33 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::{Method, Request, Uri};
+use http::{Method, Request, StatusCode, Uri};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::client::{RequestBody, Target};
-use super::payload::{update_context_body, EntityId};
+use super::payload::{ld_batch_body, update_context_body, EntityId, LdEntityId};
 
 /// Path of NGSI10 `updateContext` below the broker URL.
 pub const UPDATE_CONTEXT_PATH: &str = "/ngsi10/updateContext";
 
+/// NGSI-LD batch upsert (replacing) below the broker URL, used by the `ld-*` preload.
+pub const LD_UPSERT_PATH: &str = "/ngsi-ld/v1/entityOperations/upsert";
+
+/// NGSI-LD batch upsert merging into existing entities, the request of `ld-upsert`.
+pub const LD_UPSERT_UPDATE_PATH: &str = "/ngsi-ld/v1/entityOperations/upsert?options=update";
+
+/// The NGSI-LD query of `ld-query`: about half of the preloaded entities match, the first 20 are returned.
+pub const LD_QUERY_PATH: &str = "/ngsi-ld/v1/entities?type=BenchSensor&q=temperature%3E50&limit=20";
+
+/// Path of one NGSI-LD entity (append the id).
+pub const LD_ENTITY_PATH_PREFIX: &str = "/ngsi-ld/v1/entities/";
+
 /// Range of the random `temp` values.
 const TEMPERATURE_RANGE: std::ops::Range<f64> = -20.0..45.0;
+
+/// Range of the random NGSI-LD `temperature` values (so that `temperature>50` matches about half).
+pub const LD_TEMPERATURE_RANGE: std::ops::Range<f64> = 0.0..100.0;
 
 /// What each timed request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,12 +45,23 @@ pub enum Scenario {
     Get,
     /// `update` with a subscription on all preloaded entities and a local notification sink.
     Notify,
+    /// NGSI-LD `entityOperations/upsert?options=update` of one random preloaded entity.
+    LdUpsert,
+    /// NGSI-LD `GET /ngsi-ld/v1/entities?type=BenchSensor&q=temperature>50&limit=20`.
+    LdQuery,
+    /// NGSI-LD `GET /ngsi-ld/v1/entities/<id>` of a random preloaded entity.
+    LdGet,
 }
 
 impl Scenario {
     /// Whether the scenario needs `--entities` entities created before the timed run.
     pub fn needs_preload(self) -> bool {
         !matches!(self, Self::Create)
+    }
+
+    /// Whether the scenario works on NGSI-LD entities (`urn:ngsi-ld:Bench:<i>`, preloaded through NGSI-LD).
+    pub fn is_ld(self) -> bool {
+        matches!(self, Self::LdUpsert | Self::LdQuery | Self::LdGet)
     }
 
     /// The name used on the command line and in reports.
@@ -45,6 +71,9 @@ impl Scenario {
             Self::Create => "create",
             Self::Get => "get",
             Self::Notify => "notify",
+            Self::LdUpsert => "ld-upsert",
+            Self::LdQuery => "ld-query",
+            Self::LdGet => "ld-get",
         }
     }
 }
@@ -61,14 +90,19 @@ enum RequestKind {
     UpdatePreloaded { entities: u64 },
     CreateNew,
     GetPreloaded { entities: u64 },
+    LdUpsertPreloaded { entities: u64 },
+    LdQuery,
+    LdGetPreloaded { entities: u64 },
 }
 
-/// What every connection of one run shares: the target, the kind of request and the parsed update URI.
+/// What every connection of one run shares: the target, the kind of request and the parsed fixed URIs.
 #[derive(Debug)]
 pub struct RequestPlan {
     target: Arc<Target>,
     kind: RequestKind,
     update_uri: Uri,
+    ld_upsert_uri: Uri,
+    ld_query_uri: Uri,
     run_tag: u32,
 }
 
@@ -79,17 +113,29 @@ impl RequestPlan {
             Scenario::Update | Scenario::Notify => RequestKind::UpdatePreloaded { entities },
             Scenario::Create => RequestKind::CreateNew,
             Scenario::Get => RequestKind::GetPreloaded { entities },
+            Scenario::LdUpsert => RequestKind::LdUpsertPreloaded { entities },
+            Scenario::LdQuery => RequestKind::LdQuery,
+            Scenario::LdGet => RequestKind::LdGetPreloaded { entities },
         };
         anyhow::ensure!(
-            !matches!(kind, RequestKind::UpdatePreloaded { entities: 0 } | RequestKind::GetPreloaded { entities: 0 }),
+            !(scenario.needs_preload() && entities == 0),
             "the {scenario} scenario needs at least one entity"
         );
         let update_uri = target.uri(UPDATE_CONTEXT_PATH)?;
+        let ld_upsert_uri = target.uri(LD_UPSERT_UPDATE_PATH)?;
+        let ld_query_uri = target.uri(LD_QUERY_PATH)?;
         let run_tag = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| (elapsed.as_millis() % 1_000_000_000) as u32)
             .unwrap_or_default();
-        Ok(Self { target, kind, update_uri, run_tag })
+        Ok(Self { target, kind, update_uri, ld_upsert_uri, ld_query_uri, run_tag })
+    }
+
+    /// Whether a response status counts as success: any 2xx, except that the NGSI-LD batch answers a
+    /// partial failure with 207, which is an error here.
+    pub fn accepts(&self, status: StatusCode) -> bool {
+        let batch = matches!(self.kind, RequestKind::LdUpsertPreloaded { .. });
+        status.is_success() && !(batch && status == StatusCode::MULTI_STATUS)
     }
 
     /// The request stream of connection `connection_index`.
@@ -124,6 +170,20 @@ impl RequestGenerator<'_> {
             RequestKind::GetPreloaded { entities } => {
                 let entity = EntityId::Preloaded(self.rng.gen_range(0..entities));
                 let uri = plan.target.uri(&format!("/ngsi10/entity/{entity}")).context("cannot build a get request")?;
+                Ok(plan.target.request(Method::GET, uri, Bytes::new()))
+            }
+            RequestKind::LdUpsertPreloaded { entities } => {
+                let index = self.rng.gen_range(0..entities);
+                let body = ld_batch_body([(index, self.rng.gen_range(LD_TEMPERATURE_RANGE))]);
+                Ok(plan.target.request(Method::POST, plan.ld_upsert_uri.clone(), body))
+            }
+            RequestKind::LdQuery => Ok(plan.target.request(Method::GET, plan.ld_query_uri.clone(), Bytes::new())),
+            RequestKind::LdGetPreloaded { entities } => {
+                let entity = LdEntityId(self.rng.gen_range(0..entities));
+                let uri = plan
+                    .target
+                    .uri(&format!("{LD_ENTITY_PATH_PREFIX}{entity}"))
+                    .context("cannot build a get request")?;
                 Ok(plan.target.request(Method::GET, uri, Bytes::new()))
             }
         }
@@ -189,10 +249,50 @@ mod tests {
         assert!(request.headers().get("content-type").is_none());
     }
 
+    #[tokio::test]
+    async fn ld_upsert_updates_one_preloaded_entity() {
+        let plan = plan(Scenario::LdUpsert, 5);
+        let mut generator = plan.generator(0);
+        for _ in 0..50 {
+            let request = generator.next_request().unwrap();
+            assert_eq!(request.method(), Method::POST);
+            assert_eq!(request.uri(), "/ngsi-ld/v1/entityOperations/upsert?options=update");
+            assert_eq!(request.headers()["content-type"], "application/json");
+            let body = body_json(request).await;
+            assert_eq!(body.as_array().unwrap().len(), 1);
+            let id = body[0]["id"].as_str().unwrap();
+            let index: u64 = id.strip_prefix("urn:ngsi-ld:Bench:").unwrap().parse().unwrap();
+            assert!(index < 5);
+            let temperature = body[0]["temperature"]["value"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&temperature), "{temperature}");
+        }
+    }
+
+    #[test]
+    fn ld_query_and_get_are_bodiless() {
+        let request = plan(Scenario::LdQuery, 10).generator(0).next_request().unwrap();
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/ngsi-ld/v1/entities?type=BenchSensor&q=temperature%3E50&limit=20");
+        assert!(request.headers().get("content-type").is_none());
+        let request = plan(Scenario::LdGet, 1).generator(0).next_request().unwrap();
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/ngsi-ld/v1/entities/urn:ngsi-ld:Bench:0");
+    }
+
+    #[test]
+    fn a_multi_status_is_an_ld_upsert_error_only() {
+        assert!(plan(Scenario::LdUpsert, 1).accepts(StatusCode::NO_CONTENT));
+        assert!(!plan(Scenario::LdUpsert, 1).accepts(StatusCode::MULTI_STATUS));
+        assert!(!plan(Scenario::LdUpsert, 1).accepts(StatusCode::BAD_REQUEST));
+        assert!(plan(Scenario::Update, 1).accepts(StatusCode::MULTI_STATUS));
+        assert!(plan(Scenario::LdQuery, 1).accepts(StatusCode::OK));
+    }
+
     #[test]
     fn preloading_scenarios_need_entities() {
         let target = Arc::new(Target::parse("http://127.0.0.1:8070").unwrap());
         assert!(RequestPlan::new(Scenario::Get, target.clone(), 0).is_err());
+        assert!(RequestPlan::new(Scenario::LdQuery, target.clone(), 0).is_err());
         assert!(RequestPlan::new(Scenario::Create, target, 0).is_ok());
         assert!(Scenario::Notify.needs_preload() && !Scenario::Create.needs_preload());
     }

@@ -51,9 +51,14 @@ impl LoadStats {
 
     /// Records a response (any status) and its latency.
     pub fn record_response(&mut self, status: StatusCode, latency: Duration) {
+        self.record_judged_response(status, status.is_success(), latency);
+    }
+
+    /// Records a response whose success the caller judged (`accepted`), e.g. a 207 that is an error.
+    pub fn record_judged_response(&mut self, status: StatusCode, accepted: bool, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
         self.latency_micros.saturating_record(micros);
-        if status.is_success() {
+        if accepted {
             self.ok += 1;
         } else {
             self.http_errors += 1;

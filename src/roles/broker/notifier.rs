@@ -419,7 +419,8 @@ fn build_request(target: &Target, batch: &[Pending]) -> (String, HeaderMap, Byte
         Destination::NgsiLd => {
             headers.insert(http::header::LINK, HeaderValue::from_static(LD_CORE_CONTEXT_LINK));
             // Only a named tenant is sent (FogFlow sent an empty header for the default one).
-            if let Some(tenant) = HeaderValue::from_str(&target.ld_tenant).ok().filter(|_| !target.ld_tenant.is_empty()) {
+            if let Some(tenant) = HeaderValue::from_str(&target.ld_tenant).ok().filter(|_| !target.ld_tenant.is_empty())
+            {
                 headers.insert(HeaderName::from_static("ngsild-tenant"), tenant);
             }
             let data: Vec<_> = elements.map(to_ngsi_ld).collect();

@@ -147,10 +147,18 @@ impl Entities {
 
     /// Every entity of a tenant, ordered by id.
     pub fn list(&self, tenant: &str) -> Vec<Arc<StoredEntity>> {
-        let mut all: Vec<Arc<StoredEntity>> =
-            self.map.iter().filter(|entry| entry.value().tenant == tenant).map(|entry| entry.value().clone()).collect();
+        let mut all = self.select(tenant, |_| true);
         all.sort_by(|a, b| a.element.entity_id.id.cmp(&b.element.entity_id.id));
         all
+    }
+
+    /// The entities of a tenant that `keep` accepts, in no particular order (filter before sorting).
+    pub fn select(&self, tenant: &str, keep: impl Fn(&StoredEntity) -> bool) -> Vec<Arc<StoredEntity>> {
+        self.map
+            .iter()
+            .filter(|entry| entry.value().tenant == tenant && keep(entry.value()))
+            .map(|entry| entry.value().clone())
+            .collect()
     }
 
     /// Validates every element, then applies them in order and makes the result durable before returning.

@@ -174,12 +174,34 @@ fn page(
     if !tenant_exists(state, tenant) {
         return Err(LdError::nonexistent_tenant(tenant));
     }
-    let mut matching: Vec<std::sync::Arc<StoredEntity>> = state.entities.list(tenant);
-    matching.retain(|entity| query.matches(&entity.element));
-    matching.sort_by_key(|entity| entity.created_at);
-    if let Some(geo) = &query.geo {
-        let far = |entity: &StoredEntity| geo.distance(&entity.element).unwrap_or(f64::INFINITY);
-        matching.sort_by(|a, b| far(a).total_cmp(&far(b)));
+    // Filter first, then order only what the page needs: a query over a large store costs one pass plus a
+    // partial sort, not a full sort of every entity.
+    let mut matching: Vec<std::sync::Arc<StoredEntity>> =
+        state.entities.select(tenant, |entity| query.matches(&entity.element));
+    let total = matching.len();
+    let needed = query.offset.saturating_add(query.limit).min(total);
+    if needed == 0 {
+        matching.clear();
+    }
+    match &query.geo {
+        Some(geo) => {
+            let far = |entity: &StoredEntity| geo.distance(&entity.element).unwrap_or(f64::INFINITY);
+            let order = |a: &std::sync::Arc<StoredEntity>, b: &std::sync::Arc<StoredEntity>| {
+                far(a).total_cmp(&far(b)).then(a.created_at.cmp(&b.created_at))
+            };
+            if needed > 0 && needed < matching.len() {
+                matching.select_nth_unstable_by(needed - 1, order);
+                matching.truncate(needed);
+            }
+            matching.sort_by(order);
+        }
+        None => {
+            if needed > 0 && needed < matching.len() {
+                matching.select_nth_unstable_by_key(needed - 1, |entity| entity.created_at);
+                matching.truncate(needed);
+            }
+            matching.sort_by_key(|entity| entity.created_at);
+        }
     }
     let page: Vec<Value> = matching
         .iter()
@@ -189,7 +211,7 @@ fn page(
         .collect();
     let mut response = respond(media, StatusCode::OK, Value::Array(page));
     if query.count {
-        response.headers_mut().insert("ngsild-results-count", HeaderValue::from(matching.len()));
+        response.headers_mut().insert("ngsild-results-count", HeaderValue::from(total));
     }
     Ok(response)
 }
