@@ -339,6 +339,14 @@ pub struct NotifyContextResponse {
     pub response_code: StatusCode,
 }
 
+/// The NGSIv1 error body FogFlow's and Orion's clients read:
+/// `{"errorCode":{"code":"400","reasonPhrase":"Bad Request","details":"…"}}` (the code is a string, as Orion's).
+pub fn error_body(status: u16, reason_phrase: &str, details: &str) -> Value {
+    serde_json::json!({
+        "errorCode": { "code": status.to_string(), "reasonPhrase": reason_phrase, "details": details }
+    })
+}
+
 fn is_false(value: &bool) -> bool {
     !*value
 }

@@ -69,7 +69,7 @@ pub struct LiveSubscription {
 
 /// What an update answer echoes of an element, as Orion's NGSIv1 does: its id and the names and types of its
 /// attributes, with empty values (the values are the client's own).
-fn acknowledgement(element: &ContextElement) -> ContextElement {
+pub fn acknowledgement(element: &ContextElement) -> ContextElement {
     ContextElement {
         entity_id: element.entity_id.clone(),
         attributes: element

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::state::{DiscoveryError, DiscoveryState};
 use crate::http::{read_json, BodyError};
-use crate::ngsi::v1::StatusCode as NgsiStatus;
+use crate::ngsi::v1::{error_body, StatusCode as NgsiStatus};
 use crate::ngsi::v9::{
     BrokerProfile, DiscoverContextAvailabilityRequest, RegisterContextRequest, SubscribeContextAvailabilityRequest,
     SubscribeContextAvailabilityResponse, UnsubscribeContextAvailabilityRequest,
@@ -35,8 +35,7 @@ impl Ngsi9Error {
 impl IntoResponse for Ngsi9Error {
     fn into_response(self) -> Response {
         let reason = self.status.canonical_reason().unwrap_or("Error");
-        let body = json!({"errorCode": {"code": self.status.as_u16().to_string(), "reasonPhrase": reason, "details": self.details}});
-        (self.status, Json(body)).into_response()
+        (self.status, Json(error_body(self.status.as_u16(), reason, &self.details))).into_response()
     }
 }
 

@@ -2,10 +2,10 @@
 //! `{"errorCode":{"code":"400","reasonPhrase":"Bad Request","details":"…"}}` with the matching HTTP status.
 //! A client's mistake is a 4xx; only a store failure is a 5xx.
 
+use crate::ngsi::v1::error_body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::http::BodyError;
 use crate::ngsi::ParseError;
@@ -59,13 +59,7 @@ impl V1Error {
 
 impl IntoResponse for V1Error {
     fn into_response(self) -> Response {
-        let body = json!({
-            "errorCode": {
-                "code": self.status.as_u16().to_string(),
-                "reasonPhrase": self.reason_phrase(),
-                "details": self.details,
-            }
-        });
+        let body = error_body(self.status.as_u16(), self.reason_phrase(), &self.details);
         (self.status, Json(body)).into_response()
     }
 }

@@ -7,12 +7,12 @@ use futures_util::future::join_all;
 use super::error::V1Error;
 use crate::ngsi::scope::{keep_nearest, ScopeFilter};
 use crate::ngsi::v1::{
-    ContextAttribute, ContextElement, ContextElementResponse, QueryContextRequest, StatusCode as NgsiStatus,
-    UpdateContextRequest, UpdateContextResponse,
+    ContextElement, ContextElementResponse, QueryContextRequest, StatusCode as NgsiStatus, UpdateContextRequest,
+    UpdateContextResponse,
 };
 use crate::roles::broker::entities::QueryPage;
 use crate::roles::broker::federation::Federation;
-use crate::roles::broker::state::{BrokerState, RequestMeta};
+use crate::roles::broker::state::{acknowledgement, BrokerState, RequestMeta};
 
 /// Applies the elements this broker holds (or that nobody else does) here and forwards the others to their
 /// owners; answers one status per element, in request order.
@@ -60,34 +60,18 @@ pub async fn update(
     let mut responses = Vec::with_capacity(request.context_elements.len());
     for (element, done) in request.context_elements.iter().zip(forwarded) {
         let answer = if done {
-            ContextElementResponse { context_element: echo(element), status_code: NgsiStatus::ok() }
+            ContextElementResponse { context_element: acknowledgement(element), status_code: NgsiStatus::ok() }
         } else {
             match local_answers.next() {
                 Some(answer) => answer,
-                None => ContextElementResponse { context_element: echo(element), status_code: NgsiStatus::ok() },
+                None => {
+                    ContextElementResponse { context_element: acknowledgement(element), status_code: NgsiStatus::ok() }
+                }
             }
         };
         responses.push(answer);
     }
     Ok(UpdateContextResponse { context_responses: responses })
-}
-
-/// The entity id and attribute names of an element with empty values, as update answers echo them.
-fn echo(element: &ContextElement) -> ContextElement {
-    ContextElement {
-        entity_id: element.entity_id.clone(),
-        attributes: element
-            .attributes
-            .iter()
-            .map(|a| ContextAttribute {
-                name: a.name.clone(),
-                attribute_type: a.attribute_type.clone(),
-                value: serde_json::Value::String(String::new()),
-                metadata: Vec::new(),
-            })
-            .collect(),
-        domain_metadata: Vec::new(),
-    }
 }
 
 /// A query page over this broker's and the other brokers' matching entities (ordered by id, or nearest first
