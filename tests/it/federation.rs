@@ -125,6 +125,10 @@ fn a_subscription_at_one_broker_hears_other_brokers_changes_exactly_once_and_in_
     let discovery = discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
+    // An entity that exists before the subscription: discovery's 201 and the subscribing broker's own lookup both
+    // announce its owner, and still only one internal subscription may be made there.
+    edge.update_ok("UPDATE", &[element("Sub.before", "Sensor", &[("t", "integer", json!(0))])]);
+    registered(&discovery, "Sub.before");
     let sink = crate::common::Sink::start();
     let sid = cloud.subscribe_ok(&json!({"entities":[{"id":"Sub\\..*","isPattern":true}],"reference":sink.url()}));
     wait_until(WAIT, "the availability subscription at discovery", || {
@@ -147,6 +151,7 @@ fn a_subscription_at_one_broker_hears_other_brokers_changes_exactly_once_and_in_
     wait_until(WAIT, "the barrier", || (notified_values(&sink, "Sub.cloud").len() >= 2).then_some(()));
     assert_eq!(notified_values(&sink, "Sub.edge"), [json!(1), json!(2), json!(3)], "each remote change once, in order");
     assert_eq!(notified_values(&sink, "Sub.cloud"), [json!(10), json!(11)]);
+    assert_eq!(notified_values(&sink, "Sub.before"), [json!(0)], "one internal subscription, one initial state");
     let bodies = sink.notifications();
     assert!(bodies.iter().all(|b| b["subscriptionId"] == sid.as_str()), "relayed under the client's subscription id");
 
@@ -154,5 +159,36 @@ fn a_subscription_at_one_broker_hears_other_brokers_changes_exactly_once_and_in_
     assert_eq!(cancelled.status, 200);
     wait_until(WAIT, "the internal subscription at the edge cancelled", || {
         (edge.get("/ngsi10/subscription").json().as_object().is_some_and(|o| o.is_empty())).then_some(())
+    });
+}
+
+fn subscriptions_at(broker: &Broker) -> usize {
+    broker.get("/ngsi10/subscription").json().as_object().map_or(0, |all| all.len())
+}
+
+#[test]
+fn internal_subscriptions_follow_their_owner_and_their_client_subscription() {
+    let discovery = discovery();
+    let edge = broker_at(&discovery, "002");
+    let cloud = broker_at(&discovery, "001");
+    edge.update_ok("UPDATE", &[element("Del.1", "Sensor", &[("t", "integer", json!(1))])]);
+    edge.update_ok("UPDATE", &[element("Exp.1", "Sensor", &[("t", "integer", json!(1))])]);
+    registered(&discovery, "Del.1");
+    registered(&discovery, "Exp.1");
+    let sink = crate::common::Sink::start();
+    cloud.subscribe_ok(&json!({"entities":[{"id":"Del\\..*","isPattern":true}],"reference":sink.url()}));
+    cloud.subscribe_ok(
+        &json!({"entities":[{"id":"Exp\\..*","isPattern":true}],"reference":sink.url(),"duration":"PT2S"}),
+    );
+    wait_until(WAIT, "both linked at the edge", || (subscriptions_at(&edge) == 2).then_some(()));
+
+    let deleted = edge.delete("/ngsi10/entity/Del.1");
+    assert_eq!(deleted.status, 200);
+    wait_until(WAIT, "the expired subscription and the one whose entity left the edge unlinked", || {
+        (subscriptions_at(&edge) == 0).then_some(())
+    });
+    wait_until(WAIT, "only the live subscription's availability subscription left at discovery", || {
+        let all = discovery.get("/ngsi9/subscription").json();
+        (all.as_object().map_or(0, |o| o.len()) == 1).then_some(())
     });
 }

@@ -99,6 +99,9 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     };
     readiness.set_ready();
     tracing::info!(broker = %config.broker_id(), url = %config.broker_url(), "broker ready");
+    if let Some(federation) = federation.clone() {
+        tasks.spawn(unlink_orphans(federation, state.clone(), background.clone()));
+    }
     let router = routes::router(state.clone(), ctx.metrics.clone()).layer(Extension(FederationHandle(federation)));
     let server = serve(listener, router, shutdown.clone(), ServerLimits::default());
     tokio::pin!(server);
@@ -119,4 +122,16 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     flushed?;
     tracing::info!("broker stopped");
     Ok(())
+}
+
+/// Every few seconds, unlinks the federation links of client subscriptions that no longer exist (expired).
+async fn unlink_orphans(federation: Arc<Federation>, state: BrokerState, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        federation.subscriptions.unlink_orphans(|tenant, id| state.subscription(tenant, id).is_some()).await;
+    }
 }

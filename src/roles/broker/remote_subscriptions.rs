@@ -31,6 +31,9 @@ pub struct RemoteLinks {
 #[derive(Clone)]
 pub struct RemoteSubscriptions {
     links: Arc<RwLock<HashMap<String, RemoteLinks>>>,
+    /// Serializes changes of the links (creating and removing internal subscriptions), so that two
+    /// announcements of the same broker never create two internal subscriptions there.
+    changing: Arc<tokio::sync::Mutex<()>>,
     tree: Tree<RemoteLinks>,
     store: Store,
     discovery: DiscoveryClient,
@@ -60,6 +63,7 @@ impl RemoteSubscriptions {
         }
         Ok(RemoteSubscriptions {
             links: Arc::new(RwLock::new(links)),
+            changing: Arc::default(),
             tree,
             store: store.clone(),
             discovery,
@@ -144,6 +148,7 @@ impl RemoteSubscriptions {
         if provider == self.own_url {
             return;
         }
+        let _changing = self.changing.lock().await;
         let Some(mut links) = self.links.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned() else { return };
         if links.remotes.iter().any(|(linked, _)| linked == provider) {
             return;
@@ -173,8 +178,70 @@ impl RemoteSubscriptions {
             .map(|(id, _)| id.clone())
     }
 
+    /// Handles a 410: for each named broker that no longer holds anything the subscription selects, cancels the
+    /// internal subscription there and forgets the link.
+    pub async fn on_removed(
+        &self,
+        availability_id: &str,
+        providers: &[String],
+        request_of: impl Fn(&str, &str) -> Option<SubscribeContextRequest>,
+    ) {
+        let _changing = self.changing.lock().await;
+        let subscription = {
+            let links = self.links.read().unwrap_or_else(|p| p.into_inner());
+            links
+                .iter()
+                .find(|(_, link)| link.availability_id == availability_id)
+                .map(|(id, l)| (id.clone(), l.clone()))
+        };
+        let Some((id, mut links)) = subscription else { return };
+        let Some(request) = request_of(&links.tenant, &id) else { return };
+        let discover = DiscoverContextAvailabilityRequest {
+            entities: request.entities.clone(),
+            attributes: request.attributes.clone(),
+            restriction: request.restriction.clone(),
+        };
+        let still_holding: Vec<String> = match self.discovery.discover(&discover).await {
+            Ok(found) => found.into_iter().map(|(provider, _)| provider).collect(),
+            Err(error) => {
+                tracing::warn!(%error, subscription = %id, "cannot ask discovery after a 410; keeping the links");
+                return;
+            }
+        };
+        let gone: Vec<(String, String)> = links
+            .remotes
+            .iter()
+            .filter(|(provider, _)| providers.contains(provider) && !still_holding.contains(provider))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for (provider, remote_id) in &gone {
+            if let Err(error) = self.brokers.unsubscribe(provider, &links.tenant, remote_id).await {
+                tracing::debug!(%error, subscription = %id, %provider, "cannot cancel an internal subscription at a broker that left");
+            }
+        }
+        links.remotes.retain(|remote| !gone.contains(remote));
+        tracing::info!(subscription = %id, unlinked = gone.len(), "unlinked brokers that no longer hold matching entities");
+        self.save(&id, &links).await;
+    }
+
+    /// Unlinks every subscription for which `exists(tenant, id)` is false (expired or cancelled without
+    /// unlinking), so no availability or internal subscription outlives its client subscription.
+    pub async fn unlink_orphans(&self, exists: impl Fn(&str, &str) -> bool) {
+        let orphans: Vec<String> = {
+            let links = self.links.read().unwrap_or_else(|p| p.into_inner());
+            links.iter().filter(|(id, link)| !exists(&link.tenant, id)).map(|(id, _)| id.clone()).collect()
+        };
+        for id in orphans {
+            self.unlink(&id).await;
+        }
+    }
+
     /// Cancels everything a subscription is linked to.
     pub async fn unlink(&self, id: &str) {
+        let _changing = self.changing.lock().await;
         let Some(links) = self.links.write().unwrap_or_else(|p| p.into_inner()).remove(id) else { return };
         if let Err(error) = self.tree.remove(id) {
             tracing::error!(%error, subscription = id, "cannot remove a subscription's remote links");

@@ -189,7 +189,8 @@ pub fn unlink_in_background(federation: &FederationHandle, id: &str) {
 }
 
 /// `POST /ngsi10/notifyContextAvailability`: discovery's callback for the availability subscriptions of
-/// federated client subscriptions; each newly announced broker (201 or 301) gets an internal subscription.
+/// federated client subscriptions; each newly announced broker (201 or 301) gets an internal subscription, and a
+/// broker that no longer holds anything selected (410) loses it.
 pub async fn notify_context_availability(
     State(state): State<BrokerState>,
     Extension(federation): Extension<FederationHandle>,
@@ -197,8 +198,7 @@ pub async fn notify_context_availability(
     body: Body,
 ) -> Result<Response, V1Error> {
     let notification: NotifyContextAvailabilityRequest = read_json(&headers, body, state.max_body_bytes).await?;
-    let announces = matches!(notification.error_code.code, 201 | 301);
-    if let (Some(federation), true) = (federation.0, announces) {
+    if let Some(federation) = federation.0 {
         let providers: Vec<String> = notification
             .context_registration_responses
             .iter()
@@ -208,7 +208,12 @@ pub async fn notify_context_availability(
             let request_of = |tenant: &str, id: &str| {
                 state.subscription(tenant, id).map(|live| live.compiled.record.request.clone())
             };
-            federation.subscriptions.on_availability(&notification.subscribe_id, &providers, request_of).await;
+            let links = &federation.subscriptions;
+            match notification.error_code.code {
+                201 | 301 => links.on_availability(&notification.subscribe_id, &providers, request_of).await,
+                410 => links.on_removed(&notification.subscribe_id, &providers, request_of).await,
+                _ => {}
+            }
         });
     }
     Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())
