@@ -273,6 +273,31 @@ fn compile_scope(scope: &OperationScope) -> Result<Scope, ParseError> {
     }
 }
 
+/// The distances of a `near` georel's modifiers (`maxDistance`, `minDistance`, in metres), written
+/// `name<separator>value` (NGSIv2 `:`, NGSI-LD `==`); at least one is required.
+pub fn near_distances(modifiers: &[&str], separator: &str) -> Result<(Option<f64>, Option<f64>), ParseError> {
+    let distance = |text: &str, what: &str| match text.parse::<f64>() {
+        Ok(metres) if metres.is_finite() && metres >= 0.0 => Ok(metres),
+        _ => Err(ParseError::new(format!("{what} must be a non-negative number of metres, not `{text}`"))),
+    };
+    let (mut max, mut min) = (None, None);
+    for modifier in modifiers {
+        match modifier.split_once(separator) {
+            Some(("maxDistance", value)) => max = Some(distance(value, "maxDistance")?),
+            Some(("minDistance", value)) => min = Some(distance(value, "minDistance")?),
+            _ => {
+                return Err(ParseError::new(format!(
+                    "invalid georel modifier `{modifier}` (expected maxDistance{separator}<metres>)"
+                )))
+            }
+        }
+    }
+    if max.is_none() && min.is_none() {
+        return Err(ParseError::new("georel near needs maxDistance or minDistance"));
+    }
+    Ok((max, min))
+}
+
 fn scope_value<T: for<'de> Deserialize<'de>>(scope: &OperationScope, shape: &str) -> Result<T, ParseError> {
     T::deserialize(&scope.scope_value)
         .map_err(|error| ParseError::new(format!("{} scope value must look like {shape}: {error}", scope.scope_type)))
@@ -402,6 +427,15 @@ mod tests {
         assert_eq!(ids, ["near", "mid"]);
         let defaulted = filter(json!([{"scopeType":"nearby","scopeValue":{"latitude":1,"longitude":1}}])).unwrap();
         assert_eq!(defaulted.nearby().unwrap().1, DEFAULT_NEARBY_LIMIT);
+    }
+
+    #[test]
+    fn near_modifiers_take_either_separator_and_need_a_distance() {
+        assert_eq!(near_distances(&["maxDistance==2000"], "==").unwrap(), (Some(2000.0), None));
+        assert_eq!(near_distances(&["minDistance:5", "maxDistance:10"], ":").unwrap(), (Some(10.0), Some(5.0)));
+        assert!(near_distances(&[], ":").is_err());
+        assert!(near_distances(&["maxDistance:-1"], ":").is_err());
+        assert!(near_distances(&["maxDistance==1"], ":").is_err());
     }
 
     #[test]

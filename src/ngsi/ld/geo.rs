@@ -36,13 +36,6 @@ pub struct GeoQuery {
     property: String,
 }
 
-fn distance(text: &str, what: &str) -> Result<f64, ParseError> {
-    match text.parse::<f64>() {
-        Ok(metres) if metres.is_finite() && metres >= 0.0 => Ok(metres),
-        _ => Err(ParseError::new(format!("{what} must be a non-negative number of metres, not `{text}`"))),
-    }
-}
-
 fn relation(georel: &str) -> Result<Relation, ParseError> {
     let mut parts = georel.split(';');
     let name = parts.next().unwrap_or_default();
@@ -61,19 +54,7 @@ fn relation(georel: &str) -> Result<Relation, ParseError> {
             other => Err(ParseError::new(format!("unknown georel `{other}`"))),
         };
     }
-    let (mut max, mut min) = (None, None);
-    for modifier in modifiers {
-        match modifier.split_once("==") {
-            Some(("maxDistance", value)) => max = Some(distance(value, "maxDistance")?),
-            Some(("minDistance", value)) => min = Some(distance(value, "minDistance")?),
-            _ => {
-                return Err(ParseError::new(format!("invalid georel modifier `{modifier}` (expected maxDistance==m)")))
-            }
-        }
-    }
-    if max.is_none() && min.is_none() {
-        return Err(ParseError::new("georel near needs maxDistance or minDistance"));
-    }
+    let (max, min) = crate::ngsi::scope::near_distances(&modifiers, "==")?;
     Ok(Relation::Near { max, min })
 }
 

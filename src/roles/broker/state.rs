@@ -86,6 +86,15 @@ pub fn acknowledgement(element: &ContextElement) -> ContextElement {
     }
 }
 
+/// Queues for one subscription the received elements it selects, filtered and projected its way.
+fn relay_to(live: &LiveSubscription, tenant: &str, elements: &[ContextElement]) {
+    for element in elements {
+        if let Some(relayed) = live.compiled.relay_for(tenant, element) {
+            live.delivery.push(relayed, None);
+        }
+    }
+}
+
 /// Gauges kept up to date by the state.
 #[derive(Debug, Clone, Default)]
 pub struct StateGauges {
@@ -352,11 +361,19 @@ impl BrokerState {
     /// Relays elements notified by another broker to the subscriptions that select them, as received.
     pub fn relay(&self, tenant: &str, elements: &[ContextElement]) {
         for live in self.subscriptions.all() {
-            for element in elements {
-                if let Some(relayed) = live.compiled.relay_for(tenant, element) {
-                    live.delivery.push(relayed, None);
-                }
+            relay_to(&live, tenant, elements);
+        }
+    }
+
+    /// Relays elements to one subscription only (a notification of one of its internal subscriptions at another
+    /// broker); false when it does not exist.
+    pub fn relay_to_subscription(&self, tenant: &str, id: &str, elements: &[ContextElement]) -> bool {
+        match self.subscription(tenant, id) {
+            Some(live) => {
+                relay_to(&live, tenant, elements);
+                true
             }
+            None => false,
         }
     }
 

@@ -132,10 +132,8 @@ pub async fn unsubscribe_context(
     let meta = request_meta(&headers)?;
     let request: UnsubscribeContextRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let found = state.unsubscribe(&meta.tenant, &request.subscription_id).await?;
-    if found {
-        unlink_in_background(&federation, &request.subscription_id);
-    }
     let (status, code) = if found {
+        unlink_in_background(&federation, &request.subscription_id);
         (StatusCode::OK, NgsiStatus::ok())
     } else {
         (
@@ -167,15 +165,9 @@ pub async fn notify_context(
     // A notification of one of our internal subscriptions at another broker goes to the one subscription it
     // belongs to (exactly once); anything else is relayed to every subscription that selects it, as FogFlow does.
     let owner = federation.0.as_deref().and_then(|federation| federation.subscriptions.route(&request.subscription_id));
-    match owner.and_then(|id| state.subscription(&meta.tenant, &id)) {
-        Some(live) => {
-            for element in &elements {
-                if let Some(relayed) = live.compiled.relay_for(&meta.tenant, element) {
-                    live.delivery.push(relayed, None);
-                }
-            }
-        }
-        None => state.relay(&meta.tenant, &elements),
+    let routed = owner.is_some_and(|id| state.relay_to_subscription(&meta.tenant, &id, &elements));
+    if !routed {
+        state.relay(&meta.tenant, &elements);
     }
     Ok(Json(NotifyContextResponse { response_code: NgsiStatus::ok() }).into_response())
 }
