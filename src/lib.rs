@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod http;
+pub mod model;
 pub mod ngsi;
 pub mod role;
 pub mod roles;
