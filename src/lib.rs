@@ -11,6 +11,7 @@
 //! - [`bench`]: the load generator behind `fogflow bench`.
 
 pub mod bench;
+pub mod bus;
 pub mod cli;
 pub mod clients;
 pub mod config;
