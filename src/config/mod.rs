@@ -226,6 +226,21 @@ impl Config {
         if notification.max_attempts == 0 || notification.max_batch == 0 {
             return invalid("broker.notification.max_attempts and max_batch must be positive".into());
         }
+        if self.worker.heartbeat_interval == 0 || self.worker.detection_duration == 0 {
+            return invalid("worker.heartbeat_interval and worker.detection_duration must be positive".into());
+        }
+        if self.worker.capacity > 10_000 {
+            return invalid(format!("worker.capacity {} must be at most 10000", self.worker.capacity));
+        }
+        if self.worker.runtime != "process" {
+            return invalid(format!(
+                "worker.runtime `{}` is not available in this release (available: process)",
+                self.worker.runtime
+            ));
+        }
+        if self.master.task_confirm_timeout_secs == 0 {
+            return invalid("master.task_confirm_timeout_secs must be positive".into());
+        }
         Ok(())
     }
 
@@ -253,6 +268,41 @@ impl Config {
     pub fn discovery_url(&self) -> String {
         let host = self.discovery.host_ip.as_ref().or(self.coreservice_ip.as_ref()).unwrap_or(&self.my_hostip);
         format!("http://{}:{}/ngsi9", host, self.discovery.http_port)
+    }
+
+    /// The master's id: `master.id`, else `Master.<site_id>`.
+    pub fn master_id(&self) -> String {
+        self.master.id.clone().unwrap_or_else(|| format!("Master.{}", self.site_id))
+    }
+
+    /// The worker's id: `worker.id`, else `Worker.<site_id>[.<instance>]`.
+    pub fn worker_id(&self) -> String {
+        match (&self.worker.id, &self.worker.instance) {
+            (Some(id), _) => id.clone(),
+            (None, Some(instance)) => format!("Worker.{}.{instance}", self.site_id),
+            (None, None) => format!("Worker.{}", self.site_id),
+        }
+    }
+
+    /// The master's NGSI agent URL (its availability notifications arrive at
+    /// `<this>/notifyContextAvailability`): host `master.host_ip`, else `external_ip`, else `my_hostip`.
+    pub fn master_agent_url(&self) -> String {
+        format!("http://{}:{}", self.master_host(), self.master.ngsi_agent_port)
+    }
+
+    /// The master's REST URL (`/workers`, `/status`, `/tasks`).
+    pub fn master_rest_url(&self) -> String {
+        format!("http://{}:{}", self.master_host(), self.master.rest_api_port)
+    }
+
+    fn master_host(&self) -> &str {
+        self.master.host_ip.as_ref().or(self.external_ip.as_ref()).unwrap_or(&self.my_hostip)
+    }
+
+    /// The designer's URL (`GET /topology/<name>` …): host `designer.host_ip`, else `my_hostip`.
+    pub fn designer_url(&self) -> String {
+        let host = self.designer.host_ip.as_ref().unwrap_or(&self.my_hostip);
+        format!("http://{}:{}", host, self.designer.web_srv_port)
     }
 
     /// The effective configuration as pretty JSON, with secrets masked.

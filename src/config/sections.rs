@@ -137,6 +137,12 @@ pub struct MasterConfig {
     pub ngsi_agent_port: u16,
     /// REST port. Default 8010.
     pub rest_api_port: u16,
+    /// Master id; default `Master.<site_id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Seconds the master waits for a worker to confirm a task (`TASK_UPDATE`) before placing it elsewhere.
+    /// Default 30.
+    pub task_confirm_timeout_secs: u64,
 }
 
 /// Designer settings (FogFlow keys).
@@ -167,6 +173,21 @@ pub struct WorkerConfig {
     /// Private registry credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry: Option<RegistryConfig>,
+    /// Worker id; default `Worker.<site_id>`, or `Worker.<site_id>.<instance>` with `worker.instance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Instance suffix when several workers share a site.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Port of the worker's own HTTP endpoint (`/health`, `/ready`, `/metrics`, `/tasks`). Default 8085.
+    pub http_port: u16,
+    /// How tasks run: `process` (a child process per task). Default `process`.
+    pub runtime: String,
+    /// Process runtime: image name (without tag) → command line for operators that are not built in, e.g.
+    /// `{"acme/echo": "python3 /opt/echo.py"}`. Images `fogflow/<name>` of the built-in operators need no entry.
+    pub operators: std::collections::BTreeMap<String, String>,
+    /// Lowest port handed to tasks as `myport` (0: any free port the OS gives). Default 0.
+    pub task_port_min: u16,
 }
 
 /// Container registry credentials.
@@ -273,7 +294,13 @@ impl Default for DiscoveryConfig {
 
 impl Default for MasterConfig {
     fn default() -> Self {
-        MasterConfig { host_ip: None, ngsi_agent_port: 1060, rest_api_port: 8010 }
+        MasterConfig {
+            host_ip: None,
+            ngsi_agent_port: 1060,
+            rest_api_port: 8010,
+            id: None,
+            task_confirm_timeout_secs: 30,
+        }
     }
 }
 
@@ -285,7 +312,18 @@ impl Default for DesignerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { capacity: 8, heartbeat_interval: 10, detection_duration: 3, registry: None }
+        WorkerConfig {
+            capacity: 8,
+            heartbeat_interval: 10,
+            detection_duration: 3,
+            registry: None,
+            id: None,
+            instance: None,
+            http_port: 8085,
+            runtime: "process".into(),
+            operators: Default::default(),
+            task_port_min: 0,
+        }
     }
 }
 

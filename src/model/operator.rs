@@ -153,7 +153,8 @@ mod tests {
 
     #[test]
     fn accepts_both_spellings_and_defaults_images() {
-        let op: Operator = serde_json::from_value(json!({"name":"dummy","parameters":[{"name":"p","value":3}]})).unwrap();
+        let op: Operator =
+            serde_json::from_value(json!({"name":"dummy","parameters":[{"name":"p","value":3}]})).unwrap();
         assert!(op.dockerimages.is_empty());
         assert_eq!(op.parameters[0].value, "3");
         let a: DockerImage = serde_json::from_value(json!({"OperatorName":"x","name":"n"})).unwrap();

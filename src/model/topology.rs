@@ -185,7 +185,10 @@ impl Topology {
                 return Err(TopologyError::EmptyType(task.name.clone()));
             }
             if !operator_exists(&task.operator) {
-                return Err(TopologyError::UnknownOperator { task: task.name.clone(), operator: task.operator.clone() });
+                return Err(TopologyError::UnknownOperator {
+                    task: task.name.clone(),
+                    operator: task.operator.clone(),
+                });
             }
         }
         self.check_cycles()
@@ -206,7 +209,8 @@ impl Topology {
         let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for a in &self.tasks {
             for b in &self.tasks {
-                let reads = b.input_streams.iter().any(|i| a.output_streams.iter().any(|o| o.entity_type == i.selected_type));
+                let reads =
+                    b.input_streams.iter().any(|i| a.output_streams.iter().any(|o| o.entity_type == i.selected_type));
                 if reads {
                     edges.entry(a.name.as_str()).or_default().push(b.name.as_str());
                 }

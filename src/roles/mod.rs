@@ -3,16 +3,22 @@
 //! that matches on [`Role`] to start one.
 
 pub mod broker;
+pub mod designer;
 pub mod discovery;
+pub mod master;
+pub mod worker;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::memory::MemoryBus;
+use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::Metrics;
 use crate::role::{Role, RoleSet};
@@ -25,7 +31,37 @@ pub struct RoleContext {
     pub config: Arc<Config>,
     /// The process's metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The control bus, for the roles that use it (master, worker, designer).
+    pub bus: Option<Arc<dyn Bus>>,
+    /// Listeners beyond a role's main one, bound before any role started (e.g. the master's REST port).
+    extra_listeners: Arc<Mutex<HashMap<&'static str, TcpListener>>>,
 }
+
+impl RoleContext {
+    /// A context without a bus or extra listeners.
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
+        RoleContext { config, metrics, bus: None, extra_listeners: Arc::default() }
+    }
+
+    /// Takes the extra listener bound under `name` (once).
+    pub fn take_listener(&self, name: &str) -> Option<TcpListener> {
+        self.extra_listeners.lock().unwrap_or_else(|p| p.into_inner()).remove(name)
+    }
+
+    /// The bus, or an error naming the role that needs it.
+    pub fn bus(&self, role: Role) -> Result<Arc<dyn Bus>, RoleError> {
+        self.bus.clone().ok_or_else(|| RoleError::Other(format!("the {role} role needs the control bus")))
+    }
+}
+
+impl std::fmt::Debug for dyn Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bus({})", self.kind())
+    }
+}
+
+/// Name of the master's REST listener in [`RoleContext::take_listener`].
+pub const MASTER_REST_LISTENER: &str = "master-rest";
 
 /// Why a role stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +77,12 @@ pub enum RoleError {
 /// Why the process stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A requested role is not part of this release.
-    #[error("not built yet in this release: {0} (available: broker, discovery); run e.g. `fogflow --role broker`")]
-    NotBuilt(String),
+    /// The control-plane roles cannot reach each other with the bus this release has.
+    #[error(
+        "the in-process bus only connects roles of one process: run master, worker and designer together \
+         (e.g. `fogflow --role all`); requested: {0}"
+    )]
+    BusUnavailable(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for the {role} role: {source}")]
     Bind {
@@ -73,37 +112,54 @@ pub enum RunError {
 impl RunError {
     /// Whether this is a usage error (exit code 64) rather than a runtime failure.
     pub fn is_usage(&self) -> bool {
-        matches!(self, RunError::NotBuilt(_))
+        matches!(self, RunError::BusUnavailable(_))
     }
 }
 
 /// The address a role listens on.
-fn listen_addr(config: &Config, role: Role) -> Option<SocketAddr> {
+fn listen_addr(config: &Config, role: Role) -> SocketAddr {
     let port = match role {
         Role::Broker => config.broker.http_port,
         Role::Discovery => config.discovery.http_port,
-        _ => return None,
+        Role::Designer => config.designer.web_srv_port,
+        Role::Master => config.master.ngsi_agent_port,
+        Role::Worker => config.worker.http_port,
     };
-    Some(SocketAddr::from(([0, 0, 0, 0], port)))
+    SocketAddr::from(([0, 0, 0, 0], port))
 }
 
 /// Runs `roles` until `shutdown` fires or one fails.
 pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToken) -> Result<(), RunError> {
-    let missing: Vec<&str> =
-        roles.iter().filter(|role| listen_addr(&config, *role).is_none()).map(Role::as_str).collect();
-    if !missing.is_empty() {
-        return Err(RunError::NotBuilt(missing.join(", ")));
+    let control_plane = [Role::Master, Role::Worker, Role::Designer];
+    let wanted: Vec<Role> = control_plane.iter().copied().filter(|role| roles.contains(*role)).collect();
+    if !wanted.is_empty() && wanted.len() != control_plane.len() {
+        let names: Vec<&str> = wanted.iter().map(|role| role.as_str()).collect();
+        return Err(RunError::BusUnavailable(names.join(", ")));
     }
     let mut listeners = Vec::new();
+    let mut extra_listeners = HashMap::new();
+    if roles.contains(Role::Master) && config.master.rest_api_port != config.master.ngsi_agent_port {
+        let addr = SocketAddr::from(([0, 0, 0, 0], config.master.rest_api_port));
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| RunError::Bind { role: Role::Master, addr, source })?;
+        tracing::info!(role = %Role::Master, addr = %listener.local_addr().unwrap_or(addr), "listening (REST)");
+        extra_listeners.insert(MASTER_REST_LISTENER, listener);
+    }
     for role in roles.iter() {
-        let Some(addr) = listen_addr(&config, role) else { continue };
+        let addr = listen_addr(&config, role);
         let listener = TcpListener::bind(addr).await.map_err(|source| RunError::Bind { role, addr, source })?;
         let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!(%role, addr = %bound, "listening");
         listeners.push((role, listener));
     }
     tracing::info!(roles = %roles, version = crate::http::common::VERSION, commit = crate::http::common::GIT_COMMIT, "starting");
-    let context = RoleContext { config: config.clone(), metrics: Metrics::new() };
+    let bus: Option<Arc<dyn Bus>> = if wanted.is_empty() { None } else { Some(Arc::new(MemoryBus::new())) };
+    let context = RoleContext {
+        config: config.clone(),
+        metrics: Metrics::new(),
+        bus,
+        extra_listeners: Arc::new(Mutex::new(extra_listeners)),
+    };
     // Each role has its own token so that roles can be stopped in reverse start order: the roles that use
     // discovery (brokers unregister on the way out) stop before discovery does.
     let mut running = JoinSet::new();
@@ -166,7 +222,9 @@ async fn start(
     match role {
         Role::Broker => broker::run(context, listener, shutdown).await,
         Role::Discovery => discovery::run(context, listener, shutdown).await,
-        other => Err(RoleError::Other(format!("role {other} is not built yet"))),
+        Role::Designer => designer::run(context, listener, shutdown).await,
+        Role::Master => master::run(context, listener, shutdown).await,
+        Role::Worker => worker::run(context, listener, shutdown).await,
     }
 }
 

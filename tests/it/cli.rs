@@ -1,4 +1,4 @@
-//! The command line and configuration layering as seen from outside: role names, roles not built yet, `config
+//! The command line and configuration layering as seen from outside: role names, control-plane roles without a shared bus, `config
 //! check`, `--print-config`, usage errors (exit code 64) and the `FOGFLOW__SECTION__KEY` environment override,
 //! including a broker that really listens on the overridden port.
 
@@ -33,11 +33,13 @@ fn unknown_role_exits_64_with_one_line_naming_it() {
 }
 
 #[test]
-fn role_not_built_yet_exits_64_with_a_clear_message() {
+fn control_plane_roles_apart_without_a_shared_bus_exit_64_with_a_clear_message() {
     let output = run_cli(&["--role", "master"], &[]);
     assert_eq!(output.status.code(), Some(64), "stderr: {}", stderr(&output));
     let text = stderr(&output);
-    assert!(text.contains("master") && text.contains("not built"), "unclear message: {text}");
+    assert!(text.contains("master") && text.contains("in-process bus"), "unclear message: {text}");
+    let output = run_cli(&["--role", "worker,designer"], &[]);
+    assert_eq!(output.status.code(), Some(64), "stderr: {}", stderr(&output));
 }
 
 #[test]
