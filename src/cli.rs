@@ -1,5 +1,5 @@
 //! The command line: server roles (`--role`), and the subcommands that are not servers (`config check`,
-//! `bench`).
+//! `bench`, `operator <name>`).
 //!
 //! Parsing only; `main` acts on the result. Usage errors exit with code 64 (`EX_USAGE`).
 
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::bench::BenchArgs;
 use crate::config::LogFormat;
+use crate::operators::OperatorName;
 
 /// FogFlow, the FIWARE fog-computing framework, as one binary.
 #[derive(Debug, Parser)]
@@ -50,6 +51,16 @@ pub enum Command {
     },
     /// Load generator: drives a running broker and reports throughput and latency.
     Bench(BenchArgs),
+    /// Run a built-in operator as a FogFlow task instance: listens on `$myport`, configured by `$adminCfg`
+    /// (or `$brokerURL`) and by operator parameters given as environment variables.
+    ///
+    /// Parameters: counter `window_seconds` (default 5); anomaly `threshold` (default 30, until a Rule entity
+    /// sets it). dummy and converter take none.
+    Operator {
+        /// Which operator.
+        #[arg(value_enum)]
+        name: OperatorName,
+    },
 }
 
 /// `fogflow config …`.

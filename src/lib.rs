@@ -18,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod model;
 pub mod ngsi;
+pub mod operators;
 pub mod role;
 pub mod roles;
 pub mod shutdown;

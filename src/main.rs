@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use fogflow::cli::{Cli, Command, ConfigCommand};
-use fogflow::config::{Config, ConfigOverrides};
+use fogflow::config::{Config, ConfigOverrides, LogFormat, LoggingConfig};
+use fogflow::operators::OperatorName;
 use fogflow::role::RoleSet;
 use fogflow::RunError;
 
@@ -29,6 +30,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some(Command::Operator { name }) = cli.command {
+        return run_operator(name, cli.log_format);
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let overrides = ConfigOverrides { data_dir: cli.data_dir.clone(), log_format: cli.log_format };
     let config_file = match &cli.command {
@@ -67,6 +71,33 @@ fn main() -> ExitCode {
         Err(error) if error.is_usage() => usage_error(&error.to_string()),
         Err(error) => failure(&error.to_string()),
     }
+}
+
+/// `fogflow operator <name>`: configured only by its environment (FogFlow's task contract), not by
+/// `config.json`, so a stray config file in the task's directory cannot stop it.
+fn run_operator(name: OperatorName, log_format: Option<LogFormat>) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    let logging = LoggingConfig { format: log_format.unwrap_or_default(), ..LoggingConfig::default() };
+    fogflow::telemetry::init(&logging, env.get("RUST_LOG").map(String::as_str));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return failure(&format!("cannot start the async runtime: {error}")),
+    };
+    let code = runtime.block_on(async {
+        let shutdown = match fogflow::shutdown::install() {
+            Ok(shutdown) => shutdown,
+            Err(error) => return failure(&format!("cannot install signal handlers: {error}")),
+        };
+        match fogflow::operators::run(name, &env, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) if error.is_usage() => usage_error(&format!("operator {name}: {error}")),
+            Err(error) => failure(&format!("operator {name}: {error}")),
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 fn usage_error(message: &str) -> ExitCode {

@@ -26,6 +26,7 @@ mod ngsiv2_registration;
 mod ngsiv2_subscriptions;
 mod notification_formats;
 mod notifications;
+mod operators;
 mod relay;
 mod shutdown;
 mod subscription_lifetime;

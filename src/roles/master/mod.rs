@@ -1,4 +1,7 @@
-//! Master role (being built): serves the common routes only.
+//! Master role (being built).
+
+pub mod flow;
+pub mod scheduler;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

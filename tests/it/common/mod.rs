@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod fogflow;
 pub mod ngsi;
+pub mod operator;
 pub mod sink;
 
 use std::net::TcpListener;
