@@ -100,7 +100,13 @@ impl Flow {
     /// A flow for `task` of `topology`; `scope` filters the entities of scoped inputs.
     pub fn new(topology: &str, task: TaskSpec, scope: ScopeFilter) -> Flow {
         let inputs = task.input_streams.len();
-        Flow { topology: topology.into(), task, scope, entities: vec![BTreeMap::new(); inputs], current: BTreeMap::new() }
+        Flow {
+            topology: topology.into(),
+            task,
+            scope,
+            entities: vec![BTreeMap::new(); inputs],
+            current: BTreeMap::new(),
+        }
     }
 
     /// The task spec.
@@ -259,9 +265,10 @@ fn group_value(stream: &InputStreamSpec, entity: &EntityInfo) -> Option<Value> {
         GroupBy::All => Some(Value::String("ALL".into())),
         GroupBy::EntityId => Some(Value::String(entity.id.clone())),
         GroupBy::EntityType => Some(Value::String(entity.entity_type.clone())),
-        GroupBy::Metadata(name) => entity.metadata.get(&name).map(|m| {
-            serde_json::json!({ "name": m.name, "type": m.metadata_type, "value": m.value })
-        }),
+        GroupBy::Metadata(name) => entity
+            .metadata
+            .get(&name)
+            .map(|m| serde_json::json!({ "name": m.name, "type": m.metadata_type, "value": m.value })),
     }
 }
 
@@ -285,7 +292,10 @@ mod tests {
                 .iter()
                 .map(|(n, v)| {
                     let kind = if *n == "location" { "point" } else { "string" };
-                    (n.to_string(), ContextMetadata { name: n.to_string(), metadata_type: kind.into(), value: v.clone() })
+                    (
+                        n.to_string(),
+                        ContextMetadata { name: n.to_string(), metadata_type: kind.into(), value: v.clone() },
+                    )
                 })
                 .collect(),
             provider: "http://b/ngsi10".into(),
@@ -309,8 +319,13 @@ mod tests {
         assert_eq!(adds(&flow.upsert(0, entity("Device.Temp002", "Temperature", &[]))).len(), 1);
         // A refresh of a known entity changes nothing.
         assert!(flow.upsert(0, entity("Device.Temp001", "Temperature", &[])).is_empty());
-        assert_eq!(flow.remove(0, "Device.Temp002"), vec![FlowChange::Remove(format!("Task.Test.Main.{}",
-            group_hash(&Group::from([("Temperature-EntityID".to_string(), json!("Device.Temp002"))]))))]);
+        assert_eq!(
+            flow.remove(0, "Device.Temp002"),
+            vec![FlowChange::Remove(format!(
+                "Task.Test.Main.{}",
+                group_hash(&Group::from([("Temperature-EntityID".to_string(), json!("Device.Temp002"))]))
+            ))]
+        );
         assert_eq!(flow.desired().count(), 1);
     }
 
@@ -328,8 +343,11 @@ mod tests {
 
     #[test]
     fn waits_for_every_input_and_crosses_groups() {
-        let mut flow =
-            Flow::new("anomaly", spec(&[("PowerPanel", "EntityID"), ("Rule", "ALL")], &["Anomaly"]), ScopeFilter::default());
+        let mut flow = Flow::new(
+            "anomaly",
+            spec(&[("PowerPanel", "EntityID"), ("Rule", "ALL")], &["Anomaly"]),
+            ScopeFilter::default(),
+        );
         assert!(flow.upsert(0, entity("p1", "PowerPanel", &[])).is_empty());
         assert!(flow.upsert(0, entity("p2", "PowerPanel", &[])).is_empty());
         let changes = flow.upsert(1, entity("rule", "Rule", &[]));
@@ -377,7 +395,9 @@ mod tests {
         // Moving out of the scope removes its task.
         let moved = entity("near", "Temperature", &[("location", json!({"latitude": 37.0, "longitude": 139.0}))]);
         assert!(matches!(&flow.upsert(0, moved)[..], [FlowChange::Remove(_)]));
-        assert_eq!(entity("x", "T", &[("location", json!({"latitude": 1.0, "longitude": 2.0}))]).location(),
-            Some(GeoPoint { latitude: 1.0, longitude: 2.0 }));
+        assert_eq!(
+            entity("x", "T", &[("location", json!({"latitude": 1.0, "longitude": 2.0}))]).location(),
+            Some(GeoPoint { latitude: 1.0, longitude: 2.0 })
+        );
     }
 }
