@@ -9,6 +9,7 @@
 //! - [`sink`] and [`notify`]: the notification receiver and the `notify` scenario.
 //! - [`stats`]: per-connection HDR latency histograms and counters, merged.
 //! - [`report`]: the printed report (text and JSON).
+//! - [`task_latency`]: `fogflow bench task-latency`, the orchestration's reaction time.
 
 pub mod client;
 pub mod notify;
@@ -19,6 +20,7 @@ pub mod runner;
 pub mod scenarios;
 pub mod sink;
 pub mod stats;
+pub mod task_latency;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +66,17 @@ pub struct BenchArgs {
     /// Also print the figures as one JSON line.
     #[arg(long)]
     pub json: bool,
+
+    /// A benchmark that is not a broker load (`task-latency`).
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+}
+
+/// Benchmarks of other parts than the broker.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Entity appears → task configured → first output, over sequential launches (process runtime).
+    TaskLatency(task_latency::TaskLatencyArgs),
 }
 
 /// The run parameters, in the types the modules use.
@@ -92,6 +105,9 @@ impl From<&BenchArgs> for Settings {
 
 /// Runs the benchmark and prints the report on stdout (progress goes to stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::TaskLatency(latency)) = args.command {
+        return task_latency::run(latency).await;
+    }
     let target = Arc::new(Target::parse(&args.url)?);
     let settings = Settings::from(&args);
     check_health(&target).await?;

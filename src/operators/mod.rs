@@ -257,6 +257,9 @@ pub async fn run(
 ) -> Result<(), OperatorError> {
     let startup = Startup::from_env(env)?;
     let operator = build(name, &startup.params)?;
+    if let Some(parent) = env.get(PARENT_PID_VARIABLE).and_then(|pid| pid.trim().parse::<u32>().ok()) {
+        tokio::spawn(stop_when_orphaned(parent, shutdown.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", startup.port))
         .await
         .map_err(|source| OperatorError::Bind { port: startup.port, source })?;
@@ -272,6 +275,24 @@ pub async fn run(
     server::run(name, operator, settings, listener, shutdown).await;
     tracing::info!(operator = %name, "operator stopped");
     Ok(())
+}
+
+/// Set by the worker's process runtime to its own pid: the operator stops when that process is gone (a worker
+/// killed with SIGKILL cannot stop its tasks; its restart launches them again).
+pub const PARENT_PID_VARIABLE: &str = "FOGFLOW_PARENT_PID";
+
+async fn stop_when_orphaned(parent: u32, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+        if std::os::unix::process::parent_id() != parent {
+            tracing::warn!(parent, "the worker that started this operator is gone; stopping");
+            shutdown.cancel();
+            return;
+        }
+    }
 }
 
 /// An attribute of an element by name.

@@ -27,6 +27,7 @@ mod ngsiv2_subscriptions;
 mod notification_formats;
 mod notifications;
 mod operators;
+mod orchestration;
 mod relay;
 mod shutdown;
 mod subscription_lifetime;
