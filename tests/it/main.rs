@@ -8,6 +8,7 @@ mod common;
 mod common_routes;
 mod count_limits;
 mod delivery;
+mod designer;
 mod discovery;
 mod discovery_registration;
 mod docker_image;
