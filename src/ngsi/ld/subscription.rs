@@ -403,7 +403,13 @@ impl LdSubscription {
                 _ => return Err(invalid("throttling must be a non-negative number of seconds")),
             },
             "notification" => self.apply_notification(context, value)?,
-            "timeInterval" | "csf" | "temporalQ" | "scopeQ" | "lang" | "notificationTrigger" | "datasetId"
+            "timeInterval"
+            | "csf"
+            | "temporalQ"
+            | "scopeQ"
+            | "lang"
+            | "notificationTrigger"
+            | "datasetId"
             | "jsonKeys" => return Err(not_supported(key)),
             other => return Err(unknown(other, "the subscription")),
         }
@@ -416,9 +422,8 @@ impl LdSubscription {
             match key.as_str() {
                 "attributes" => self.attributes = names(context, value, "notification.attributes")?,
                 "format" => {
-                    self.format = serde_json::from_value(value.clone()).map_err(|_| {
-                        invalid("notification.format must be normalized, keyValues or concise")
-                    })?
+                    self.format = serde_json::from_value(value.clone())
+                        .map_err(|_| invalid("notification.format must be normalized, keyValues or concise"))?
                 }
                 "endpoint" => self.apply_endpoint(value)?,
                 "sysAttrs" | "showChanges" => return Err(not_supported(&format!("notification.{key}"))),
@@ -490,12 +495,9 @@ impl LdSubscription {
             None => None,
         };
         let geo = match &self.geo_q {
-            Some(g) => GeoQuery::parse(
-                Some(&g.georel),
-                Some(&g.geometry),
-                Some(&g.coordinates),
-                g.geoproperty.clone(),
-            )?,
+            Some(g) => {
+                GeoQuery::parse(Some(&g.georel), Some(&g.geometry), Some(&g.coordinates), g.geoproperty.clone())?
+            }
             None => None,
         };
         Ok(Selection { selector, q, geo })

@@ -22,6 +22,7 @@ use crate::ngsi::v1::{
 use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
 
+mod ngsild;
 mod ngsiv2;
 
 /// Why a broker operation failed.
@@ -33,6 +34,9 @@ pub enum BrokerError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The thing to create exists already (an NGSI-LD subscription id).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The store failed; the write was not acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -307,6 +311,7 @@ impl BrokerState {
             created_at: now,
             expires_at: duration.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
             v2: None,
+            ld: None,
         };
         let compiled = CompiledSubscription::compile(record.clone())?;
         self.subscription_tree.insert(&record.id, &record)?;

@@ -122,10 +122,8 @@ pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Show
         notification.insert("attributes".into(), json!(subscription.attributes));
     }
     notification.insert("format".into(), json!(subscription.format.name()));
-    notification.insert(
-        "endpoint".into(),
-        json!({"uri": subscription.uri, "accept": subscription.accept.media_type()}),
-    );
+    notification
+        .insert("endpoint".into(), json!({"uri": subscription.uri, "accept": subscription.accept.media_type()}));
     notification.insert("status".into(), json!(if shown.failing { "failed" } else { "ok" }));
     notification.insert("timesSent".into(), json!(shown.times_sent));
     for (key, value) in [

@@ -146,7 +146,10 @@ fn notifications_are_rendered_in_the_format_and_compacted_with_the_context() {
     let element = subscription.project(&room("urn:a", 21.0));
     let body = notification_body(&subscription, "urn:s", "urn:ngsi-ld:Notification:1", 0, [&element].into_iter());
     assert_eq!(body["type"], "Notification");
-    assert_eq!((body["subscriptionId"].as_str(), body["notifiedAt"].as_str()), (Some("urn:s"), Some("1970-01-01T00:00:00.000Z")));
+    assert_eq!(
+        (body["subscriptionId"].as_str(), body["notifiedAt"].as_str()),
+        (Some("urn:s"), Some("1970-01-01T00:00:00.000Z"))
+    );
     assert_eq!(body["data"][0]["temp"], 21.0, "compacted by the subscription's context");
     assert_eq!(body["data"][0]["humidity"], 40);
     assert_eq!(body["@context"], user);
@@ -173,7 +176,10 @@ fn subscriptions_render_with_status_and_counters() {
     assert_eq!(rendered["notification"]["status"], "failed");
     assert_eq!(rendered["notification"]["timesSent"], 3);
     assert_eq!(rendered["notification"]["endpoint"]["accept"], "application/json");
-    assert_eq!((rendered["throttling"].as_f64(), rendered["expiresAt"].as_str()), (Some(2.0), Some("2030-01-01T00:00:00.000Z")));
+    assert_eq!(
+        (rendered["throttling"].as_f64(), rendered["expiresAt"].as_str()),
+        (Some(2.0), Some("2030-01-01T00:00:00.000Z"))
+    );
     assert_eq!(render_subscription("urn:s", &subscription, &shown, i64::MAX)["status"], "expired");
     let reparsed = parse(rendered).unwrap().1;
     assert_eq!(reparsed, subscription, "a retrieved subscription can be sent back");

@@ -22,6 +22,7 @@ fn target(destination: Destination) -> Target {
         tenant: "farm".into(),
         reliable: false,
         throttling: None,
+        ld: None,
     }
 }
 
