@@ -453,6 +453,33 @@ mod tests {
     }
 
     #[test]
+    fn ngsi_ld_subscriptions_watch_select_and_project_their_way() {
+        let context = crate::ngsi::ld::context::Context::core();
+        let body = json!({"entities":[{"type":"Device"}],"watchedAttributes":["temp"],"q":"temp>0",
+            "notification":{"attributes":["hum"],"endpoint":{"uri":"http://127.0.0.1:1/n"}}});
+        let (_, ld) = LdSubscription::parse(&body, &context, serde_json::Value::Null).unwrap();
+        let record = SubscriptionRecord::ld("urn:s".into(), String::new(), Subscriber::default(), 0, ld.clone());
+        let stored: SubscriptionRecord = serde_json::from_value(serde_json::to_value(&record).unwrap()).unwrap();
+        assert_eq!(stored, record, "LD records round-trip through the store");
+        let sub = CompiledSubscription::compile(record).unwrap();
+        let device = |temp: i64, touched: &[&str]| {
+            change(
+                json!({"entityId":{"id":"urn:d","type":"Device"},"attributes":[{"name":"temp","value":temp},{"name":"hum","value":2}]}),
+                touched,
+            )
+        };
+        let element = sub.notification_for("", &device(1, &["temp"]), None).unwrap();
+        assert_eq!(element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["hum"]);
+        assert!(sub.notification_for("", &device(1, &["hum"]), None).is_none(), "hum is not watched");
+        assert!(sub.notification_for("", &device(-1, &["temp"]), None).is_none(), "q filters");
+        assert!(sub.notification_for("t", &device(1, &["temp"]), None).is_none(), "other tenant");
+        let paused = LdSubscription { is_active: false, ..ld };
+        let record = SubscriptionRecord::ld("urn:s".into(), String::new(), Subscriber::default(), 0, paused);
+        let sub = CompiledSubscription::compile(record).unwrap();
+        assert!(sub.notification_for("", &device(1, &["temp"]), None).is_none(), "isActive false");
+    }
+
+    #[test]
     fn invalid_requests_are_rejected() {
         for bad in [
             json!({"entities":[{"id":"a"}]}),
