@@ -301,6 +301,9 @@ fn patch_changes_what_is_notified_and_delete_stops_notifications() {
     let id = subscribe(&broker, &subscription("Room", &format!("{}/sub", sink.url())), &[]);
     create(&broker, &room("urn:ngsi-ld:Room:1", 10.0, 8.68, 49.4), &[]);
     wait_for(&sink, "/sub", "the first notification", |e| e["inBuilding"]["object"] == "urn:ngsi-ld:Building:1");
+    crate::common::wait_until(WAIT, "the first delivery counted", || {
+        (retrieve(&broker, &id, &[]).json()["notification"]["timesSent"] == 1).then_some(())
+    });
     let fragment = json!({"notification": {"format": "keyValues", "attributes": ["temperature"],
         "endpoint": {"uri": format!("{}/moved", sink.url())}}});
     assert_eq!(patch(&broker, &id, &fragment).status, 204);
