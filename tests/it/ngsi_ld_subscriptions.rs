@@ -392,3 +392,24 @@ fn subscriptions_are_per_tenant() {
     let request = wait_for(&sink, "/farm", "the tenant's notification", |e| e["id"] == "urn:ngsi-ld:Room:2");
     assert_eq!(request.header("ngsild-tenant"), Some("farm1"));
 }
+
+#[test]
+fn throttling_sends_the_latest_state_at_most_once_per_interval() {
+    let broker = Broker::start();
+    let sink = Sink::start();
+    let mut body = subscription("Room", &format!("{}/throttled", sink.url()));
+    body["throttling"] = json!(1);
+    body["notification"]["format"] = json!("keyValues");
+    subscribe(&broker, &body, &[]);
+    create(&broker, &room("urn:ngsi-ld:Room:1", 10.0, 8.68, 49.4), &[]);
+    wait_for(&sink, "/throttled", "the first notification", |e| e["temperature"] == 10.0);
+    for temperature in [1, 2, 3] {
+        merge(&broker, "urn:ngsi-ld:Room:1", &json!({"temperature": temperature}), &[]);
+    }
+    wait_for(&sink, "/throttled", "the latest state", |e| e["temperature"] == 3);
+    let requests = received(&sink, "/throttled");
+    let temperatures: Vec<Value> = requests.iter().map(|r| r.json()["data"][0]["temperature"].clone()).collect();
+    assert_eq!(temperatures, [json!(10.0), json!(3)], "intermediate states are coalesced");
+    let gap = requests[1].at.duration_since(requests[0].at);
+    assert!(gap >= Duration::from_millis(900), "notifications {gap:?} apart");
+}
