@@ -413,3 +413,22 @@ fn throttling_sends_the_latest_state_at_most_once_per_interval() {
     let gap = requests[1].at.duration_since(requests[0].at);
     assert!(gap >= Duration::from_millis(900), "notifications {gap:?} apart");
 }
+
+#[test]
+fn geo_q_selects_entities_by_position() {
+    let broker = Broker::start();
+    let sink = Sink::start();
+    subscribe(&broker, &subscription("Room", &format!("{}/marker", sink.url())), &[]);
+    let mut body = subscription("Room", &format!("{}/near", sink.url()));
+    body["geoQ"] = json!({"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [8.68, 49.4]});
+    body["notification"]["format"] = json!("concise");
+    subscribe(&broker, &body, &[]);
+    create(&broker, &room("urn:ngsi-ld:Room:far", 10.0, 13.4, 52.5), &[]);
+    assert_eq!(settled_count(&sink, |e| e["id"] == "urn:ngsi-ld:Room:far", "/near"), 0, "Berlin is not near");
+    create(&broker, &room("urn:ngsi-ld:Room:near", 11.0, 8.681, 49.401), &[]);
+    let request = wait_for(&sink, "/near", "the near room", |e| e["id"] == "urn:ngsi-ld:Room:near");
+    let entity = &request.json()["data"][0];
+    assert_eq!(entity["temperature"], json!({"value": 11.0, "unitCode": "CEL"}), "concise: {entity}");
+    assert_eq!(entity["location"], json!({"type": "Point", "coordinates": [8.681, 49.401]}), "concise: {entity}");
+    assert_eq!(received(&sink, "/near").len(), 1);
+}
