@@ -432,3 +432,18 @@ fn geo_q_selects_entities_by_position() {
     assert_eq!(entity["location"], json!({"type": "Point", "coordinates": [8.681, 49.401]}), "concise: {entity}");
     assert_eq!(received(&sink, "/near").len(), 1);
 }
+
+#[test]
+fn concurrent_creations_of_one_id_make_one_subscription() {
+    let broker = Broker::start();
+    let mut body = subscription("Room", "http://127.0.0.1:9/n");
+    body["id"] = json!("urn:ngsi-ld:Subscription:contested");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            (0..8).map(|_| scope.spawn(|| send(&broker, "POST", SUBSCRIPTIONS, &body, &[]).status)).collect();
+        handles.into_iter().map(|handle| handle.join().expect("request thread")).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 7, "{statuses:?}");
+    assert_eq!(broker.get(SUBSCRIPTIONS).json().as_array().map(|a| a.len()), Some(1));
+}

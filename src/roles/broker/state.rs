@@ -126,6 +126,8 @@ pub struct BrokerInner {
     pub entities: Entities,
     subscriptions: Arc<SubscriptionTable<LiveSubscription>>,
     subscription_tree: Tree<SubscriptionRecord>,
+    /// Serializes the creation of NGSI-LD subscriptions, whose ids clients choose (a taken id is refused).
+    ld_creation: tokio::sync::Mutex<()>,
     store: Store,
     notifier: Notifier,
     registrar: Option<Registrar>,
@@ -159,6 +161,7 @@ impl BrokerState {
             entities,
             subscriptions: Arc::new(SubscriptionTable::new()),
             subscription_tree,
+            ld_creation: tokio::sync::Mutex::new(()),
             store,
             notifier,
             registrar,

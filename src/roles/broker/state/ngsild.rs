@@ -19,6 +19,7 @@ impl BrokerState {
     ) -> Result<String, BrokerError> {
         validate_reference(&subscription.uri)?;
         let id = id.unwrap_or_else(|| format!("urn:ngsi-ld:Subscription:{}", uuid::Uuid::new_v4()));
+        let _creating = self.ld_creation.lock().await;
         if self.subscriptions.get(&id).is_some() || self.subscription_tree.get(&id)?.is_some() {
             return Err(BrokerError::AlreadyExists(format!("subscription `{id}` already exists")));
         }
