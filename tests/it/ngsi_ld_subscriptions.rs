@@ -447,3 +447,25 @@ fn concurrent_creations_of_one_id_make_one_subscription() {
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 7, "{statuses:?}");
     assert_eq!(broker.get(SUBSCRIPTIONS).json().as_array().map(|a| a.len()), Some(1));
 }
+
+#[test]
+fn failed_deliveries_show_in_the_notification_status() {
+    let broker = Broker::start();
+    let sink = Sink::with_reply(crate::common::Reply::Status(500));
+    let id = subscribe(&broker, &subscription("Room", &format!("{}/failing", sink.url())), &[]);
+    create(&broker, &room("urn:ngsi-ld:Room:1", 10.0, 8.68, 49.4), &[]);
+    let shown = crate::common::wait_until(WAIT, "a failed status", || {
+        let shown = retrieve(&broker, &id, &[]).json();
+        (shown["notification"]["status"] == "failed").then_some(shown)
+    });
+    let notification = &shown["notification"];
+    assert!(notification["lastFailure"].is_string() && notification["lastNotification"].is_string(), "{shown}");
+    assert!(notification["timesFailed"].as_u64().is_some_and(|n| n >= 1), "{shown}");
+    assert_eq!(notification["timesSent"], 0, "{shown}");
+    sink.set_reply(crate::common::Reply::Ok);
+    merge(&broker, "urn:ngsi-ld:Room:1", &json!({"temperature": 11}), &[]);
+    crate::common::wait_until(WAIT, "an ok status after a success", || {
+        let shown = retrieve(&broker, &id, &[]).json();
+        (shown["notification"]["status"] == "ok" && shown["notification"]["lastSuccess"].is_string()).then_some(())
+    });
+}

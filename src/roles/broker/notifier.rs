@@ -48,6 +48,9 @@ pub struct DeliveryStatus {
     /// Consecutive failed attempts (reset by a success).
     #[serde(rename = "failsCounter")]
     pub fails_counter: u64,
+    /// Failed attempts in all (NGSI-LD `timesFailed`; not in the NGSI10/NGSIv2 shapes).
+    #[serde(skip_serializing)]
+    pub times_failed: u64,
     /// Elements dropped because the queue was full.
     #[serde(rename = "dropped")]
     pub dropped: u64,
@@ -225,6 +228,7 @@ impl Delivery {
             }
             Err(reason) => {
                 status.fails_counter += 1;
+                status.times_failed += 1;
                 status.last_failure = Some(now);
                 status.last_failure_reason = Some(reason.to_string());
                 self.metrics.failed.inc();

@@ -57,6 +57,8 @@ pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
 pub struct Shown {
     /// Notifications delivered.
     pub times_sent: u64,
+    /// Failed attempts.
+    pub times_failed: u64,
     /// Whether the last attempt failed.
     pub failing: bool,
     /// Last attempt, success and failure (RFC 3339).
@@ -126,6 +128,7 @@ pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Show
         .insert("endpoint".into(), json!({"uri": subscription.uri, "accept": subscription.accept.media_type()}));
     notification.insert("status".into(), json!(if shown.failing { "failed" } else { "ok" }));
     notification.insert("timesSent".into(), json!(shown.times_sent));
+    notification.insert("timesFailed".into(), json!(shown.times_failed));
     for (key, value) in [
         ("lastNotification", &shown.last_notification),
         ("lastSuccess", &shown.last_success),

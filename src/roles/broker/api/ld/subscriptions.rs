@@ -29,6 +29,7 @@ fn describe(live: &LiveSubscription) -> Value {
     let status = live.delivery.status();
     let shown = Shown {
         times_sent: status.times_sent,
+        times_failed: status.times_failed,
         failing: status.fails_counter > 0,
         last_notification: status.last_notification,
         last_success: status.last_success,
