@@ -145,8 +145,8 @@ pub struct GeoQ {
     pub geoproperty: String,
 }
 
-/// An NGSI-LD subscription as stored (its id and tenant are the broker record's).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// An NGSI-LD subscription as stored (its id and tenant are the broker record's). The default is active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LdSubscription {
     /// `subscriptionName`.
     #[serde(default)]
@@ -194,6 +194,27 @@ pub struct LdSubscription {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for LdSubscription {
+    fn default() -> Self {
+        LdSubscription {
+            name: None,
+            description: None,
+            entities: Vec::new(),
+            watched_attributes: Vec::new(),
+            q: None,
+            geo_q: None,
+            attributes: Vec::new(),
+            format: NotificationFormat::default(),
+            uri: String::new(),
+            accept: Accept::default(),
+            is_active: true,
+            expires_at: None,
+            throttling_ms: None,
+            context: Value::Null,
+        }
+    }
 }
 
 /// The compiled selection of a subscription.

@@ -123,7 +123,7 @@ impl LdSubscription {
         raw_context: Value,
     ) -> Result<(Option<String>, LdSubscription), SubscriptionError> {
         let Value::Object(members) = body else { return Err(invalid("a subscription must be a JSON object")) };
-        let mut subscription = LdSubscription { is_active: true, context: raw_context.clone(), ..Default::default() };
+        let mut subscription = LdSubscription { context: raw_context.clone(), ..Default::default() };
         let mut id = None;
         for (key, value) in members {
             match key.as_str() {
