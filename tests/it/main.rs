@@ -18,6 +18,7 @@ mod ngsi10_subscribe;
 mod ngsi10_update;
 mod ngsi_ld_entities;
 mod ngsi_ld_queries;
+mod ngsi_ld_subscriptions;
 mod ngsi_mapping;
 mod ngsiv2_entities;
 mod ngsiv2_ops;

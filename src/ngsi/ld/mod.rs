@@ -1,6 +1,7 @@
 //! NGSI-LD (ETSI GS CIM 009) codec over the NGSI10 data model: `@context` handling with the embedded core context
 //! ([`context`]), entities ↔ stored elements ([`entity`], [`render`]), the entity edits of the API ([`edit`]),
-//! the `q` query language ([`query`]) and geo-queries ([`geo`]).
+//! the `q` query language ([`query`]), geo-queries ([`geo`]) and subscriptions with their notifications
+//! ([`subscription`]).
 //!
 //! Pure: no I/O, no HTTP. Client input is validated into typed values with a [`ParseError`] (the API layer makes
 //! it a `BadRequestData` ProblemDetails).
@@ -13,6 +14,7 @@ mod fuzz;
 pub mod geo;
 pub mod query;
 pub mod render;
+pub mod subscription;
 
 use super::limits::MAX_ID_LEN;
 use super::ParseError;

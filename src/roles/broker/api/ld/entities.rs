@@ -37,7 +37,7 @@ pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: 
 }
 
 /// An id as a path segment: bytes outside visible ASCII, and `/ ? # %`, percent-encoded.
-fn encode_path(id: &str) -> String {
+pub fn encode_path(id: &str) -> String {
     let mut encoded = String::with_capacity(id.len());
     for byte in id.bytes() {
         if byte.is_ascii_graphic() && !b"/?#%".contains(&byte) {

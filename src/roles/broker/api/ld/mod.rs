@@ -3,8 +3,8 @@
 //! [`BrokerState::edit_entity`] and [`BrokerState::delete_entity`] so that NGSI10 subscriptions and discovery see
 //! every write).
 //!
-//! The codec is [`crate::ngsi::ld`]; handlers are in [`entities`], [`attributes`], [`batch`] and [`discovery`]
-//! (`/types`, `/attributes`); content negotiation and contexts in [`negotiation`]; query parameters in
+//! The codec is [`crate::ngsi::ld`]; handlers are in [`entities`], [`attributes`], [`batch`], [`subscriptions`]
+//! and [`discovery`] (`/types`, `/attributes`); content negotiation and contexts in [`negotiation`]; query parameters in
 //! [`params`] and [`selection`]; ProblemDetails in [`error`].
 
 pub mod attributes;
@@ -15,6 +15,7 @@ pub mod error;
 pub mod negotiation;
 pub mod params;
 pub mod selection;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -42,6 +43,11 @@ pub fn routes(state: BrokerState) -> Router {
         .route("/ngsi-ld/v1/entityOperations/update", post(batch::update))
         .route("/ngsi-ld/v1/entityOperations/delete", post(batch::delete))
         .route("/ngsi-ld/v1/entityOperations/query", post(entities::query_body))
+        .route("/ngsi-ld/v1/subscriptions", get(subscriptions::list).post(subscriptions::create))
+        .route(
+            "/ngsi-ld/v1/subscriptions/{id}",
+            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+        )
         .route("/ngsi-ld/v1/types", get(discovery::types))
         .route("/ngsi-ld/v1/types/{type}", get(discovery::entity_type))
         .route("/ngsi-ld/v1/attributes", get(discovery::attributes))
