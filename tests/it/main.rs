@@ -13,6 +13,7 @@ mod discovery_registration;
 mod docker_image;
 mod durability;
 mod federation;
+mod federation_reads;
 mod ngsi10_query;
 mod ngsi10_subscribe;
 mod ngsi10_update;

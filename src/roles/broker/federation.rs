@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::clients::broker::BrokerClient;
+use crate::clients::broker::{BrokerClient, INTERNAL_USER_AGENT};
 use crate::clients::discovery::DiscoveryClient;
 use crate::clients::http_client::HttpClient;
 use crate::ngsi::v1::{ContextElement, EntityId, QueryContextRequest, UpdateContextRequest};
@@ -145,3 +145,16 @@ impl Federation {
 /// The federation a router's handlers use (none when `broker.use_discovery` is off); an axum extension.
 #[derive(Debug, Clone, Default)]
 pub struct FederationHandle(pub Option<std::sync::Arc<Federation>>);
+
+impl FederationHandle {
+    /// The federation that answers a request with these headers: none for broker-to-broker requests
+    /// (`User-Agent: lightweight-iot-broker`), which are answered from this broker's entities only, or when
+    /// federation is off.
+    pub fn for_client(&self, headers: &http::HeaderMap) -> Option<&Federation> {
+        let internal = headers
+            .get_all(http::header::USER_AGENT)
+            .iter()
+            .any(|agent| agent.as_bytes() == INTERNAL_USER_AGENT.as_bytes());
+        self.0.as_deref().filter(|_| !internal)
+    }
+}
