@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod common_routes;
 mod count_limits;
+mod csource_registrations;
 mod delivery;
 mod discovery;
 mod discovery_registration;

@@ -55,6 +55,11 @@ impl Federation {
         Ok(Federation { discovery, brokers, own_url, subscriptions })
     }
 
+    /// Discovery, as this broker's federation asks it (bounded waits).
+    pub fn discovery(&self) -> &DiscoveryClient {
+        &self.discovery
+    }
+
     /// The elements matching a query held by other brokers.
     pub async fn query(&self, tenant: &str, request: &QueryContextRequest) -> RemoteElements {
         let discover = DiscoverContextAvailabilityRequest {
@@ -71,11 +76,10 @@ impl Federation {
         };
         let calls =
             providers.into_iter().filter(|(provider, _)| *provider != self.own_url).map(|(provider, entities)| {
-                let remote_request = QueryContextRequest {
-                    entities: entities.into_iter().map(|e| EntityId { is_pattern: false, ..e }).collect(),
-                    attributes: request.attributes.clone(),
-                    restriction: None,
-                };
+                // Discovery names the entities it knows each provider for: exact ids, or the id patterns of
+                // named (NGSI-LD context source) registrations.
+                let remote_request =
+                    QueryContextRequest { entities, attributes: request.attributes.clone(), restriction: None };
                 async move {
                     let answer = self.brokers.query(&provider, tenant, &remote_request).await;
                     (provider, answer)

@@ -263,7 +263,7 @@ mod tests {
         );
         let exact = ids("id=urn:a,urn:b&type=Room");
         assert!(exact.iter().all(|e| !e.is_pattern && e.entity_type == "Room") && exact.len() == 2);
-        let any = ids("q=t>1");
+        let any = ids("q=t%3E1");
         assert_eq!((any[0].id.as_str(), any[0].is_pattern), (".*", true));
     }
 
