@@ -4,13 +4,14 @@
 //! `POST /ngsi-ld/v1/entityOperations/query`. With federation, a client's reads also see the entities other
 //! brokers hold.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::Value;
-use std::sync::Arc;
 
 use super::error::LdError;
 use super::negotiation::{accept, body_context, link_only, read_body, respond, tenant, Media};
@@ -77,6 +78,7 @@ pub async fn retrieve(
     let tenant = tenant(&headers)?;
     let context = link_only(&headers)?;
     let rendering = Params::parse(&uri)?.rendering(&context, &[])?;
+    check_uri("entity id", &id)?;
     let entity = match find(&state, &tenant, &id) {
         Ok(entity) => entity,
         Err(not_found) => {

@@ -3,19 +3,20 @@
 //! receivers `POST /v2/notify` (FogFlow's) and `POST /v2/op/notify` (Orion's), which upsert every notified entity.
 //! With federation, a client's reads also see the entities other brokers hold.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::Value;
-use std::sync::Arc;
 
 use super::error::V2Error;
 use super::params::{Filter, Params};
 use super::{apply, find, meta, read_json};
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
-use crate::ngsi::v2::{parse_entity, render_entity, Edit, Format, IfExists};
+use crate::ngsi::v2::{check_identifier, parse_entity, render_entity, Edit, Format, IfExists};
 use crate::ngsi::ParseError;
 use crate::roles::broker::api::federated;
 use crate::roles::broker::entities::StoredEntity;
@@ -114,6 +115,7 @@ pub async fn retrieve(
     let meta = meta(&headers)?;
     let params = Params::parse(&uri)?;
     let entity_type = params.entity_type()?;
+    check_identifier("entity id", &id)?;
     let element = match find(&state, &meta, &id, entity_type) {
         Ok(entity) => entity.element.clone(),
         Err(not_found) => {
