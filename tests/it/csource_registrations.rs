@@ -1,7 +1,7 @@
 //! NGSI-LD context source registrations (`/ngsi-ld/v1/csourceRegistrations`) on brokers backed by discovery,
 //! all separate processes of the real binary: created at one broker and seen at another, stored at discovery as
-//! NGSI9 registrations of the endpoint (so discovery lookups and federated queries reach a context source that is
-//! registered nowhere else), listed with the brokers' own registrations, filtered, patched, deleted, expired, and
+//! NGSI9 registrations of the endpoint (so discovery lookups, federated queries and federated subscriptions reach a
+//! context source that is registered nowhere else), listed with the brokers' own registrations, filtered, patched, deleted, expired, and
 //! bad input answered with ProblemDetails.
 
 use std::time::Duration;
@@ -159,4 +159,41 @@ fn registrations_expire_and_bad_ones_are_refused_with_problem_details() {
     let alone = Broker::start();
     assert_problem(&alone.post(CSR, &valid), 422, "OperationNotSupported");
     assert_problem(&alone.get(CSR), 422, "OperationNotSupported");
+}
+
+#[test]
+fn a_subscription_reaches_a_context_source_known_only_by_its_registration() {
+    let discovery = discovery();
+    let cloud = broker_at(&discovery, "001");
+    let source = Broker::start();
+    create_room(&source, "urn:ngsi-ld:Room:src1", 17);
+    let registration = json!({"type":"ContextSourceRegistration",
+        "information":[{"entities":[{"type":"Room","idPattern":"^urn:ngsi-ld:Room:src"}]}],
+        "endpoint":source.advertised_url()});
+    assert_eq!(cloud.post(CSR, &registration).status, 201);
+    let sink = crate::common::Sink::start();
+    cloud.subscribe_ok(
+        &json!({"entities":[{"id":"urn:ngsi-ld:Room:.*","isPattern":true,"type":"Room"}],"reference":sink.url()}),
+    );
+    wait_until(WAIT, "the internal subscription at the context source", || {
+        source.get("/ngsi10/subscription").json().as_object().is_some_and(|all| all.len() == 1).then_some(())
+    });
+    let changed = send(
+        &source,
+        "PATCH",
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Room:src1/attrs",
+        &json!({"temperature":{"type":"Property","value":18}}),
+    );
+    assert_eq!(changed.status, 204, "{changed:?}");
+    wait_until(WAIT, "the source's change relayed to the cloud's subscriber", || {
+        let notified = sink.notifications();
+        let elements: Vec<Value> = notified.iter().flat_map(crate::common::elements).collect();
+        elements
+            .iter()
+            .any(|e| {
+                e["entityId"]["id"] == "urn:ngsi-ld:Room:src1"
+                    && crate::common::attr(e, "temperature") == Some(json!(18))
+            })
+            .then_some(())
+    });
 }
