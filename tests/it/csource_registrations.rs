@@ -1,8 +1,8 @@
 //! NGSI-LD context source registrations (`/ngsi-ld/v1/csourceRegistrations`) on brokers backed by discovery,
 //! all separate processes of the real binary: created at one broker and seen at another, stored at discovery as
-//! NGSI9 registrations of the endpoint (so discovery lookups, federated queries and federated subscriptions reach a
-//! context source that is registered nowhere else), listed with the brokers' own registrations, filtered, patched, deleted, expired, and
-//! bad input answered with ProblemDetails.
+//! NGSI9 registrations of the endpoint (so discovery lookups, federated queries and federated subscriptions reach
+//! a context source that is registered nowhere else), listed with the brokers' own registrations, filtered,
+//! patched, deleted, expired, and bad input answered with ProblemDetails.
 
 use std::time::Duration;
 
