@@ -63,8 +63,10 @@ fn registrations_are_kept_at_discovery_and_lead_queries_to_their_context_source(
 
     let id = "urn:ngsi-ld:ContextSourceRegistration:csr1";
     let registration = json!({"id":id,"type":"ContextSourceRegistration",
-        "information":[{"entities":[{"type":"Room","idPattern":"^urn:ngsi-ld:Room:src"}],"propertyNames":["temperature"]}],
-        "endpoint":source.advertised_url(),"location":{"type":"Point","coordinates":[8.6,49.4]},"name":"rooms of the source"});
+        "information":[{"entities":[{"type":"Room","idPattern":"^urn:ngsi-ld:Room:src"}],
+            "propertyNames":["temperature"]}],
+        "endpoint":source.advertised_url(),"location":{"type":"Point","coordinates":[8.6,49.4]},
+        "name":"rooms of the source"});
     let created = cloud.post(CSR, &registration);
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.header("location"), Some(format!("{CSR}/{id}").as_str()));
