@@ -1,12 +1,13 @@
 //! NGSI-LD (ETSI GS CIM 009) codec over the NGSI10 data model: `@context` handling with the embedded core context
 //! ([`context`]), entities ↔ stored elements ([`entity`], [`render`]), the entity edits of the API ([`edit`]),
-//! the `q` query language ([`query`]), geo-queries ([`geo`]) and subscriptions with their notifications
-//! ([`subscription`]).
+//! the `q` query language ([`query`]), geo-queries ([`geo`]), subscriptions with their notifications
+//! ([`subscription`]) and context source registrations ([`csource`]).
 //!
 //! Pure: no I/O, no HTTP. Client input is validated into typed values with a [`ParseError`] (the API layer makes
 //! it a `BadRequestData` ProblemDetails).
 
 pub mod context;
+pub mod csource;
 pub mod edit;
 pub mod entity;
 #[cfg(test)]
