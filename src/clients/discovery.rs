@@ -8,7 +8,8 @@ use super::http_client::{HttpClient, OutboundError};
 use crate::ngsi::v1::EntityId;
 use crate::ngsi::v9::{
     BrokerProfile, DiscoverContextAvailabilityRequest, DiscoverContextAvailabilityResponse, RegisterContextRequest,
-    SubscribeContextAvailabilityRequest, SubscribeContextAvailabilityResponse, UnsubscribeContextAvailabilityRequest,
+    RegistrationQuery, RegistrationRecord, SubscribeContextAvailabilityRequest, SubscribeContextAvailabilityResponse,
+    UnsubscribeContextAvailabilityRequest,
 };
 
 /// Why a discovery call failed.
@@ -45,7 +46,7 @@ impl DiscoveryClient {
         &self.base_url
     }
 
-    /// `POST /registerContext`.
+    /// `POST /registerContext`; a refusal carries discovery's status (400 for invalid input).
     pub async fn register_context(&self, request: &RegisterContextRequest) -> Result<(), DiscoveryError> {
         let body = serde_json::to_vec(request).unwrap_or_default();
         let url = format!("{}/registerContext", self.base_url);
@@ -54,6 +55,32 @@ impl DiscoveryClient {
             Ok(())
         } else {
             Err(DiscoveryError::Refused { what: "registerContext", status: response.status })
+        }
+    }
+
+    /// `POST /registrations/query` (our discovery's addition): the records of the registrations selected.
+    pub async fn query_registrations(
+        &self,
+        query: &RegistrationQuery,
+    ) -> Result<Vec<RegistrationRecord>, DiscoveryError> {
+        let body = serde_json::to_vec(query).unwrap_or_default();
+        let url = format!("{}/registrations/query", self.base_url);
+        let response = self.http.post_json(&url, HeaderMap::new(), Bytes::from(body)).await?;
+        let refused = DiscoveryError::Refused { what: "registrations query", status: response.status };
+        if !response.is_success() {
+            return Err(refused);
+        }
+        serde_json::from_slice(&response.body).map_err(|_| refused)
+    }
+
+    /// `DELETE /registrations/{rid}` (our discovery's addition): false when discovery knows no such registration.
+    pub async fn delete_named(&self, registration_id: &str) -> Result<bool, DiscoveryError> {
+        let url = format!("{}/registrations/{}", self.base_url, encode_segment(registration_id));
+        let response = self.http.send_empty(Method::DELETE, &url).await?;
+        match response.status {
+            404 => Ok(false),
+            status if (200..300).contains(&status) => Ok(true),
+            status => Err(DiscoveryError::Refused { what: "delete named registration", status }),
         }
     }
 

@@ -107,7 +107,7 @@ impl ServiceIntent {
         if kind.is_empty() || kind == "global" {
             return None;
         }
-        Some(Restriction { attribute_expression: String::new(), scopes: vec![self.geoscope.clone()] })
+        Some(Restriction { scopes: vec![self.geoscope.clone()], ..Default::default() })
     }
 }
 
@@ -116,7 +116,7 @@ pub fn check_geoscope(scope: &OperationScope) -> Result<(), IntentError> {
     if scope.scope_type.eq_ignore_ascii_case("global") || scope.scope_type.is_empty() {
         return Ok(());
     }
-    let restriction = Restriction { attribute_expression: String::new(), scopes: vec![scope.clone()] };
+    let restriction = Restriction { scopes: vec![scope.clone()], ..Default::default() };
     ScopeFilter::compile(Some(&restriction)).map(|_| ()).map_err(|e| IntentError::BadGeoscope(e.to_string()))
 }
 

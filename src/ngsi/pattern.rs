@@ -98,6 +98,20 @@ impl EntitySelector {
         self.matchers.iter().any(|matcher| matcher.matches(id, entity_type))
     }
 
+    /// Whether some entity of type `entity_type` whose id matches `pattern` may be selected: a matcher must
+    /// select the type, and an exact id of it must match the pattern; an id pattern is taken to overlap (whether
+    /// two regular expressions share a match is not decided). An invalid `pattern` selects nothing.
+    pub fn may_select_pattern(&self, pattern: &str, entity_type: &str) -> bool {
+        let Ok(registered) = compile_pattern(pattern) else { return false };
+        self.matchers.iter().any(|matcher| {
+            matcher.entity_type.as_deref().is_none_or(|wanted| wanted == entity_type)
+                && match (&matcher.id, &registered) {
+                    (IdMatch::Exact(id), IdMatch::Pattern(regex)) => regex.is_match(id),
+                    _ => true,
+                }
+        })
+    }
+
     /// When every matcher names one exact id, those ids (so a lookup can replace a scan).
     pub fn exact_ids(&self) -> Option<Vec<&str>> {
         self.matchers.iter().map(EntityMatcher::exact_id).collect()

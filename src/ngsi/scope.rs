@@ -5,13 +5,16 @@
 //! GeoJSON axis order (x = longitude, y = latitude). An entity's position is its domain metadata of type `point`
 //! (`{"latitude","longitude"}`) or a GeoJSON `Point`. Differences from FogFlow, on purpose (spec §7.3, §12):
 //! scope types are compared case-insensitively and never crash; an entity with no position does not fall inside
-//! a circle or polygon; `stringQuery` compares non-string values by their JSON text and also looks at attributes;
-//! `nearby` keeps distance order and defaults its limit to [`DEFAULT_NEARBY_LIMIT`].
+//! a circle or polygon; only the `location` of an entity that has one is tested (FogFlow tested every `point`
+//! metadata); `stringQuery` compares non-string values by their JSON text and also looks at attributes;
+//! `nearby` keeps distance order and defaults its limit to [`DEFAULT_NEARBY_LIMIT`]. FogFlow's NGSI-LD geo
+//! restriction (`restrictionType: "ld"`) is an NGSI-LD geo-query on `location`, in metres and GeoJSON order.
 
 use geo::{Contains, Distance, Haversine, Intersects, LineString, Point, Polygon, Rect};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::ld::geo::GeoQuery;
 use super::limits::MAX_POLYGON_VERTICES;
 use super::v1::{ContextElement, OperationScope, Restriction};
 use super::ParseError;
@@ -48,10 +51,11 @@ pub enum Scope {
     Everything,
 }
 
-/// The scopes of one restriction, all of which must match.
+/// The scopes of one restriction, all of which must match (and its NGSI-LD geo restriction, if any).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScopeFilter {
     scopes: Vec<Scope>,
+    ld: Option<GeoQuery>,
 }
 
 impl ScopeFilter {
@@ -64,12 +68,17 @@ impl ScopeFilter {
         if scopes.iter().filter(|scope| matches!(scope, Scope::Nearby { .. })).count() > 1 {
             return Err(ParseError::new("a restriction may hold at most one nearby scope"));
         }
-        Ok(ScopeFilter { scopes })
+        let ld = match restriction.restriction_type.to_ascii_lowercase().as_str() {
+            "" => None,
+            "ld" => ld_restriction(restriction)?,
+            other => return Err(ParseError::new(format!("unknown restrictionType `{other}` (expected ld)"))),
+        };
+        Ok(ScopeFilter { scopes, ld })
     }
 
     /// Whether no scope filters anything.
     pub fn is_empty(&self) -> bool {
-        self.scopes.iter().all(|scope| matches!(scope, Scope::Everything))
+        self.ld.is_none() && self.scopes.iter().all(|scope| matches!(scope, Scope::Everything))
     }
 
     /// The scopes.
@@ -80,6 +89,7 @@ impl ScopeFilter {
     /// Whether the element passes every filtering scope. `nearby` is not a filter: see [`ScopeFilter::nearby`].
     pub fn matches(&self, element: &ContextElement) -> bool {
         self.scopes.iter().all(|scope| scope_matches(scope, element))
+            && self.ld.as_ref().is_none_or(|query| query.matches(element))
     }
 
     /// The `nearby` scope, if any: its landmark and limit.
@@ -91,6 +101,41 @@ impl ScopeFilter {
     }
 }
 
+/// FogFlow's NGSI-LD geo restriction (spec §7.5) as an NGSI-LD geo-query on `location`, done right: distances in
+/// metres, coordinates in GeoJSON order, every georel. No georel selects everything, as in FogFlow.
+fn ld_restriction(restriction: &Restriction) -> Result<Option<GeoQuery>, ParseError> {
+    if restriction.geo_rel.is_empty() {
+        return Ok(None);
+    }
+    let geometry = match restriction.geometry.to_ascii_lowercase().as_str() {
+        "point" => "Point",
+        "linestring" => "LineString",
+        "polygon" => "Polygon",
+        "multipoint" => "MultiPoint",
+        "multipolygon" => "MultiPolygon",
+        _ => return Err(ParseError::new(format!("unsupported geometry `{}`", restriction.geometry))),
+    };
+    let coordinates = match &restriction.coordinates {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    GeoQuery::parse(Some(&restriction.geo_rel), Some(geometry), Some(&coordinates), super::ld::LOCATION.into())
+}
+
+/// The positions the NGSI10 scopes test: the `location` metadata when it holds one (FogFlow tested every
+/// `point` metadata, spec §12.22), else every position the entity has.
+fn scope_positions(element: &ContextElement) -> Vec<Point<f64>> {
+    let location = element
+        .domain_metadata
+        .iter()
+        .find(|metadata| metadata.name == super::ld::LOCATION)
+        .and_then(|metadata| position_of(&metadata.value));
+    match location {
+        Some(position) => vec![position],
+        None => entity_positions(element),
+    }
+}
+
 /// Keeps the `limit` elements nearest to `landmark`, nearest first; elements without a position go last.
 pub fn keep_nearest<T>(
     items: &mut Vec<T>,
@@ -99,7 +144,7 @@ pub fn keep_nearest<T>(
     element: impl Fn(&T) -> &ContextElement,
 ) {
     let distance = |item: &T| {
-        entity_positions(element(item))
+        scope_positions(element(item))
             .into_iter()
             .map(|position| Haversine::distance(landmark, position))
             .fold(f64::INFINITY, f64::min)
@@ -156,7 +201,7 @@ fn scope_matches(scope: &Scope, element: &ContextElement) -> bool {
 }
 
 fn all_positions(element: &ContextElement, test: impl Fn(Point<f64>) -> bool) -> bool {
-    let positions = entity_positions(element);
+    let positions = scope_positions(element);
     !positions.is_empty() && positions.into_iter().all(test)
 }
 
@@ -344,114 +389,4 @@ fn parse_string_query(text: &str) -> Result<Vec<(String, String)>, ParseError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::ngsi::v1::{ContextMetadata, EntityId};
-
-    fn located(id: &str, latitude: f64, longitude: f64) -> ContextElement {
-        ContextElement {
-            entity_id: EntityId { id: id.into(), ..EntityId::default() },
-            attributes: vec![],
-            domain_metadata: vec![
-                ContextMetadata {
-                    name: "location".into(),
-                    metadata_type: "point".into(),
-                    value: json!({"latitude": latitude, "longitude": longitude}),
-                },
-                ContextMetadata { name: "city".into(), metadata_type: "string".into(), value: json!("Heidelberg") },
-                ContextMetadata { name: "floor".into(), metadata_type: "integer".into(), value: json!(3) },
-            ],
-        }
-    }
-
-    fn filter(scopes: serde_json::Value) -> Result<ScopeFilter, ParseError> {
-        let restriction: Restriction = serde_json::from_value(json!({ "scopes": scopes })).unwrap();
-        ScopeFilter::compile(Some(&restriction))
-    }
-
-    #[test]
-    fn circle_uses_haversine_metres() {
-        let heidelberg = located("h", 49.406393, 8.684208);
-        let near = filter(
-            json!([{"scopeType":"circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":2000}}]),
-        )
-        .unwrap();
-        assert!(near.matches(&heidelberg));
-        let tight = filter(
-            json!([{"scopeType":"Circle","scopeValue":{"centerLatitude":49.40,"centerLongitude":8.68,"radius":100}}]),
-        )
-        .unwrap();
-        assert!(!tight.matches(&heidelberg));
-        let nowhere = ContextElement::default();
-        assert!(!near.matches(&nowhere), "an entity without a position is not inside a circle");
-    }
-
-    #[test]
-    fn polygon_and_rectangle_contain_points() {
-        let inside = located("in", 35.0, 139.0);
-        let outside = located("out", 10.0, 10.0);
-        let polygon = filter(json!([{"scopeType":"polygon","scopeValue":{"vertices":[
-            {"latitude":34.0,"longitude":138.0},{"latitude":36.0,"longitude":138.0},
-            {"latitude":36.0,"longitude":140.0},{"latitude":34.0,"longitude":140.0}]}}]))
-        .unwrap();
-        assert!(polygon.matches(&inside));
-        assert!(!polygon.matches(&outside));
-        let rectangle =
-            filter(json!([{"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"36,138","se_Corner":"34,140"}}]))
-                .unwrap();
-        assert!(rectangle.matches(&inside));
-        assert!(!rectangle.matches(&outside));
-    }
-
-    #[test]
-    fn string_query_compares_metadata_text() {
-        let entity = located("e", 1.0, 1.0);
-        assert!(filter(json!([{"scopeType":"stringQuery","scopeValue":"city=Heidelberg;floor=3"}]))
-            .unwrap()
-            .matches(&entity));
-        assert!(!filter(json!([{"scopeType":"stringQuery","scopeValue":"city=Tokyo"}])).unwrap().matches(&entity));
-    }
-
-    #[test]
-    fn nearby_keeps_the_nearest_in_order() {
-        let scopes =
-            filter(json!([{"scopeType":"nearby","scopeValue":{"latitude":35.69,"longitude":139.70,"limit":2}}]))
-                .unwrap();
-        let (landmark, limit) = scopes.nearby().unwrap();
-        assert_eq!(limit, 2);
-        let mut items = vec![located("far", 10.0, 10.0), located("near", 35.7, 139.7), located("mid", 40.0, 139.0)];
-        keep_nearest(&mut items, landmark, limit, |item| item);
-        let ids: Vec<&str> = items.iter().map(|item| item.entity_id.id.as_str()).collect();
-        assert_eq!(ids, ["near", "mid"]);
-        let defaulted = filter(json!([{"scopeType":"nearby","scopeValue":{"latitude":1,"longitude":1}}])).unwrap();
-        assert_eq!(defaulted.nearby().unwrap().1, DEFAULT_NEARBY_LIMIT);
-    }
-
-    #[test]
-    fn near_modifiers_take_either_separator_and_need_a_distance() {
-        assert_eq!(near_distances(&["maxDistance==2000"], "==").unwrap(), (Some(2000.0), None));
-        assert_eq!(near_distances(&["minDistance:5", "maxDistance:10"], ":").unwrap(), (Some(10.0), Some(5.0)));
-        assert!(near_distances(&[], ":").is_err());
-        assert!(near_distances(&["maxDistance:-1"], ":").is_err());
-        assert!(near_distances(&["maxDistance==1"], ":").is_err());
-    }
-
-    #[test]
-    fn invalid_scopes_are_rejected_not_panicking() {
-        for bad in [
-            json!([{"scopeType":"circle","scopeValue":{"centerLatitude":91,"centerLongitude":0,"radius":1}}]),
-            json!([{"scopeType":"circle","scopeValue":{"centerLatitude":0,"centerLongitude":0,"radius":-1}}]),
-            json!([{"scopeType":"circle","scopeValue":"here"}]),
-            json!([{"scopeType":"polygon","scopeValue":{"vertices":[{"latitude":1,"longitude":1}]}}]),
-            json!([{"scopeType":"simplegeolocation","scopeValue":{"nw_Corner":"a,b","se_Corner":"1,1"}}]),
-            json!([{"scopeType":"stringQuery","scopeValue":5}]),
-            json!([{"scopeType":"stringQuery","scopeValue":"novalue"}]),
-            json!([{"scopeType":"teleport","scopeValue":{}}]),
-            json!([{"scopeType":"nearby","scopeValue":{"latitude":1,"longitude":1,"limit":-3}}]),
-        ] {
-            assert!(filter(bad.clone()).is_err(), "{bad} should be rejected");
-        }
-    }
-}
+mod tests;

@@ -198,6 +198,19 @@ pub struct Restriction {
     /// Operation scopes; all must match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<OperationScope>,
+    /// `"ld"` for FogFlow's NGSI-LD geo restriction (`geometry`, `geoRel`, `cordinates`), which discovery
+    /// receives from NGSI-LD subscriptions.
+    #[serde(rename = "restrictionType", default, skip_serializing_if = "String::is_empty")]
+    pub restriction_type: String,
+    /// NGSI-LD geometry (`Point`, `Polygon`, …; FogFlow sends them lower-cased).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub geometry: String,
+    /// NGSI-LD georel (`near;maxDistance==1000`, `within`, …).
+    #[serde(rename = "geoRel", default, skip_serializing_if = "String::is_empty")]
+    pub geo_rel: String,
+    /// NGSI-LD coordinates, GeoJSON order (`[longitude, latitude]`); FogFlow's spelling, `coordinates` accepted.
+    #[serde(rename = "cordinates", alias = "coordinates", default, skip_serializing_if = "Value::is_null")]
+    pub coordinates: Value,
 }
 
 /// One scope of a restriction: `{"scopeType": "...", "scopeValue": ...}`.

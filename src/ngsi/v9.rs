@@ -1,6 +1,8 @@
 //! NGSI9 (availability) wire types the broker sends to IoT Discovery: context registrations and broker
 //! heartbeats (spec `broker-discovery.md` §3.2, §5.1–§5.2). Pure data, no I/O.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::v1::{ContextMetadata, EntityId};
@@ -205,4 +207,51 @@ pub struct NotifyContextAvailabilityRequest {
     /// The action: 201, 301 or 410.
     #[serde(rename = "errorCode")]
     pub error_code: StatusCode,
+}
+
+/// FogFlow's record of one registration (`GET /ngsi9/registration/{eid}`, Go field names), plus what our
+/// discovery adds for named registrations (NGSI-LD context source registrations): `IsPattern`, `RegistrationId`
+/// and `ExpiresAt`, each only when set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RegistrationRecord {
+    /// Entity id (an id pattern when `is_pattern`).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Entity type.
+    #[serde(rename = "Type", default)]
+    pub entity_type: String,
+    /// Whether `id` is a pattern.
+    #[serde(rename = "IsPattern", default, skip_serializing_if = "is_false")]
+    pub is_pattern: bool,
+    /// Registered attributes by name.
+    #[serde(rename = "AttributesList", default)]
+    pub attributes: BTreeMap<String, ContextRegistrationAttribute>,
+    /// Registered metadata by name.
+    #[serde(rename = "MetadataList", default)]
+    pub metadata: BTreeMap<String, ContextMetadata>,
+    /// The provider's URL.
+    #[serde(rename = "ProvidingApplication")]
+    pub provider: String,
+    /// The named registration this entry belongs to; empty for FogFlow's per-entity registrations.
+    #[serde(rename = "RegistrationId", default, skip_serializing_if = "String::is_empty")]
+    pub registration_id: String,
+    /// When a named registration expires (milliseconds since the epoch).
+    #[serde(rename = "ExpiresAt", default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// `POST /ngsi9/registrations/query` body (our addition): the registrations whose entities `entities` selects
+/// (any when empty), of one named registration when `registration_id` is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RegistrationQuery {
+    /// Entities (ids, patterns, types) to look for; any entity when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<EntityId>,
+    /// Only the entries of this named registration.
+    #[serde(rename = "registrationId", default, skip_serializing_if = "String::is_empty")]
+    pub registration_id: String,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }

@@ -1,7 +1,7 @@
 //! The discovery role as a separate process of the real binary: NGSI9 registration, discovery (patterns,
 //! types, attributes, per-provider registrations, `nearby` order), availability subscriptions with 201 / 301 /
 //! 410 notifications, broker leases expiring after `kill -9`, restarts with and without the data folder, and
-//! the FogFlow bugs of spec §12.16–§12.24 gone.
+//! the FogFlow bugs of spec §12.16–§12.24 gone: each has a test named `spec12_<n>_…`.
 
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ fn availability(requests: &[Recorded], code: u16, entity: &str) -> bool {
 }
 
 #[test]
-fn registrations_are_found_by_id_pattern_type_and_attributes_per_provider() {
+fn spec12_21_registrations_are_found_by_id_pattern_exact_type_and_attributes_per_provider() {
     let discovery = discovery();
     register(&discovery, "Device.temp001", "Temperature", &["temp"], "http://10.0.0.1:8070/ngsi10", None);
     register(&discovery, "Device.temp001", "Temperature", &["hum"], "http://10.0.0.1:8070/ngsi10", None);
@@ -88,15 +88,20 @@ fn registrations_are_found_by_id_pattern_type_and_attributes_per_provider() {
     assert_eq!(discovery.get("/etype").json(), json!(["Temperature", "Temperature2"]));
     let metrics = discovery.metrics();
     assert!(metrics.contains("fogflow_discovery_registrations 3"), "three registrations in /metrics:\n{metrics}");
+}
 
+#[test]
+fn spec12_16_discovery_get_registration_and_subscription_unknown_is_404() {
+    let discovery = discovery();
     assert_ngsi_error(&discovery.get("/ngsi9/registration/Nope"), 404);
     assert_ngsi_error(&discovery.get("/ngsi9/ngsi-ld/registration/Nope"), 404);
     assert_ngsi_error(&discovery.get("/ngsi9/subscription/nope"), 404);
+    assert_ngsi_error(&discovery.delete("/ngsi9/registration/Nope"), 404);
     assert_eq!(discovery.get("/ngsi9/status").status, 200, "discovery survives the lookups that crashed FogFlow's");
 }
 
 #[test]
-fn nearby_returns_the_nearest_brokers_first_with_a_default_limit() {
+fn spec12_18_nearby_returns_the_nearest_brokers_first_with_a_default_limit() {
     let discovery = discovery();
     register(&discovery, "Broker.paris", "IoTBroker", &[], "http://paris:8070/ngsi10", Some((48.85, 2.35)));
     register(&discovery, "Broker.tokyo", "IoTBroker", &[], "http://tokyo:8070/ngsi10", Some((35.69, 139.70)));
@@ -116,7 +121,7 @@ fn nearby_returns_the_nearest_brokers_first_with_a_default_limit() {
 }
 
 #[test]
-fn availability_subscribers_hear_create_update_and_delete() {
+fn spec12_24_availability_subscribers_hear_create_update_and_delete_but_no_unchanged_upsert() {
     let discovery = discovery();
     let sink = Sink::start();
     register(&discovery, "Room.1", "Room", &["t"], "http://10.0.0.1:8070/ngsi10", None);
@@ -144,7 +149,7 @@ fn availability_subscribers_hear_create_update_and_delete() {
 }
 
 #[test]
-fn a_killed_brokers_registrations_expire_with_its_lease_and_subscribers_hear_410s() {
+fn spec12_17_a_killed_brokers_registrations_expire_with_its_lease_and_subscribers_hear_410s() {
     let discovery = discovery();
     let sink = Sink::start();
     let broker = BrokerOptions::new()
@@ -170,10 +175,13 @@ fn a_killed_brokers_registrations_expire_with_its_lease_and_subscribers_hear_410
     });
     assert_eq!(discovery.get("/ngsi9/registration/Lease.1").status, 404);
     assert_eq!(discovery.get("/ngsi9/broker").json(), json!({}), "the dead broker is no longer listed");
+    let nearby = json!({"entities":[{"type":"IoTBroker","isPattern":true}],
+        "restriction":{"scopes":[{"scopeType":"nearby","scopeValue":{"latitude":0.0,"longitude":0.0,"limit":5}}]}});
+    assert!(providers(&discover(&discovery, nearby)).is_empty(), "nearby no longer names the dead broker");
 }
 
 #[test]
-fn restarted_discovery_keeps_its_registry_and_a_wiped_one_is_refilled_by_the_brokers() {
+fn spec12_17_restarted_discovery_keeps_its_registry_and_a_wiped_one_is_refilled_by_the_brokers() {
     let discovery_port = free_port();
     let mut discovery =
         BrokerOptions::discovery().port(discovery_port).env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start();
@@ -208,7 +216,7 @@ fn restarted_discovery_keeps_its_registry_and_a_wiped_one_is_refilled_by_the_bro
 }
 
 #[test]
-fn duplicate_broker_ids_and_bad_input_are_refused() {
+fn spec12_16_misspelt_scope_types_and_bad_input_are_400_and_duplicate_broker_ids_409() {
     let discovery = discovery();
     let heartbeat = |url: &str| {
         discovery.post(
@@ -234,7 +242,7 @@ fn duplicate_broker_ids_and_bad_input_are_refused() {
 }
 
 #[test]
-fn a_failing_availability_subscriber_later_gets_only_the_newest_state() {
+fn spec12_20_a_failing_availability_subscriber_later_gets_only_the_newest_state() {
     let discovery = discovery();
     let sink = Sink::with_reply(Reply::Status(500));
     discovery.post(
@@ -285,4 +293,96 @@ fn a_second_broker_with_the_same_id_is_refused_and_instances_tell_replicas_apart
         discovery.get("/ngsi9/broker").json().get("Broker.001.replica-2").is_some().then_some(())
     });
     assert_eq!(discovery.get("/ngsi9/broker").json()["Broker.001.replica-2"]["myURL"], replica.advertised_url());
+}
+
+#[test]
+fn spec12_19_a_broker_without_a_configured_heartbeat_interval_stays_listed() {
+    let discovery = BrokerOptions::discovery().start();
+    let _broker = BrokerOptions::new()
+        .with_discovery()
+        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
+        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
+        .start();
+    crate::common::wait_until(WAIT, "the broker listed", || {
+        discovery.get("/ngsi9/broker").json().get("Broker.001").is_some().then_some(())
+    });
+    // FogFlow's shipped configs had no heartbeat interval: the threshold was 0 and brokers left the list every 2 s.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(discovery.get("/ngsi9/broker").json().get("Broker.001").is_some(), "the broker flapped out");
+    }
+}
+
+#[test]
+fn spec12_20_a_cancelled_availability_subscription_is_never_retried() {
+    let discovery = discovery();
+    let sink = Sink::with_reply(Reply::Status(500));
+    let answer = discovery.post(
+        "/ngsi9/subscribeContextAvailability",
+        &json!({"entities":[{"id":"Retry.*","isPattern":true}],"reference":format!("{}/avail", sink.url())}),
+    );
+    let sid = answer.json()["subscribeId"].as_str().expect("subscribeId").to_string();
+    register(&discovery, "Retry.1", "R", &["v"], "http://10.0.0.1:8070/ngsi10", None);
+    sink.wait_until(WAIT, "a failing delivery", |requests| availability(requests, 301, "Retry.1"));
+    let cancelled = discovery.post("/ngsi9/unsubscribeContextAvailability", &json!({"subscriptionId": sid}));
+    assert_eq!(cancelled.status, 200);
+    std::thread::sleep(Duration::from_millis(1000));
+    let settled = sink.requests().len();
+    register(&discovery, "Retry.2", "R", &["v"], "http://10.0.0.1:8070/ngsi10", None);
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(
+        sink.requests().len(),
+        settled,
+        "a cancelled subscription was retried or notified (FogFlow retried forever)"
+    );
+}
+
+#[test]
+fn spec12_22_scopes_test_the_location_keep_circle_metadata_and_compare_numbers() {
+    let discovery = discovery();
+    let body = json!({"contextRegistrations":[{
+        "entities":[{"id":"Shop.1","type":"Shop"}],
+        "contextMetadata":[
+            {"name":"location","type":"point","value":{"latitude":49.40,"longitude":8.68}},
+            {"name":"warehouse","type":"point","value":{"latitude":35.69,"longitude":139.70}},
+            {"name":"area","type":"circle","value":{"centerLatitude":49.4,"centerLongitude":8.68,"radius":500}},
+            {"name":"floor","type":"integer","value":3}],
+        "providingApplication":"http://10.0.0.1:8070/ngsi10"}]});
+    assert_eq!(discovery.post("/ngsi9/registerContext", &body).status, 200);
+    let area = &discovery.get("/ngsi9/registration/Shop.1").json()["MetadataList"]["area"]["value"];
+    assert_eq!(area["centerLatitude"], 49.4, "circle metadata keeps its centre: {area}");
+    let scoped = |scope: Value| {
+        let query = json!({"entities":[{"type":"Shop","isPattern":true}],"restriction":{"scopes":[scope]}});
+        providers(&discover(&discovery, query)).len()
+    };
+    let near_heidelberg =
+        json!({"scopeType":"circle","scopeValue":{"centerLatitude":49.41,"centerLongitude":8.69,"radius":5000}});
+    assert_eq!(scoped(near_heidelberg), 1, "only the location is tested, not every point metadata");
+    let near_tokyo =
+        json!({"scopeType":"circle","scopeValue":{"centerLatitude":35.69,"centerLongitude":139.70,"radius":5000}});
+    assert_eq!(scoped(near_tokyo), 0);
+    assert_eq!(scoped(json!({"scopeType":"stringQuery","scopeValue":"floor=3"})), 1, "numbers compare too");
+    assert_eq!(scoped(json!({"scopeType":"stringQuery","scopeValue":"floor=4"})), 0);
+}
+
+#[test]
+fn spec12_23_ld_geo_restriction_uses_metres_and_geojson_order() {
+    let discovery = discovery();
+    register(&discovery, "Paris.1", "Spot", &[], "http://10.0.0.1:8070/ngsi10", Some((48.8566, 2.3522)));
+    let matched = |geometry: &str, geo_rel: &str, coordinates: Value| {
+        let query = json!({"entities":[{"type":"Spot","isPattern":true}],
+            "restriction":{"restrictionType":"ld","geometry":geometry,"geoRel":geo_rel,"cordinates":coordinates}});
+        !providers(&discover(&discovery, query)).is_empty()
+    };
+    // Versailles is about 17 km from Paris: 17 000 metres, or some 10.6 statute miles.
+    let versailles = json!([2.1301, 48.8049]);
+    assert!(matched("point", "near;maxDistance==20000", versailles.clone()));
+    assert!(!matched("point", "near;maxDistance==15000", versailles), "metres, not miles");
+    assert!(!matched("point", "near;maxDistance==20000", json!([48.8566, 2.3522])), "GeoJSON order, not swapped");
+    let around_paris = json!([[[2.2, 48.8], [2.5, 48.8], [2.5, 48.9], [2.2, 48.9], [2.2, 48.8]]]);
+    assert!(matched("polygon", "within", around_paris.clone()));
+    assert!(matched("polygon", "intersects", around_paris), "intersects is implemented");
+    let bad = json!({"entities":[{"type":"Spot","isPattern":true}],
+        "restriction":{"restrictionType":"ld","geometry":"circle","geoRel":"within","cordinates":[1,2]}});
+    assert_ngsi_error(&discovery.post("/ngsi9/discoverContextAvailability", &bad), 400);
 }

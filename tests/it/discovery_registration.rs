@@ -47,7 +47,7 @@ fn heartbeats(requests: &[Recorded]) -> Vec<Value> {
 }
 
 #[test]
-fn broker_registers_itself_and_sends_heartbeats() {
+fn spec12_11_broker_registers_itself_and_heartbeats_with_one_advertised_url() {
     let discovery = Sink::start();
     let broker = with_discovery_at(discovery.port).start();
     let url = broker.advertised_url();
@@ -69,7 +69,7 @@ fn broker_registers_itself_and_sends_heartbeats() {
 }
 
 #[test]
-fn entity_registration_lists_all_merged_attributes() {
+fn spec12_3_entity_registration_lists_all_merged_attributes() {
     let discovery = Sink::start();
     let broker = with_discovery_at(discovery.port).start();
     broker.update_ok(

@@ -1,7 +1,9 @@
 //! Brokers federated through discovery, all separate processes of the real binary: a client's query and `GET`
 //! at one broker see the entities another broker holds (with the attribute projection forwarded, spec §12.9),
-//! a client's update of an entity another broker owns is forwarded there (with its action, §12.12), and a
-//! broker that no longer answers makes a query partial instead of hanging.
+//! a client's update of an entity another broker owns is forwarded there (with its action and correlator, so
+//! loop prevention crosses brokers, §12.12), subscriptions are linked once per owner (§12.7) and follow 410s
+//! (§12.8), and a broker that no longer answers makes a query partial instead of hanging. Tests of §12 bugs are
+//! named `spec12_<n>_…`.
 
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ fn registered(discovery: &Broker, id: &str) {
 }
 
 #[test]
-fn queries_and_gets_at_one_broker_see_the_other_brokers_entities() {
+fn spec12_9_queries_and_gets_at_one_broker_see_the_other_brokers_entities_projected() {
     let discovery = discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
@@ -64,7 +66,7 @@ fn queries_and_gets_at_one_broker_see_the_other_brokers_entities() {
 }
 
 #[test]
-fn an_update_at_another_broker_is_forwarded_to_the_owner() {
+fn spec12_12_an_update_at_another_broker_is_forwarded_to_the_owner_with_its_action() {
     let discovery = discovery();
     let owner = broker_at(&discovery, "002");
     let other = broker_at(&discovery, "001");
@@ -121,7 +123,7 @@ fn notified_values(sink: &crate::common::Sink, id: &str) -> Vec<serde_json::Valu
 }
 
 #[test]
-fn a_subscription_at_one_broker_hears_other_brokers_changes_exactly_once_and_in_order() {
+fn spec12_7_a_subscription_at_one_broker_hears_other_brokers_changes_exactly_once_and_in_order() {
     let discovery = discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
@@ -167,7 +169,7 @@ fn subscriptions_at(broker: &Broker) -> usize {
 }
 
 #[test]
-fn internal_subscriptions_follow_their_owner_and_their_client_subscription() {
+fn spec12_8_internal_subscriptions_follow_their_owner_410s_and_their_client_subscription() {
     let discovery = discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
@@ -191,4 +193,38 @@ fn internal_subscriptions_follow_their_owner_and_their_client_subscription() {
         let all = discovery.get("/ngsi9/subscription").json();
         (all.as_object().map_or(0, |o| o.len()) == 1).then_some(())
     });
+}
+
+#[test]
+fn spec12_12_forwarded_updates_keep_their_correlator_so_loop_prevention_crosses_brokers() {
+    let discovery = discovery();
+    let owner = broker_at(&discovery, "002");
+    let other = broker_at(&discovery, "001");
+    owner.update_ok("UPDATE", &[element("Corr.1", "Sensor", &[("t", "integer", json!(0))])]);
+    registered(&discovery, "Corr.1");
+    let sink = crate::common::Sink::start();
+    owner.subscribe_ok_with(
+        &json!({"entities":[{"id":"Corr.1"}],"reference":sink.url()}),
+        &[("Fiware-Correlator", "operator-x")],
+    );
+    wait_until(WAIT, "the initial state", || (notified_values(&sink, "Corr.1") == [json!(0)]).then_some(()));
+    other.update_ok_with(
+        "UPDATE",
+        &[element("Corr.1", "Sensor", &[("t", "integer", json!(1))])],
+        &[("Fiware-Correlator", "operator-x")],
+    );
+    other.update_ok_with(
+        "UPDATE",
+        &[element("Corr.1", "Sensor", &[("t", "integer", json!(2))])],
+        &[("Fiware-Correlator", "someone-else")],
+    );
+    wait_until(WAIT, "the change of another correlator", || {
+        notified_values(&sink, "Corr.1").contains(&json!(2)).then_some(())
+    });
+    assert_eq!(
+        notified_values(&sink, "Corr.1"),
+        [json!(0), json!(2)],
+        "the subscriber's own change came back through the other broker (FogFlow dropped the correlator)"
+    );
+    assert_eq!(owner.get("/ngsi10/entity/Corr.1").json()["attributes"][0]["value"], 2);
 }

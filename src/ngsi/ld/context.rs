@@ -185,6 +185,39 @@ impl Context {
     }
 }
 
+/// Compacts stored (canonical) names with a user context, for notifications sent with that context: a name whose
+/// IRI a user term maps is shown as that term (the shortest, when several are), any other name as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compactor {
+    reverse: HashMap<String, String>,
+}
+
+impl Compactor {
+    /// The name to show for a stored name.
+    pub fn compact(&self, canonical: &str) -> String {
+        if self.reverse.is_empty() {
+            return canonical.to_string();
+        }
+        let iri = expand_with(&core().terms, None, canonical);
+        self.reverse.get(&iri).cloned().unwrap_or_else(|| canonical.to_string())
+    }
+}
+
+impl Context {
+    /// The compactor of this context's user terms.
+    pub fn compactor(&self) -> Compactor {
+        let mut reverse: HashMap<String, String> = HashMap::new();
+        for term in self.user.terms.keys() {
+            let iri = self.expand(term);
+            let better = reverse.get(&iri).is_none_or(|known| (term.len(), term) < (known.len(), known));
+            if better && !iri.starts_with('@') {
+                reverse.insert(iri, term.clone());
+            }
+        }
+        Compactor { reverse }
+    }
+}
+
 /// Compacts an IRI against the core context: a core term, a default-vocabulary term, or the IRI itself.
 pub fn compact_core(iri: &str) -> String {
     let core = core();
@@ -235,6 +268,17 @@ mod tests {
         assert_eq!(user.canonical("humidity"), "humidity");
         let vocab = Context::from_body(&json!({"@vocab": "https://example.org/"})).unwrap();
         assert_eq!(vocab.canonical("humidity"), "https://example.org/humidity");
+    }
+
+    #[test]
+    fn user_contexts_compact_stored_names_back_to_their_terms() {
+        let user = Context::from_body(&json!({"brand": "https://schema.org/brand", "b2": "https://schema.org/brand"}))
+            .unwrap();
+        let compactor = user.compactor();
+        assert_eq!(compactor.compact(&user.canonical("brand")), "b2");
+        assert_eq!(compactor.compact("temperature"), "temperature");
+        assert_eq!(compactor.compact("location"), "location");
+        assert_eq!(Context::core().compactor().compact("https://schema.org/brand"), "https://schema.org/brand");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Property tests of the NGSI-LD codec with a seeded generator: no input makes entity parsing, rendering,
-//! editing, `q` or geo-query parsing and matching panic; whatever parses as an entity renders (normalized and
-//! concise) and parses back to the same element.
+//! editing, `q` or geo-query parsing and matching, subscription parsing, PATCH, selection and notification
+//! bodies panic; whatever parses as an entity renders (normalized and concise) and parses back to the same element.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -182,4 +182,75 @@ fn queries_never_panic() {
             });
         }
     }
+}
+
+const SUBSCRIPTION_KEYS: &[&str] = &[
+    "id",
+    "type",
+    "entities",
+    "watchedAttributes",
+    "q",
+    "geoQ",
+    "isActive",
+    "expiresAt",
+    "throttling",
+    "timeInterval",
+    "description",
+    "notification",
+    "@context",
+    "bogus",
+];
+
+/// A subscription-like body: random members, often of the right shape.
+fn subscription(rng: &mut StdRng) -> Value {
+    let mut object = Map::new();
+    let count = rng.gen_range(0..5);
+    let keys = ["notification", "entities"].into_iter().chain((0..count).map(|_| pick(rng, SUBSCRIPTION_KEYS)));
+    for key in keys.collect::<Vec<_>>() {
+        let member = match (key, rng.gen_bool(0.7)) {
+            ("entities", true) => {
+                json!([{pick(rng, &["id", "idPattern", "type"]): pick(rng, &["urn:e:1", "Room", ".*", "("])}])
+            }
+            ("watchedAttributes", true) => json!([pick(rng, NAMES)]),
+            ("q", true) => Value::String((0..rng.gen_range(0..6)).map(|_| pick(rng, Q_TOKENS)).collect()),
+            ("geoQ", true) => {
+                json!({"georel": "near;maxDistance==1000", "geometry": "Point", "coordinates": position(rng)})
+            }
+            ("expiresAt", true) => json!(pick(rng, TEXT)),
+            ("throttling", true) => json!(rng.gen_range(-2.0..5.0)),
+            ("notification", true) => json!({"attributes": [pick(rng, NAMES)],
+                "format": pick(rng, &["normalized", "keyValues", "concise", "x"]),
+                "endpoint": {"uri": pick(rng, &["http://127.0.0.1:1/n", "urn:a", "x"]),
+                    "accept": pick(rng, &["application/json", "application/ld+json", "text/plain"])}}),
+            _ => value(rng, 0),
+        };
+        object.insert(key.to_string(), member);
+    }
+    Value::Object(object)
+}
+
+#[test]
+fn subscriptions_never_panic() {
+    use super::subscription::render::{render_subscription, Shown};
+    use super::subscription::{notification_body, LdSubscription};
+    let mut rng = StdRng::seed_from_u64(13);
+    let context = Context::core();
+    let elements: Vec<_> = (0..50).filter_map(|_| parse_entity(&context, &entity(&mut rng)).ok()).collect();
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let body = subscription(&mut rng);
+        let raw = body.get("@context").cloned().unwrap_or(Value::Null);
+        let Ok((_, parsed_subscription)) = LdSubscription::parse(&body, &context, raw) else { continue };
+        parsed += 1;
+        let Ok(selection) = parsed_subscription.compile() else { panic!("{body} parsed but does not compile") };
+        let projected: Vec<_> = elements
+            .iter()
+            .filter(|element| selection.selects(element))
+            .map(|element| parsed_subscription.project(element))
+            .collect();
+        notification_body(&parsed_subscription, "urn:s", "urn:n", i64::MAX, projected.iter());
+        render_subscription("urn:s", &parsed_subscription, &Shown::default(), i64::MIN);
+        let _ = parsed_subscription.patch(&subscription(&mut rng), &context, Value::Null);
+    }
+    assert!(parsed > 300, "only {parsed} subscriptions parsed");
 }

@@ -1,11 +1,13 @@
 //! NGSI-LD (ETSI GS CIM 009) codec over the NGSI10 data model: `@context` handling with the embedded core context
 //! ([`context`]), entities ↔ stored elements ([`entity`], [`render`]), the entity edits of the API ([`edit`]),
-//! the `q` query language ([`query`]) and geo-queries ([`geo`]).
+//! the `q` query language ([`query`]), geo-queries ([`geo`]), subscriptions with their notifications
+//! ([`subscription`]) and context source registrations ([`csource`]).
 //!
 //! Pure: no I/O, no HTTP. Client input is validated into typed values with a [`ParseError`] (the API layer makes
 //! it a `BadRequestData` ProblemDetails).
 
 pub mod context;
+pub mod csource;
 pub mod edit;
 pub mod entity;
 #[cfg(test)]
@@ -13,6 +15,7 @@ mod fuzz;
 pub mod geo;
 pub mod query;
 pub mod render;
+pub mod subscription;
 
 use super::limits::MAX_ID_LEN;
 use super::ParseError;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::clients::broker::BrokerClient;
+use crate::clients::broker::{BrokerClient, INTERNAL_USER_AGENT};
 use crate::clients::discovery::DiscoveryClient;
 use crate::clients::http_client::HttpClient;
 use crate::ngsi::v1::{ContextElement, EntityId, QueryContextRequest, UpdateContextRequest};
@@ -55,6 +55,11 @@ impl Federation {
         Ok(Federation { discovery, brokers, own_url, subscriptions })
     }
 
+    /// Discovery, as this broker's federation asks it (bounded waits).
+    pub fn discovery(&self) -> &DiscoveryClient {
+        &self.discovery
+    }
+
     /// The elements matching a query held by other brokers.
     pub async fn query(&self, tenant: &str, request: &QueryContextRequest) -> RemoteElements {
         let discover = DiscoverContextAvailabilityRequest {
@@ -71,11 +76,10 @@ impl Federation {
         };
         let calls =
             providers.into_iter().filter(|(provider, _)| *provider != self.own_url).map(|(provider, entities)| {
-                let remote_request = QueryContextRequest {
-                    entities: entities.into_iter().map(|e| EntityId { is_pattern: false, ..e }).collect(),
-                    attributes: request.attributes.clone(),
-                    restriction: None,
-                };
+                // Discovery names the entities it knows each provider for: exact ids, or the id patterns of
+                // named (NGSI-LD context source) registrations.
+                let remote_request =
+                    QueryContextRequest { entities, attributes: request.attributes.clone(), restriction: None };
                 async move {
                     let answer = self.brokers.query(&provider, tenant, &remote_request).await;
                     (provider, answer)
@@ -145,3 +149,16 @@ impl Federation {
 /// The federation a router's handlers use (none when `broker.use_discovery` is off); an axum extension.
 #[derive(Debug, Clone, Default)]
 pub struct FederationHandle(pub Option<std::sync::Arc<Federation>>);
+
+impl FederationHandle {
+    /// The federation that answers a request with these headers: none for broker-to-broker requests
+    /// (`User-Agent: lightweight-iot-broker`), which are answered from this broker's entities only, or when
+    /// federation is off.
+    pub fn for_client(&self, headers: &http::HeaderMap) -> Option<&Federation> {
+        let internal = headers
+            .get_all(http::header::USER_AGENT)
+            .iter()
+            .any(|agent| agent.as_bytes() == INTERNAL_USER_AGENT.as_bytes());
+        self.0.as_deref().filter(|_| !internal)
+    }
+}

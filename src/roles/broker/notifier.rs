@@ -6,7 +6,8 @@
 //!
 //! Knows the notification formats (NGSIv1, and NGSIv2 / NGSI-LD for the `Destination` header, and Orion's
 //! `attrsFormat`s for NGSIv2 subscriptions, with `Fiware-Service`, `Fiware-Correlator` and `Ngsiv2-AttrsFormat`
-//! headers) but nothing of how subscriptions match changes. An NGSIv2 subscription with `maxFailsLimit` stops
+//! headers, and the NGSI-LD Notification of NGSI-LD subscriptions with `Link` or body `@context` and
+//! `NGSILD-Tenant`) but nothing of how subscriptions match changes. An NGSIv2 subscription with `maxFailsLimit` stops
 //! delivering (drops its queue) after that many consecutive failed attempts; the broker then marks it inactive.
 
 use std::collections::VecDeque;
@@ -30,6 +31,7 @@ use crate::clients::http_client::HttpClient;
 use crate::config::NotificationConfig;
 use crate::http::Metrics;
 use crate::ngsi::convert::{to_ngsi_ld, to_ngsiv2};
+use crate::ngsi::ld::subscription::{notification_body as ld_notification_body, Accept, LdSubscription};
 use crate::ngsi::v1::{ContextElement, ContextElementResponse, NotifyContextRequest, StatusCode};
 use crate::ngsi::v2::subscription::{notification_body, AttrsFormat};
 
@@ -46,6 +48,9 @@ pub struct DeliveryStatus {
     /// Consecutive failed attempts (reset by a success).
     #[serde(rename = "failsCounter")]
     pub fails_counter: u64,
+    /// Failed attempts in all (NGSI-LD `timesFailed`; not in the NGSI10/NGSIv2 shapes).
+    #[serde(skip_serializing)]
+    pub times_failed: u64,
     /// Elements dropped because the queue was full.
     #[serde(rename = "dropped")]
     pub dropped: u64,
@@ -223,6 +228,7 @@ impl Delivery {
             }
             Err(reason) => {
                 status.fails_counter += 1;
+                status.times_failed += 1;
                 status.last_failure = Some(now);
                 status.last_failure_reason = Some(reason.to_string());
                 self.metrics.failed.inc();
@@ -249,6 +255,8 @@ struct Target {
     tenant: String,
     reliable: bool,
     throttling: Option<Duration>,
+    /// An NGSI-LD subscription's notification parameters (with [`Destination::LdSubscription`]).
+    ld: Option<Arc<LdSubscription>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +266,8 @@ enum Destination {
     NgsiLd,
     /// An NGSIv2 subscription: Orion's notification in its `attrsFormat`, POSTed to the URL as given.
     Orion(AttrsFormat),
+    /// An NGSI-LD subscription: the spec's Notification, POSTed to the endpoint URI as given.
+    LdSubscription,
 }
 
 /// Starts and owns delivery tasks.
@@ -286,13 +296,14 @@ impl Notifier {
     /// Starts the delivery task of a subscription.
     pub fn start(&self, record: &SubscriptionRecord, throttling: Option<Duration>) -> Arc<Delivery> {
         let destination = match (&record.v2, record.subscriber.destination_type.to_ascii_lowercase().as_str()) {
+            _ if record.ld.is_some() => Destination::LdSubscription,
             (Some(v2), _) => Destination::Orion(v2.attrs_format),
             (None, "ngsiv2") => Destination::NgsiV2,
             (None, "ngsi-ld") => Destination::NgsiLd,
             (None, _) => Destination::NgsiV1,
         };
         let reference = match destination {
-            Destination::Orion(_) => record.request.reference.clone(),
+            Destination::Orion(_) | Destination::LdSubscription => record.request.reference.clone(),
             _ => record.request.reference.trim_end_matches('/').to_string(),
         };
         let target = Target {
@@ -303,6 +314,7 @@ impl Notifier {
             tenant: record.tenant.clone(),
             reliable: record.subscriber.require_reliability,
             throttling,
+            ld: record.ld.clone().map(Arc::new),
         };
         let delivery = Arc::new(Delivery {
             subscription_id: record.id.clone(),
@@ -442,8 +454,34 @@ fn build_request(target: &Target, batch: &[Pending]) -> (String, HeaderMap, Byte
             let body = notification_body(&target.subscription_id, elements, format);
             (target.reference.clone(), serde_json::to_vec(&body))
         }
+        Destination::LdSubscription => {
+            let body = match &target.ld {
+                Some(ld) => ld_notification(target, ld, &mut headers, elements),
+                None => serde_json::Value::Null,
+            };
+            (target.reference.clone(), serde_json::to_vec(&body))
+        }
     };
     (url, headers, Bytes::from(body.unwrap_or_default()))
+}
+
+/// The Notification of an NGSI-LD subscription, with its media type, context `Link` (for `application/json`)
+/// and `NGSILD-Tenant` (for a named tenant) headers.
+fn ld_notification<'a>(
+    target: &Target,
+    ld: &LdSubscription,
+    headers: &mut HeaderMap,
+    elements: impl Iterator<Item = &'a ContextElement>,
+) -> serde_json::Value {
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ld.accept.media_type()));
+    if ld.accept == Accept::Json {
+        headers.insert(http::header::LINK, HeaderValue::from_static(LD_CORE_CONTEXT_LINK));
+    }
+    if let Some(tenant) = HeaderValue::from_str(&target.tenant).ok().filter(|_| !target.tenant.is_empty()) {
+        headers.insert(HeaderName::from_static("ngsild-tenant"), tenant);
+    }
+    let id = format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4());
+    ld_notification_body(ld, &target.subscription_id, &id, chrono::Utc::now().timestamp_millis(), elements)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::ngsi::v1::{
 use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
 
+mod ngsild;
 mod ngsiv2;
 
 /// Why a broker operation failed.
@@ -33,6 +34,9 @@ pub enum BrokerError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The thing to create exists already (an NGSI-LD subscription id).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The store failed; the write was not acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -122,6 +126,8 @@ pub struct BrokerInner {
     pub entities: Entities,
     subscriptions: Arc<SubscriptionTable<LiveSubscription>>,
     subscription_tree: Tree<SubscriptionRecord>,
+    /// Serializes the creation of NGSI-LD subscriptions, whose ids clients choose (a taken id is refused).
+    ld_creation: tokio::sync::Mutex<()>,
     store: Store,
     notifier: Notifier,
     registrar: Option<Registrar>,
@@ -155,6 +161,7 @@ impl BrokerState {
             entities,
             subscriptions: Arc::new(SubscriptionTable::new()),
             subscription_tree,
+            ld_creation: tokio::sync::Mutex::new(()),
             store,
             notifier,
             registrar,
@@ -307,6 +314,7 @@ impl BrokerState {
             created_at: now,
             expires_at: duration.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
             v2: None,
+            ld: None,
         };
         let compiled = CompiledSubscription::compile(record.clone())?;
         self.subscription_tree.insert(&record.id, &record)?;

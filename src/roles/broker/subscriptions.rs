@@ -1,8 +1,9 @@
-//! Subscriptions of both flavours, NGSI10 and NGSIv2 (Orion's `/v2/subscriptions`): the durable records, their
+//! Subscriptions of every flavour, NGSI10, NGSIv2 (Orion's `/v2/subscriptions`) and NGSI-LD
+//! (`/ngsi-ld/v1/subscriptions`): the durable records, their
 //! compiled form (entity selector, scopes or `q`/geo expression, trigger attributes, throttling, expiry) and the
 //! decision of which subscriptions a change concerns and with what content. NGSI10 `attributes` filter and
-//! project; NGSIv2 `condition.attrs` only trigger and `notification.attrs` only project. Delivery itself belongs
-//! to `notifier`.
+//! project; NGSIv2 `condition.attrs` and NGSI-LD `watchedAttributes` only trigger, and NGSIv2
+//! `notification.attrs` and NGSI-LD `notification.attributes` only project. Delivery itself belongs to `notifier`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entities::{has_all_attributes, project, EntityChange};
 use crate::ngsi::duration::parse_iso8601;
+use crate::ngsi::ld::subscription::{LdSubscription, Selection};
 use crate::ngsi::limits;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::ScopeFilter;
@@ -69,6 +71,9 @@ pub struct SubscriptionRecord {
     /// (and in records stored before NGSIv2 subscriptions existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v2: Option<V2Subscription>,
+    /// An NGSI-LD subscription's own fields (then `request` holds its endpoint URI only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ld: Option<LdSubscription>,
 }
 
 impl SubscriptionRecord {
@@ -76,7 +81,13 @@ impl SubscriptionRecord {
     pub fn v2(id: String, tenant: String, subscriber: Subscriber, created_at: i64, v2: V2Subscription) -> Self {
         let request =
             SubscribeContextRequest { entities: v2.entity_ids(), reference: v2.url.clone(), ..Default::default() };
-        SubscriptionRecord { id, tenant, request, subscriber, created_at, expires_at: None, v2: Some(v2) }
+        SubscriptionRecord { id, tenant, request, subscriber, created_at, expires_at: None, v2: Some(v2), ld: None }
+    }
+
+    /// The record of an NGSI-LD subscription.
+    pub fn ld(id: String, tenant: String, subscriber: Subscriber, created_at: i64, ld: LdSubscription) -> Self {
+        let request = SubscribeContextRequest { reference: ld.uri.clone(), ..Default::default() };
+        SubscriptionRecord { id, tenant, request, subscriber, created_at, expires_at: None, v2: None, ld: Some(ld) }
     }
 }
 
@@ -96,6 +107,7 @@ pub struct CompiledSubscription {
     scopes: ScopeFilter,
     triggers: Vec<String>,
     v2: Option<V2Filter>,
+    ld: Option<Selection>,
     /// Minimum interval between two notifications.
     pub throttling: Option<Duration>,
 }
@@ -154,13 +166,36 @@ pub fn validate_reference(reference: &str) -> Result<(), ParseError> {
 impl CompiledSubscription {
     /// Compiles a stored record (validated when it was created).
     pub fn compile(record: SubscriptionRecord) -> Result<Self, ParseError> {
+        if let Some(ld) = &record.ld {
+            let selection = ld.compile().map_err(|error| ParseError::new(error.to_string()))?;
+            let triggers = ld.watched_attributes.clone();
+            let throttling = ld.throttling_ms.map(Duration::from_millis);
+            let (selector, scopes) = (EntitySelector::default(), ScopeFilter::compile(None)?);
+            return Ok(CompiledSubscription {
+                record,
+                selector,
+                scopes,
+                triggers,
+                v2: None,
+                ld: Some(selection),
+                throttling,
+            });
+        }
         if let Some(v2) = &record.v2 {
             let selector = v2.selector()?;
             let filter = V2Filter { q: v2.query()?, geo: v2.geo()? };
             let triggers = v2.condition_attrs.clone();
             let throttling = v2.throttling.map(Duration::from_secs);
             let scopes = ScopeFilter::compile(None)?;
-            return Ok(CompiledSubscription { record, selector, scopes, triggers, v2: Some(filter), throttling });
+            return Ok(CompiledSubscription {
+                record,
+                selector,
+                scopes,
+                triggers,
+                v2: Some(filter),
+                ld: None,
+                throttling,
+            });
         }
         let selector = EntitySelector::compile(&record.request.entities)?;
         let scopes = ScopeFilter::compile(record.request.restriction.as_ref())?;
@@ -171,13 +206,15 @@ impl CompiledSubscription {
         } else {
             Some(parse_iso8601("throttling", &record.request.throttling)?).filter(|d| !d.is_zero())
         };
-        Ok(CompiledSubscription { record, selector, scopes, triggers, v2: None, throttling })
+        Ok(CompiledSubscription { record, selector, scopes, triggers, v2: None, ld: None, throttling })
     }
 
-    /// Whether the subscription has expired at `now_ms` (NGSI10 `duration` or NGSIv2 `expires`).
+    /// Whether the subscription has expired at `now_ms` (NGSI10 `duration`, NGSIv2 `expires`, NGSI-LD
+    /// `expiresAt`).
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.record.expires_at.is_some_and(|expires| now_ms >= expires)
             || self.record.v2.as_ref().is_some_and(|v2| v2.is_expired(now_ms))
+            || self.record.ld.as_ref().is_some_and(|ld| ld.is_expired(now_ms))
     }
 
     /// Whether the subscription must be removed at `now_ms`: an expired NGSI10 subscription (an expired NGSIv2
@@ -186,9 +223,16 @@ impl CompiledSubscription {
         self.record.expires_at.is_some_and(|expires| now_ms >= expires)
     }
 
-    /// Whether an NGSIv2 subscription is set `inactive` (NGSI10 subscriptions are always active).
+    /// Whether an NGSIv2 subscription is set `inactive` or an NGSI-LD one is not `isActive` (NGSI10
+    /// subscriptions are always active).
     fn is_inactive(&self) -> bool {
         self.record.v2.as_ref().is_some_and(|v2| v2.status == Status::Inactive)
+            || self.record.ld.as_ref().is_some_and(|ld| !ld.is_active)
+    }
+
+    /// Whether it notifies creations and updates only, with its own projection (NGSIv2 and NGSI-LD).
+    fn notifies_current_state(&self) -> bool {
+        self.record.v2.is_some() || self.record.ld.is_some()
     }
 
     /// The element to notify of an entity in this state, given the changed attributes: selection, then the
@@ -201,14 +245,18 @@ impl CompiledSubscription {
         if !self.selects(tenant, element) {
             return None;
         }
-        Some(match &self.record.v2 {
-            Some(v2) => v2.project(element, changed),
-            None => project(element, &self.record.request.attributes),
+        Some(match (&self.record.v2, &self.record.ld) {
+            (Some(v2), _) => v2.project(element, changed),
+            (None, Some(ld)) => ld.project(element),
+            (None, None) => project(element, &self.record.request.attributes),
         })
     }
 
     /// Whether an entity in this state is selected (ids, type, attributes, scopes).
     pub fn selects(&self, tenant: &str, element: &ContextElement) -> bool {
+        if let Some(ld) = &self.ld {
+            return tenant == self.record.tenant && ld.selects(element);
+        }
         tenant == self.record.tenant
             && self.selector.matches(&element.entity_id.id, &element.entity_id.entity_type)
             && has_all_attributes(element, &self.record.request.attributes)
@@ -232,8 +280,9 @@ impl CompiledSubscription {
         if !self.triggers.is_empty() && !change.touched.iter().any(|name| self.triggers.contains(name)) {
             return None;
         }
-        if self.record.v2.is_some() {
-            // NGSIv2 subscriptions are notified of creations and updates, not of deletions (as Orion by default).
+        if self.notifies_current_state() {
+            // NGSIv2 and NGSI-LD subscriptions are notified of creations and updates, not of deletions (as Orion
+            // by default, and as NGSI-LD without `notificationTrigger`).
             return self.current(tenant, &change.after.as_ref()?.element, &change.touched);
         }
         match (&change.after, &change.before) {
@@ -254,7 +303,7 @@ impl CompiledSubscription {
         if !self.triggers.is_empty() && !element.attributes.iter().any(|a| self.triggers.contains(&a.name)) {
             return None;
         }
-        if self.record.v2.is_some() {
+        if self.notifies_current_state() {
             let changed: Vec<String> = element.attributes.iter().map(|a| a.name.clone()).collect();
             return self.current(tenant, element, &changed);
         }
@@ -330,6 +379,7 @@ mod tests {
             created_at: 0,
             expires_at: None,
             v2: None,
+            ld: None,
         };
         CompiledSubscription::compile(record).unwrap()
     }
@@ -400,6 +450,33 @@ mod tests {
         let cold = change(json!({"entityId":{"id":"Device.3"},"attributes":[{"name":"temp","value":-1}]}), &["temp"]);
         assert!(sub.notification_for("", &cold, None).is_none(), "q filters");
         assert!(sub.notification_for("", &change(json!({"entityId":{"id":"Device.1"}}), &["hum"]), None).is_none());
+    }
+
+    #[test]
+    fn ngsi_ld_subscriptions_watch_select_and_project_their_way() {
+        let context = crate::ngsi::ld::context::Context::core();
+        let body = json!({"entities":[{"type":"Device"}],"watchedAttributes":["temp"],"q":"temp>0",
+            "notification":{"attributes":["hum"],"endpoint":{"uri":"http://127.0.0.1:1/n"}}});
+        let (_, ld) = LdSubscription::parse(&body, &context, serde_json::Value::Null).unwrap();
+        let record = SubscriptionRecord::ld("urn:s".into(), String::new(), Subscriber::default(), 0, ld.clone());
+        let stored: SubscriptionRecord = serde_json::from_value(serde_json::to_value(&record).unwrap()).unwrap();
+        assert_eq!(stored, record, "LD records round-trip through the store");
+        let sub = CompiledSubscription::compile(record).unwrap();
+        let device = |temp: i64, touched: &[&str]| {
+            change(
+                json!({"entityId":{"id":"urn:d","type":"Device"},"attributes":[{"name":"temp","value":temp},{"name":"hum","value":2}]}),
+                touched,
+            )
+        };
+        let element = sub.notification_for("", &device(1, &["temp"]), None).unwrap();
+        assert_eq!(element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["hum"]);
+        assert!(sub.notification_for("", &device(1, &["hum"]), None).is_none(), "hum is not watched");
+        assert!(sub.notification_for("", &device(-1, &["temp"]), None).is_none(), "q filters");
+        assert!(sub.notification_for("t", &device(1, &["temp"]), None).is_none(), "other tenant");
+        let paused = LdSubscription { is_active: false, ..ld };
+        let record = SubscriptionRecord::ld("urn:s".into(), String::new(), Subscriber::default(), 0, paused);
+        let sub = CompiledSubscription::compile(record).unwrap();
+        assert!(sub.notification_for("", &device(1, &["temp"]), None).is_none(), "isActive false");
     }
 
     #[test]

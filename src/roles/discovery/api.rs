@@ -13,8 +13,8 @@ use super::state::{DiscoveryError, DiscoveryState};
 use crate::http::{read_json, BodyError};
 use crate::ngsi::v1::{error_body, StatusCode as NgsiStatus};
 use crate::ngsi::v9::{
-    BrokerProfile, DiscoverContextAvailabilityRequest, RegisterContextRequest, SubscribeContextAvailabilityRequest,
-    SubscribeContextAvailabilityResponse, UnsubscribeContextAvailabilityRequest,
+    BrokerProfile, DiscoverContextAvailabilityRequest, RegisterContextRequest, RegistrationQuery,
+    SubscribeContextAvailabilityRequest, SubscribeContextAvailabilityResponse, UnsubscribeContextAvailabilityRequest,
     UnsubscribeContextAvailabilityResponse,
 };
 use crate::ngsi::ParseError;
@@ -137,10 +137,13 @@ pub async fn unsubscribe_context_availability(
 }
 
 /// `GET /ngsi9/registration/{eid}` and `GET /ngsi9/ngsi-ld/registration/{eid}`: FogFlow's record of the entity
-/// (the most recently listed provider's when several hold it); 404 when unknown.
+/// (the last listed provider's when several hold it; a broker's own registration before a named one); 404 when
+/// unknown.
 pub async fn get_registration(State(state): State<DiscoveryState>, Path(id): Path<String>) -> Answer {
     crate::ngsi::limits::check_name("entity id", &id)?;
-    match state.registry.of_entity(&id).last() {
+    let mut all = state.registry.of_entity(&id);
+    all.sort_by_key(|registration| registration.registration_id.is_empty());
+    match all.last() {
         Some(registration) => Ok(Json(registration.to_fogflow_record()).into_response()),
         None => Err(DiscoveryError::NotFound(format!("no registration for entity `{id}`")).into()),
     }
@@ -151,6 +154,21 @@ pub async fn delete_registration(State(state): State<DiscoveryState>, Path(id): 
     crate::ngsi::limits::check_name("entity id", &id)?;
     match state.delete_entity(&id).await? {
         0 => Err(DiscoveryError::NotFound(format!("no registration for entity `{id}`")).into()),
+        _ => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// `POST /ngsi9/registrations/query` (our addition): the records of the registrations a
+/// [`RegistrationQuery`] selects, as a JSON array.
+pub async fn query_registrations(State(state): State<DiscoveryState>, headers: HeaderMap, body: Body) -> Answer {
+    let query: RegistrationQuery = read_json(&headers, body, state.max_body_bytes).await?;
+    Ok(Json(state.records(&query)?).into_response())
+}
+
+/// `DELETE /ngsi9/registrations/{rid}` (our addition): removes a named registration; 200, or 404.
+pub async fn delete_named_registration(State(state): State<DiscoveryState>, Path(id): Path<String>) -> Answer {
+    match state.delete_named(&id).await? {
+        0 => Err(DiscoveryError::NotFound(format!("no registration `{id}`")).into()),
         _ => Ok(StatusCode::OK.into_response()),
     }
 }

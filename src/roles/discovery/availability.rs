@@ -191,6 +191,7 @@ mod tests {
             attributes: vec![],
             metadata: vec![],
             provider: provider.into(),
+            ..Registration::default()
         }
     }
 

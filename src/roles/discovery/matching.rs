@@ -35,11 +35,17 @@ impl AvailabilityQuery {
         Ok(AvailabilityQuery { selector, attributes: attributes.to_vec(), scopes })
     }
 
-    /// Whether one registration is selected (`nearby` aside: it orders, it does not filter).
+    /// Whether one registration is selected (`nearby` aside: it orders, it does not filter). A named
+    /// registration's id pattern (an NGSI-LD `idPattern`, or any id of a type) is selected when it may hold a
+    /// selected entity: see [`EntitySelector::may_select_pattern`].
     pub fn matches(&self, registration: &Registration) -> bool {
-        self.selector.matches(&registration.entity.id, &registration.entity.entity_type)
-            && registration.has_attributes(&self.attributes)
-            && self.scopes.matches(&registration.as_element())
+        let entity = &registration.entity;
+        let selected = if entity.is_pattern {
+            self.selector.may_select_pattern(&entity.id, &entity.entity_type)
+        } else {
+            self.selector.matches(&entity.id, &entity.entity_type)
+        };
+        selected && registration.has_attributes(&self.attributes) && self.scopes.matches(&registration.as_element())
     }
 
     /// Applies `nearby`, if any, to already selected registrations.
@@ -63,7 +69,7 @@ impl AvailabilityQuery {
 pub fn group_by_provider(registrations: &[Registration]) -> Vec<ContextRegistrationResponse> {
     let mut groups: Vec<ContextRegistrationResponse> = Vec::new();
     for registration in registrations {
-        let entity = EntityId { is_pattern: false, ..registration.entity.clone() };
+        let entity = registration.entity.clone();
         match groups.iter_mut().find(|g| g.context_registration.providing_application == registration.provider) {
             Some(group) => group.context_registration.entities.push(entity),
             None => groups.push(ContextRegistrationResponse {
@@ -97,6 +103,7 @@ mod tests {
                 value: json!({"latitude": latitude, "longitude": longitude}),
             }],
             provider: format!("http://{id}/ngsi10"),
+            ..Registration::default()
         }
     }
 
@@ -119,5 +126,23 @@ mod tests {
         let providers: Vec<&str> =
             groups.iter().map(|g| g.context_registration.providing_application.as_str()).collect();
         assert_eq!(providers, ["http://near/ngsi10", "http://mid/ngsi10", "http://far/ngsi10"]);
+    }
+
+    #[test]
+    fn a_pattern_registration_is_selected_when_it_may_hold_a_selected_entity() {
+        let rooms = Registration {
+            entity: EntityId { id: "^urn:room:".into(), entity_type: "Room".into(), is_pattern: true },
+            provider: "http://csource/ngsi10".into(),
+            registration_id: "csr".into(),
+            ..Registration::default()
+        };
+        let query = |id: &str, entity_type: &str, is_pattern: bool| {
+            let entity = EntityId { id: id.into(), entity_type: entity_type.into(), is_pattern };
+            AvailabilityQuery::compile(&[entity], &[], None).unwrap().matches(&rooms)
+        };
+        assert!(query("urn:room:1", "Room", false) && query("urn:room:1", "", false));
+        assert!(!query("urn:hall:1", "Room", false), "an exact id is tested against the pattern");
+        assert!(query(".*", "Room", true) && query("^urn:", "", true), "patterns are taken to overlap");
+        assert!(!query(".*", "Hall", true), "types are exact");
     }
 }

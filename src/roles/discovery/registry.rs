@@ -9,16 +9,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::ngsi::v1::{ContextElement, ContextMetadata, EntityId};
-use crate::ngsi::v9::ContextRegistrationAttribute;
+use crate::ngsi::v9::{ContextRegistrationAttribute, RegistrationRecord};
 use crate::store::{Store, StoreError, Tree};
 
 /// One entity held by one provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Registration {
-    /// The entity (`isPattern` always false).
+    /// The entity; `isPattern` only in a named registration (an NGSI-LD `idPattern`, or any id of a type).
     pub entity: EntityId,
     /// Its registered attributes, by name.
     pub attributes: Vec<ContextRegistrationAttribute>,
@@ -26,6 +25,13 @@ pub struct Registration {
     pub metadata: Vec<ContextMetadata>,
     /// The provider's NGSI10 URL (`…/ngsi10`).
     pub provider: String,
+    /// The named registration (`registrationId`) this entry belongs to, when its registrant named one (NGSI-LD
+    /// context source registrations do); empty for FogFlow's per-entity registrations.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registration_id: String,
+    /// When a named registration expires (milliseconds since the epoch, from its `duration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 impl Registration {
@@ -43,23 +49,27 @@ impl Registration {
         names.iter().all(|name| self.attributes.iter().any(|attribute| &attribute.name == name))
     }
 
-    /// FogFlow's `EntityRegistration` record (`GET /ngsi9/registration/{id}`), with Go field names.
-    pub fn to_fogflow_record(&self) -> Value {
-        let attributes: Map<String, Value> =
-            self.attributes.iter().map(|a| (a.name.clone(), serde_json::to_value(a).unwrap_or(Value::Null))).collect();
-        let metadata: Map<String, Value> =
-            self.metadata.iter().map(|m| (m.name.clone(), serde_json::to_value(m).unwrap_or(Value::Null))).collect();
-        serde_json::json!({
-            "ID": self.entity.id,
-            "Type": self.entity.entity_type,
-            "AttributesList": attributes,
-            "MetadataList": metadata,
-            "ProvidingApplication": self.provider,
-        })
+    /// FogFlow's `EntityRegistration` record (`GET /ngsi9/registration/{id}`), with Go field names (and, for a
+    /// named registration, its id, pattern flag and expiry).
+    pub fn to_fogflow_record(&self) -> RegistrationRecord {
+        RegistrationRecord {
+            id: self.entity.id.clone(),
+            entity_type: self.entity.entity_type.clone(),
+            is_pattern: self.entity.is_pattern,
+            attributes: self.attributes.iter().map(|a| (a.name.clone(), a.clone())).collect(),
+            metadata: self.metadata.iter().map(|m| (m.name.clone(), m.clone())).collect(),
+            provider: self.provider.clone(),
+            registration_id: self.registration_id.clone(),
+            expires_at: self.expires_at,
+        }
     }
 
     fn key(&self) -> String {
-        registration_key(&self.provider, &self.entity.id)
+        if self.registration_id.is_empty() {
+            registration_key(&self.provider, &self.entity.id)
+        } else {
+            format!("{}\0{}", registration_key(&self.provider, &self.entity.id), self.registration_id)
+        }
     }
 
     /// Merges a newer registration of the same entity and provider into this one.
@@ -84,7 +94,8 @@ impl Registration {
     }
 }
 
-/// Store and map key: provider and entity id separated by NUL (neither may hold control characters).
+/// Store and map key: provider and entity id separated by NUL (neither may hold control characters); a named
+/// registration's entries add its id after another NUL, so two named registrations never overwrite each other.
 fn registration_key(provider: &str, entity_id: &str) -> String {
     format!("{provider}\0{entity_id}")
 }
@@ -161,6 +172,42 @@ impl Registry {
         Ok(changes)
     }
 
+    /// Replaces the entries of the named registration `registration_id` by `registrations` (each carrying that id),
+    /// durably: entries no longer listed are removed, the others written whole (not merged). Returns what changed.
+    pub async fn replace(
+        &self,
+        registration_id: &str,
+        registrations: Vec<Registration>,
+    ) -> Result<Vec<RegistryChange>, StoreError> {
+        let _writer = self.writer.lock().await;
+        let fresh: BTreeMap<String, Registration> = registrations.into_iter().map(|r| (r.key(), r)).collect();
+        let (stale, changed): (Vec<String>, Vec<(String, Registration)>) = {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            let stale = entries
+                .iter()
+                .filter(|(key, r)| r.registration_id == registration_id && !fresh.contains_key(*key))
+                .map(|(key, _)| key.clone())
+                .collect();
+            let changed = fresh.into_iter().filter(|(key, r)| entries.get(key) != Some(r)).collect();
+            (stale, changed)
+        };
+        for key in &stale {
+            self.tree.remove(key)?;
+        }
+        for (key, registration) in &changed {
+            self.tree.insert(key, registration)?;
+        }
+        self.store.commit().await?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut changes: Vec<RegistryChange> =
+            stale.iter().filter_map(|key| entries.remove(key)).map(RegistryChange::Removed).collect();
+        for (key, registration) in changed {
+            entries.insert(key, registration.clone());
+            changes.push(RegistryChange::Upserted(registration));
+        }
+        Ok(changes)
+    }
+
     /// Removes every registration selected by `remove`, durably; returns them.
     pub async fn remove_where(&self, remove: impl Fn(&Registration) -> bool) -> Result<Vec<Registration>, StoreError> {
         let _writer = self.writer.lock().await;
@@ -226,6 +273,7 @@ mod tests {
                 .collect(),
             metadata: vec![ContextMetadata { name: "city".into(), metadata_type: "string".into(), value: json!("x") }],
             provider: provider.into(),
+            ..Registration::default()
         }
     }
 
@@ -244,6 +292,26 @@ mod tests {
         let removed = registry.remove_where(|r| r.provider == "http://a/ngsi10").await.unwrap();
         assert_eq!(removed.len(), 1);
         assert_eq!(Registry::open(&store).unwrap().len(), 1);
-        assert_eq!(merged.to_fogflow_record()["AttributesList"]["h"]["name"], "h");
+        assert_eq!(merged.to_fogflow_record().attributes["h"].name, "h");
+    }
+
+    #[tokio::test]
+    async fn a_named_registration_is_replaced_whole() {
+        let store = Store::temporary().unwrap();
+        let registry = Registry::open(&store).unwrap();
+        let named = |id: &str, attributes: &[&str]| Registration {
+            registration_id: "csr1".into(),
+            ..registration(id, "http://a/ngsi10", attributes)
+        };
+        registry.upsert(vec![registration("a", "http://a/ngsi10", &["t"])]).await.unwrap();
+        let changes = registry.replace("csr1", vec![named("a", &["t"]), named("b", &["t"])]).await.unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(registry.len(), 3, "the named entry of `a` does not overwrite the broker's own");
+        let changes = registry.replace("csr1", vec![named("a", &["h"])]).await.unwrap();
+        assert!(changes.iter().any(|c| matches!(c, RegistryChange::Removed(r) if r.entity.id == "b")));
+        let a = registry.select(|r| r.registration_id == "csr1");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].attributes.len(), 1, "replaced, not merged");
+        assert!(registry.replace("csr1", vec![named("a", &["h"])]).await.unwrap().is_empty());
     }
 }

@@ -1,9 +1,10 @@
-//! Discovery's router: FogFlow's NGSI9 routes (spec §7.1), the common routes, request metrics, and NGSI-shaped
-//! answers for unknown paths and wrong methods.
+//! Discovery's router: FogFlow's NGSI9 routes (spec §7.1) plus the named-registration routes the brokers' NGSI-LD
+//! context source registrations use, the common routes, request metrics, and NGSI-shaped answers for unknown
+//! paths and wrong methods.
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -22,6 +23,8 @@ pub fn router(state: DiscoveryState, metrics: Arc<Metrics>) -> Router {
         .route("/ngsi9/UpdateLDContextAvailability/{sid}", post(api::update_ld_context_availability))
         .route("/ngsi9/registration/{eid}", get(api::get_registration).delete(api::delete_registration))
         .route("/ngsi9/ngsi-ld/registration/{eid}", get(api::get_registration))
+        .route("/ngsi9/registrations/query", post(api::query_registrations))
+        .route("/ngsi9/registrations/{rid}", delete(api::delete_named_registration))
         .route("/ngsi9/subscription", get(api::list_subscriptions))
         .route("/ngsi9/subscription/{sid}", get(api::get_subscription))
         .route("/ngsi9/broker", get(api::list_brokers))

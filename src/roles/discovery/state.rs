@@ -14,10 +14,12 @@ use super::brokers::{BrokerView, Brokers, DuplicateBrokerId};
 use super::matching::{group_by_provider, AvailabilityQuery};
 use super::registry::{Registration, Registry, RegistryChange};
 use crate::http::Readiness;
-use crate::ngsi::v1::StatusCode;
+use crate::ngsi::pattern::EntitySelector;
+use crate::ngsi::v1::{EntityId, StatusCode};
 use crate::ngsi::v9::{
     AvailabilityAction, BrokerProfile, DiscoverContextAvailabilityRequest, DiscoverContextAvailabilityResponse,
-    RegisterContextRequest, RegisterContextResponse, SubscribeContextAvailabilityRequest,
+    RegisterContextRequest, RegisterContextResponse, RegistrationQuery, RegistrationRecord,
+    SubscribeContextAvailabilityRequest,
 };
 use crate::ngsi::{limits, ParseError};
 use crate::store::{Store, StoreError, Tree};
@@ -130,8 +132,28 @@ impl DiscoveryState {
         Ok(state)
     }
 
-    /// Registers (or updates) availability, durably, and announces the changes (301).
+    /// Registers (or updates) availability, durably, and announces the changes (301, and 410 for what a named
+    /// registration no longer lists).
+    ///
+    /// A request with a `registrationId` is a *named* registration (NGSI9's update of that registration; the
+    /// broker's NGSI-LD context source registrations): it replaces every entry of that id, may register id
+    /// patterns, and expires after its `duration`. Without one, entries are merged per (provider, entity) as
+    /// FogFlow's brokers expect, never patterns, and live as long as their provider's lease.
     pub async fn register(&self, request: RegisterContextRequest) -> Result<RegisterContextResponse, DiscoveryError> {
+        let named = !request.registration_id.is_empty();
+        let expires_at = if named {
+            limits::check_name("registration id", &request.registration_id)?;
+            match request.duration.as_str() {
+                "" => None,
+                duration => {
+                    let lease = crate::ngsi::duration::parse_iso8601("duration", duration)?;
+                    let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+                    Some(chrono::Utc::now().timestamp_millis().saturating_add(lease))
+                }
+            }
+        } else {
+            None
+        };
         let mut registrations = Vec::new();
         for registration in &request.context_registrations {
             validate_provider(&registration.providing_application)?;
@@ -145,10 +167,14 @@ impl DiscoveryState {
                 return Err(ParseError::new("a context registration needs at least one entity").into());
             }
             for entity in &registration.entities {
-                if entity.is_pattern {
+                if entity.is_pattern && !named {
                     return Err(ParseError::new("registered entities cannot be patterns").into());
                 }
-                limits::check_name("entity id", &entity.id)?;
+                if entity.is_pattern {
+                    EntitySelector::compile(std::slice::from_ref(entity))?;
+                } else {
+                    limits::check_name("entity id", &entity.id)?;
+                }
                 limits::check_optional_name("entity type", &entity.entity_type)?;
                 if entity.entity_type == "IoTBroker" {
                     self.brokers.check_unique(&entity.id, &registration.providing_application)?;
@@ -158,6 +184,8 @@ impl DiscoveryState {
                     attributes: registration.attributes.clone(),
                     metadata: registration.context_metadata.clone(),
                     provider: registration.providing_application.clone(),
+                    registration_id: request.registration_id.clone(),
+                    expires_at,
                 });
             }
         }
@@ -168,7 +196,11 @@ impl DiscoveryState {
             ))
             .into());
         }
-        let changes = self.registry.upsert(registrations).await?;
+        let changes = if named {
+            self.registry.replace(&request.registration_id, registrations).await?
+        } else {
+            self.registry.upsert(registrations).await?
+        };
         self.announce(&changes);
         let registration_id =
             if request.registration_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request.registration_id };
@@ -187,6 +219,28 @@ impl DiscoveryState {
             context_registration_responses: group_by_provider(&found),
             error_code: Some(StatusCode::ok()),
         })
+    }
+
+    /// The records of the registrations a [`RegistrationQuery`] selects, in key order (provider, then id).
+    pub fn records(&self, query: &RegistrationQuery) -> Result<Vec<RegistrationRecord>, DiscoveryError> {
+        let any = [EntityId { id: ".*".into(), entity_type: String::new(), is_pattern: true }];
+        let entities = if query.entities.is_empty() { &any[..] } else { &query.entities[..] };
+        let selection = AvailabilityQuery::compile(entities, &[], None)?;
+        let found = self.registry.select(|registration| {
+            (query.registration_id.is_empty() || registration.registration_id == query.registration_id)
+                && selection.matches(registration)
+        });
+        Ok(found.iter().map(Registration::to_fogflow_record).collect())
+    }
+
+    /// Deletes every entry of a named registration; returns how many there were.
+    pub async fn delete_named(&self, registration_id: &str) -> Result<usize, DiscoveryError> {
+        limits::check_name("registration id", registration_id)?;
+        let removed =
+            self.registry.remove_where(|registration| registration.registration_id == registration_id).await?;
+        let count = removed.len();
+        self.announce(&removed.into_iter().map(RegistryChange::Removed).collect::<Vec<_>>());
+        Ok(count)
     }
 
     /// Creates (or, with `id`, replaces) an availability subscription, durably, and queues the current matches
@@ -277,13 +331,23 @@ impl DiscoveryState {
         self.brokers.live()
     }
 
-    /// Expires brokers whose lease ran out, with everything they registered, every second until `shutdown`.
+    /// Expires brokers whose lease ran out, with everything they registered, and named registrations past their
+    /// expiry, every second until `shutdown`.
     pub async fn expire_brokers(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = shutdown.cancelled() => return,
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            match self.registry.remove_where(|r| r.expires_at.is_some_and(|at| at <= now)).await {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(registrations = removed.len(), "named registrations expired");
+                    self.announce(&removed.into_iter().map(RegistryChange::Removed).collect::<Vec<_>>());
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "cannot remove expired registrations"),
             }
             let expired = self.brokers.expire();
             if !expired.is_empty() {

@@ -380,11 +380,11 @@ mod tests {
     fn scope_filters_scoped_inputs() {
         use crate::ngsi::v1::{OperationScope, Restriction};
         let restriction = Restriction {
-            attribute_expression: String::new(),
             scopes: vec![OperationScope {
                 scope_type: "circle".into(),
                 scope_value: json!({"centerLatitude": 35.0, "centerLongitude": 139.0, "radius": 1000}),
             }],
+            ..Default::default()
         };
         let scope = ScopeFilter::compile(Some(&restriction)).unwrap();
         let mut flow = Flow::new("T", spec(&[("Temperature", "EntityID")], &["Out"]), scope);

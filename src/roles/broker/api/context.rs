@@ -19,7 +19,7 @@ use crate::ngsi::v1::{
     StatusCode as NgsiStatus, SubscribeContextRequest, SubscribeContextResponse, SubscribeResponse,
     UnsubscribeContextRequest, UnsubscribeContextResponse, UpdateContextRequest,
 };
-use crate::roles::broker::federation::{FederationHandle, PARTIAL_RESULT_HEADER};
+use crate::roles::broker::federation::FederationHandle;
 use crate::roles::broker::state::BrokerState;
 
 /// `POST /ngsi10/updateContext`; with federation, a client's update of an entity another broker owns is
@@ -66,11 +66,7 @@ pub async fn query_context(
     };
     let mut response = Json(response).into_response();
     response.headers_mut().insert("fiware-total-count", HeaderValue::from(page.total));
-    if !unanswered.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&unanswered.join(", ")) {
-            response.headers_mut().insert(PARTIAL_RESULT_HEADER, value);
-        }
-    }
+    federated::mark_partial(&mut response, &unanswered);
     Ok(response)
 }
 

@@ -91,6 +91,7 @@ impl From<BrokerError> for V1Error {
         match error {
             BrokerError::Invalid(error) => error.into(),
             BrokerError::NotFound(details) => V1Error::not_found(details),
+            BrokerError::AlreadyExists(details) => V1Error::new(StatusCode::CONFLICT, details),
             BrokerError::Store(error) => error.into(),
         }
     }

@@ -1,17 +1,22 @@
 //! The federated forms of `updateContext`, `queryContext` and `GET /ngsi10/entity/{eid}` for clients' requests
 //! when federation is on: local entities are served here, the others through their owners (see
-//! `roles/broker/federation.rs`). Broker-to-broker requests never come here.
+//! `roles/broker/federation.rs`). The NGSIv2 and NGSI-LD reads use [`get_remote`] and [`remote_entities`]
+//! and render what they get in their own flavour. Broker-to-broker requests never come here.
 
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+use axum::response::Response;
 use futures_util::future::join_all;
 
 use super::error::V1Error;
 use crate::ngsi::scope::{keep_nearest, ScopeFilter};
 use crate::ngsi::v1::{
-    ContextElement, ContextElementResponse, QueryContextRequest, StatusCode as NgsiStatus, UpdateContextRequest,
-    UpdateContextResponse,
+    ContextElement, ContextElementResponse, EntityId, QueryContextRequest, StatusCode as NgsiStatus,
+    UpdateContextRequest, UpdateContextResponse,
 };
-use crate::roles::broker::entities::QueryPage;
-use crate::roles::broker::federation::Federation;
+use crate::roles::broker::entities::{QueryPage, StoredEntity};
+use crate::roles::broker::federation::{Federation, PARTIAL_RESULT_HEADER};
 use crate::roles::broker::state::{acknowledgement, BrokerState, RequestMeta};
 
 /// Applies the elements this broker holds (or that nobody else does) here and forwards the others to their
@@ -110,4 +115,51 @@ pub async fn query(
 pub async fn get_remote(federation: &Federation, tenant: &str, id: &str) -> Option<ContextElement> {
     let owner = federation.owner_of(id).await?;
     federation.fetch(&owner, tenant, id).await
+}
+
+/// The creation and modification time of an entity held by another broker: not known here. Such entities sort
+/// after this broker's own (which are in creation order) and are rendered without system attributes.
+pub const HELD_ELSEWHERE: i64 = i64::MAX;
+
+/// Whether a listed entity was fetched from another broker.
+pub fn is_held_elsewhere(entity: &StoredEntity) -> bool {
+    entity.created_at == HELD_ELSEWHERE
+}
+
+/// The entities other brokers hold that `entities` selects (whole: the NGSIv2 and NGSI-LD filters may test any
+/// attribute, so no projection is forwarded), minus those this broker holds itself, as stored entities of
+/// `tenant` marked [`HELD_ELSEWHERE`] and ordered by id; and who did not answer. The caller filters and pages
+/// them together with its own.
+pub async fn remote_entities(
+    state: &BrokerState,
+    federation: &Federation,
+    tenant: &str,
+    entities: Vec<EntityId>,
+) -> (Vec<Arc<StoredEntity>>, Vec<String>) {
+    let request = QueryContextRequest { entities, attributes: Vec::new(), restriction: None };
+    let remote = federation.query(tenant, &request).await;
+    let mut elements: Vec<ContextElement> = remote
+        .elements
+        .into_iter()
+        .filter(|element| state.entities.get(tenant, &element.entity_id.id).is_none())
+        .collect();
+    elements.sort_by(|a, b| a.entity_id.id.cmp(&b.entity_id.id));
+    elements.dedup_by(|a, b| a.entity_id.id == b.entity_id.id);
+    let entities = elements.into_iter().map(|element| Arc::new(held_elsewhere(tenant, element))).collect();
+    (entities, remote.unanswered)
+}
+
+/// An element fetched from another broker as a stored entity of `tenant`, marked [`HELD_ELSEWHERE`].
+pub fn held_elsewhere(tenant: &str, element: ContextElement) -> StoredEntity {
+    StoredEntity { tenant: tenant.to_string(), element, created_at: HELD_ELSEWHERE, modified_at: HELD_ELSEWHERE }
+}
+
+/// Marks a response partial: the `FogFlow-Partial-Result` header names who did not answer (nothing when all did).
+pub fn mark_partial(response: &mut Response, unanswered: &[String]) {
+    if unanswered.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&unanswered.join(", ")) {
+        response.headers_mut().insert(PARTIAL_RESULT_HEADER, value);
+    }
 }

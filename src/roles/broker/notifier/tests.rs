@@ -1,4 +1,4 @@
-//! Unit tests of notification requests (formats, headers, correlators) and retry backoff.
+//! Unit tests of notification requests (formats, headers, correlators; NGSI-LD Notifications) and retry backoff.
 
 use super::*;
 use crate::ngsi::v1::EntityId;
@@ -22,6 +22,7 @@ fn target(destination: Destination) -> Target {
         tenant: "farm".into(),
         reliable: false,
         throttling: None,
+        ld: None,
     }
 }
 
@@ -61,6 +62,28 @@ fn orion_destination_sends_its_format_and_headers_to_the_url_as_given() {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["data"][0]["id"], "a");
     assert_eq!(body["subscriptionId"], "s1");
+}
+
+#[test]
+fn ld_subscriptions_get_the_notification_with_their_media_type_context_and_tenant() {
+    let mut target = target(Destination::LdSubscription);
+    target.reference = "http://127.0.0.1:9/ld/".into();
+    let ld = LdSubscription { accept: Accept::Json, uri: target.reference.clone(), ..LdSubscription::default() };
+    target.ld = Some(Arc::new(ld.clone()));
+    let (url, headers, body) = build_request(&target, &[pending("urn:a", None)]);
+    assert_eq!(url, "http://127.0.0.1:9/ld/", "the endpoint as given");
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
+    assert!(headers.get("link").is_some_and(|link| link.to_str().unwrap().contains("ngsi-ld-core-context")));
+    assert_eq!(headers.get("ngsild-tenant").unwrap(), "farm", "the subscription's tenant");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((body["type"].as_str(), body["subscriptionId"].as_str()), (Some("Notification"), Some("s1")));
+    assert_eq!(body["data"][0]["id"], "urn:a");
+    target.ld = Some(Arc::new(LdSubscription { accept: Accept::LdJson, ..ld }));
+    target.tenant = String::new();
+    let (_, headers, body) = build_request(&target, &[pending("urn:a", None)]);
+    assert_eq!(headers.get("content-type").unwrap(), "application/ld+json");
+    assert!(headers.get("link").is_none() && headers.get("ngsild-tenant").is_none());
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["@context"].is_string());
 }
 
 #[test]

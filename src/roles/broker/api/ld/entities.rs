@@ -1,12 +1,16 @@
 //! The NGSI-LD entity routes: `POST /ngsi-ld/v1/entities` (201 + `Location`, 409 `AlreadyExists`),
 //! `GET /ngsi-ld/v1/entities` (query: type, id, idPattern, attrs, q, geo-query, paging, `count` →
 //! `NGSILD-Results-Count`), `GET`/`PUT`/`PATCH` (merge)/`DELETE /ngsi-ld/v1/entities/{id}`, and the query batch
-//! `POST /ngsi-ld/v1/entityOperations/query`.
+//! `POST /ngsi-ld/v1/entityOperations/query`. With federation, a client's reads also see the entities other
+//! brokers hold.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::Value;
 
 use super::error::LdError;
@@ -18,7 +22,9 @@ use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::edit::Edit;
 use crate::ngsi::ld::entity::{parse_attributes, parse_entity};
 use crate::ngsi::ld::render::{render_entity, view, Rendering};
+use crate::roles::broker::api::federated;
 use crate::roles::broker::entities::StoredEntity;
+use crate::roles::broker::federation::{Federation, FederationHandle};
 use crate::roles::broker::state::BrokerState;
 
 /// `POST /ngsi-ld/v1/entities`: 201 with `Location: /ngsi-ld/v1/entities/<id>`, 409 when it exists.
@@ -37,7 +43,7 @@ pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: 
 }
 
 /// An id as a path segment: bytes outside visible ASCII, and `/ ? # %`, percent-encoded.
-fn encode_path(id: &str) -> String {
+pub fn encode_path(id: &str) -> String {
     let mut encoded = String::with_capacity(id.len());
     for byte in id.bytes() {
         if byte.is_ascii_graphic() && !b"/?#%".contains(&byte) {
@@ -49,10 +55,21 @@ fn encode_path(id: &str) -> String {
     encoded
 }
 
+/// An entity rendered; one held by another broker without `createdAt`/`modifiedAt` (not known here).
+fn render(entity: &StoredEntity, rendering: &Rendering) -> Value {
+    if federated::is_held_elsewhere(entity) && rendering.sys_attrs {
+        let rendering = Rendering { sys_attrs: false, ..rendering.clone() };
+        return render_entity(&entity.element, 0, 0, &rendering);
+    }
+    render_entity(&entity.element, entity.created_at, entity.modified_at, rendering)
+}
+
 /// `GET /ngsi-ld/v1/entities/{id}[?attrs=&options=keyValues|concise|sysAttrs]`; 404 when it does not exist or
-/// has none of the `attrs`.
+/// has none of the `attrs`. With federation, a client's `GET` of an entity another broker owns is fetched from
+/// it.
 pub async fn retrieve(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     Path(id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -61,12 +78,23 @@ pub async fn retrieve(
     let tenant = tenant(&headers)?;
     let context = link_only(&headers)?;
     let rendering = Params::parse(&uri)?.rendering(&context, &[])?;
-    let entity = find(&state, &tenant, &id)?;
+    check_uri("entity id", &id)?;
+    let entity = match find(&state, &tenant, &id) {
+        Ok(entity) => entity,
+        Err(not_found) => {
+            let remote = match federation.for_client(&headers) {
+                Some(federation) if state.entities.get(&tenant, &id).is_none() => {
+                    federated::get_remote(federation, &tenant, &id).await
+                }
+                _ => None,
+            };
+            Arc::new(federated::held_elsewhere(&tenant, remote.ok_or(not_found)?))
+        }
+    };
     if !rendering.attrs.is_empty() && !view(&entity.element).iter().any(|a| rendering.attrs.contains(&a.name)) {
         return Err(LdError::not_found(format!("entity `{id}` has none of the attributes asked for")));
     }
-    let rendered = render_entity(&entity.element, entity.created_at, entity.modified_at, &rendering);
-    Ok(respond(media, StatusCode::OK, rendered))
+    Ok(respond(media, StatusCode::OK, render(&entity, &rendering)))
 }
 
 /// `PUT /ngsi-ld/v1/entities/{id}`: replaces the entity (type and attributes); 204, or 404.
@@ -131,21 +159,29 @@ pub async fn delete(
 }
 
 /// `GET /ngsi-ld/v1/entities`: the tenant's entities the query selects, in creation order (ties by id) or
-/// nearest first for `near`, paged; `count=true` adds `NGSILD-Results-Count`.
-pub async fn query(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
+/// nearest first for `near`, paged; `count=true` adds `NGSILD-Results-Count`. With federation, a client's query
+/// also gets the matching entities of the other brokers (after this broker's own, by id) before filtering and
+/// paging; `FogFlow-Partial-Result` names who did not answer.
+pub async fn query(
+    State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, LdError> {
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
     let context = link_only(&headers)?;
     let params = Params::parse(&uri)?;
     let rendering = params.rendering(&context, &[])?;
     let query = EntityQuery::parse(&params, &context)?;
-    page(&state, &tenant, &query, &rendering, media)
+    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, media).await
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/query`: a `Query` body (`entities`, `attrs`, `q`, `geoQ`), paged and
 /// rendered from the URL as `GET /ngsi-ld/v1/entities`.
 pub async fn query_body(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -160,24 +196,45 @@ pub async fn query_body(
     if rendering.attrs.is_empty() {
         rendering.attrs = query.attrs().to_vec();
     }
-    page(&state, &tenant, &query, &rendering, media)
+    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, media).await
 }
 
-/// The page of the tenant's entities that `query` selects, rendered.
+/// The page of what `query` selects among the tenant's entities and, with `federation`, the other brokers'
+/// (fetched first, then filtered and paged together), rendered; marked partial when some did not answer.
+async fn federated_page(
+    state: &BrokerState,
+    federation: Option<&Federation>,
+    tenant: &str,
+    query: &EntityQuery,
+    rendering: &Rendering,
+    media: Media,
+) -> Result<Response, LdError> {
+    let (remote, unanswered) = match federation {
+        Some(federation) => federated::remote_entities(state, federation, tenant, query.entities()).await,
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut response = page(state, tenant, query, rendering, media, remote)?;
+    federated::mark_partial(&mut response, &unanswered);
+    Ok(response)
+}
+
+/// The page of the tenant's entities (and of `remote`, other brokers' entities, which come after this broker's
+/// own) that `query` selects, rendered.
 fn page(
     state: &BrokerState,
     tenant: &str,
     query: &EntityQuery,
     rendering: &Rendering,
     media: Media,
+    remote: Vec<Arc<StoredEntity>>,
 ) -> Result<Response, LdError> {
-    if !tenant_exists(state, tenant) {
+    if remote.is_empty() && !tenant_exists(state, tenant) {
         return Err(LdError::nonexistent_tenant(tenant));
     }
     // Filter first, then order only what the page needs: a query over a large store costs one pass plus a
     // partial sort, not a full sort of every entity.
-    let mut matching: Vec<std::sync::Arc<StoredEntity>> =
-        state.entities.select(tenant, |entity| query.matches(&entity.element));
+    let mut matching: Vec<Arc<StoredEntity>> = state.entities.select(tenant, |entity| query.matches(&entity.element));
+    matching.extend(remote.into_iter().filter(|entity| query.matches(&entity.element)));
     let total = matching.len();
     let needed = query.offset.saturating_add(query.limit).min(total);
     if needed == 0 {
@@ -186,8 +243,8 @@ fn page(
     match &query.geo {
         Some(geo) => {
             let far = |entity: &StoredEntity| geo.distance(&entity.element).unwrap_or(f64::INFINITY);
-            let order = |a: &std::sync::Arc<StoredEntity>, b: &std::sync::Arc<StoredEntity>| {
-                far(a).total_cmp(&far(b)).then(a.created_at.cmp(&b.created_at))
+            let order = |a: &Arc<StoredEntity>, b: &Arc<StoredEntity>| {
+                far(a).total_cmp(&far(b)).then_with(|| creation_order(a, b))
             };
             if needed > 0 && needed < matching.len() {
                 matching.select_nth_unstable_by(needed - 1, order);
@@ -197,23 +254,24 @@ fn page(
         }
         None => {
             if needed > 0 && needed < matching.len() {
-                matching.select_nth_unstable_by_key(needed - 1, |entity| entity.created_at);
+                matching.select_nth_unstable_by(needed - 1, creation_order);
                 matching.truncate(needed);
             }
-            matching.sort_by_key(|entity| entity.created_at);
+            matching.sort_by(creation_order);
         }
     }
-    let page: Vec<Value> = matching
-        .iter()
-        .skip(query.offset)
-        .take(query.limit)
-        .map(|entity| render_entity(&entity.element, entity.created_at, entity.modified_at, rendering))
-        .collect();
+    let page: Vec<Value> =
+        matching.iter().skip(query.offset).take(query.limit).map(|entity| render(entity, rendering)).collect();
     let mut response = respond(media, StatusCode::OK, Value::Array(page));
     if query.count {
         response.headers_mut().insert("ngsild-results-count", HeaderValue::from(total));
     }
     Ok(response)
+}
+
+/// Creation order; entities held elsewhere (no creation time here) last, by id.
+fn creation_order(a: &Arc<StoredEntity>, b: &Arc<StoredEntity>) -> std::cmp::Ordering {
+    a.created_at.cmp(&b.created_at).then_with(|| a.element.entity_id.id.cmp(&b.element.entity_id.id))
 }
 
 #[cfg(test)]

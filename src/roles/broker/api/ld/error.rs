@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::http::BodyError;
 use crate::ngsi::ld::context::ContextError;
 use crate::ngsi::ld::edit::Refusal;
+use crate::ngsi::ld::subscription::SubscriptionError;
 use crate::ngsi::ParseError;
 use crate::roles::broker::state::BrokerError;
 
@@ -59,6 +60,11 @@ impl LdError {
     /// 409 `AlreadyExists`.
     pub fn already_exists(detail: impl Into<String>) -> Self {
         LdError::new(StatusCode::CONFLICT, "AlreadyExists", "Already exists", detail)
+    }
+
+    /// 422 `OperationNotSupported`.
+    pub fn operation_not_supported(detail: impl Into<String>) -> Self {
+        LdError::new(StatusCode::UNPROCESSABLE_ENTITY, "OperationNotSupported", "Operation not supported", detail)
     }
 
     /// 406 `NotAcceptable`.
@@ -137,10 +143,21 @@ impl From<BrokerError> for LdError {
         match error {
             BrokerError::Invalid(error) => error.into(),
             BrokerError::NotFound(detail) => LdError::not_found(detail),
+            BrokerError::AlreadyExists(detail) => LdError::already_exists(detail),
             BrokerError::Store(error) => {
                 tracing::error!(%error, "store failure answering an NGSI-LD request");
                 LdError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error", error.to_string())
             }
+        }
+    }
+}
+
+impl From<SubscriptionError> for LdError {
+    fn from(error: SubscriptionError) -> Self {
+        match error {
+            SubscriptionError::Invalid(error) => error.into(),
+            SubscriptionError::NotSupported(detail) => LdError::operation_not_supported(detail),
+            SubscriptionError::Context(error) => error.into(),
         }
     }
 }

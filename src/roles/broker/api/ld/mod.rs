@@ -3,18 +3,21 @@
 //! [`BrokerState::edit_entity`] and [`BrokerState::delete_entity`] so that NGSI10 subscriptions and discovery see
 //! every write).
 //!
-//! The codec is [`crate::ngsi::ld`]; handlers are in [`entities`], [`attributes`], [`batch`] and [`discovery`]
-//! (`/types`, `/attributes`); content negotiation and contexts in [`negotiation`]; query parameters in
+//! The codec is [`crate::ngsi::ld`]; handlers are in [`entities`], [`attributes`], [`batch`], [`subscriptions`],
+//! [`discovery`] (`/types`, `/attributes`) and [`csource`] (context source registrations, kept at discovery);
+//! content negotiation and contexts in [`negotiation`]; query parameters in
 //! [`params`] and [`selection`]; ProblemDetails in [`error`].
 
 pub mod attributes;
 pub mod batch;
+pub mod csource;
 pub mod discovery;
 pub mod entities;
 pub mod error;
 pub mod negotiation;
 pub mod params;
 pub mod selection;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -42,10 +45,20 @@ pub fn routes(state: BrokerState) -> Router {
         .route("/ngsi-ld/v1/entityOperations/update", post(batch::update))
         .route("/ngsi-ld/v1/entityOperations/delete", post(batch::delete))
         .route("/ngsi-ld/v1/entityOperations/query", post(entities::query_body))
+        .route("/ngsi-ld/v1/subscriptions", get(subscriptions::list).post(subscriptions::create))
+        .route(
+            "/ngsi-ld/v1/subscriptions/{id}",
+            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+        )
         .route("/ngsi-ld/v1/types", get(discovery::types))
         .route("/ngsi-ld/v1/types/{type}", get(discovery::entity_type))
         .route("/ngsi-ld/v1/attributes", get(discovery::attributes))
         .route("/ngsi-ld/v1/attributes/{attr}", get(discovery::attribute))
+        .route("/ngsi-ld/v1/csourceRegistrations", get(csource::list).post(csource::create))
+        .route(
+            "/ngsi-ld/v1/csourceRegistrations/{id}",
+            get(csource::retrieve).patch(csource::update).delete(csource::delete),
+        )
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)
 }

@@ -13,7 +13,7 @@ use crate::ngsi::ld::geo::GeoQuery;
 use crate::ngsi::ld::query::Query;
 use crate::ngsi::ld::LOCATION;
 use crate::ngsi::limits::{check_name, MAX_PATTERN_LEN, MAX_REGEX_SIZE};
-use crate::ngsi::v1::ContextElement;
+use crate::ngsi::v1::{ContextElement, EntityId};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -175,6 +175,35 @@ impl EntityQuery {
         query.check_not_empty()
     }
 
+    /// What the query selects as NGSI10 entity ids, for discovery: per selector its ids (else its id pattern,
+    /// else any id) with each of its types; any entity when there is no selector (`attrs`, `q` and geo-queries are
+    /// tested on what comes back).
+    pub fn entities(&self) -> Vec<EntityId> {
+        let any = || vec![(".*".to_string(), true)];
+        if self.selectors.is_empty() {
+            return vec![EntityId { id: ".*".into(), entity_type: String::new(), is_pattern: true }];
+        }
+        let mut entities = Vec::new();
+        for selector in &self.selectors {
+            let ids: Vec<(String, bool)> = match (&selector.ids[..], &selector.id_pattern) {
+                ([], Some(pattern)) => vec![(pattern.as_str().to_string(), true)],
+                ([], None) => any(),
+                (ids, _) => ids.iter().map(|id| (id.clone(), false)).collect(),
+            };
+            let types = if selector.types.is_empty() { vec![String::new()] } else { selector.types.clone() };
+            for (id, is_pattern) in &ids {
+                for entity_type in &types {
+                    entities.push(EntityId {
+                        id: id.clone(),
+                        entity_type: entity_type.clone(),
+                        is_pattern: *is_pattern,
+                    });
+                }
+            }
+        }
+        entities
+    }
+
     /// The attributes asked for (projection).
     pub fn attrs(&self) -> &[String] {
         &self.attrs
@@ -221,6 +250,21 @@ mod tests {
         assert!(query("q=a==").is_err());
         assert!(query("type=Room&count=yes").is_err());
         assert!(query("georel=near;maxDistance==10&geometry=Point&coordinates=[1,2]").is_ok());
+    }
+
+    #[test]
+    fn queries_name_the_entities_discovery_is_asked_for() {
+        let ids = |text: &str| query(text).unwrap().entities();
+        let typed = ids("type=Room&idPattern=^urn:a");
+        assert_eq!(typed.len(), 1);
+        assert_eq!(
+            (typed[0].id.as_str(), typed[0].entity_type.as_str(), typed[0].is_pattern),
+            ("^urn:a", "Room", true)
+        );
+        let exact = ids("id=urn:a,urn:b&type=Room");
+        assert!(exact.iter().all(|e| !e.is_pattern && e.entity_type == "Room") && exact.len() == 2);
+        let any = ids("q=t%3E1");
+        assert_eq!((any[0].id.as_str(), any[0].is_pattern), (".*", true));
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! The NGSIv2 entity routes: `POST /v2/entities` (create, `upsert`, `keyValues`), `GET /v2/entities` (ids,
-//! patterns, types, `q`, geo queries, paging, `count`), `GET`/`DELETE /v2/entities/{id}`, and the notification receivers `POST /v2/notify`
-//! (FogFlow's) and `POST /v2/op/notify` (Orion's), which upsert every notified entity.
+//! patterns, types, `q`, geo queries, paging, `count`), `GET`/`DELETE /v2/entities/{id}`, and the notification
+//! receivers `POST /v2/notify` (FogFlow's) and `POST /v2/op/notify` (Orion's), which upsert every notified entity.
+//! With federation, a client's reads also see the entities other brokers hold.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::Value;
 
 use super::error::V2Error;
 use super::params::{Filter, Params};
 use super::{apply, find, meta, read_json};
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
-use crate::ngsi::v2::{parse_entity, render_entity, Edit, Format, IfExists};
+use crate::ngsi::v2::{check_identifier, parse_entity, render_entity, Edit, Format, IfExists};
 use crate::ngsi::ParseError;
+use crate::roles::broker::api::federated;
 use crate::roles::broker::entities::StoredEntity;
+use crate::roles::broker::federation::FederationHandle;
 use crate::roles::broker::state::BrokerState;
 
 /// `POST /v2/entities[?options=upsert,keyValues]`: 201 with `Location`, 422 when it exists, 204 when an upsert
@@ -42,19 +47,42 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
 
-/// `GET /v2/entities`: the tenant's entities selected by `id`/`idPattern`/`type`/`q`/`georel`, in creation order (milliseconds,
-/// ties by id), paged by `limit`/`offset`, projected to `attrs`; `options=count` adds `Fiware-Total-Count`.
-pub async fn list(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, V2Error> {
+/// `GET /v2/entities`: the tenant's entities selected by `id`/`idPattern`/`type`/`q`/`georel`, in creation order
+/// (milliseconds, ties by id), paged by `limit`/`offset`, projected to `attrs`; `options=count` adds
+/// `Fiware-Total-Count`. With federation, a client's listing also gets the matching entities of the other brokers
+/// (after this broker's own, by id) before filtering and paging; `FogFlow-Partial-Result` names who did not
+/// answer.
+pub async fn list(
+    State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, V2Error> {
     let meta = meta(&headers)?;
     let params = Params::parse(&uri)?;
-    Ok(page(&state, &meta.tenant, &params.filter()?, &params.attrs, &params))
+    let filter = params.filter()?;
+    let (remote, unanswered) = match federation.for_client(&headers) {
+        Some(federation) => federated::remote_entities(&state, federation, &meta.tenant, params.entities()).await,
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut response = page(&state, &meta.tenant, &filter, &params.attrs, &params, remote);
+    federated::mark_partial(&mut response, &unanswered);
+    Ok(response)
 }
 
-/// The page of the tenant's entities that `filter` selects, in creation order (milliseconds, ties by id) or nearest
-/// first for a `near` query, paged and rendered as `params` say, projected to `attrs`; `Fiware-Total-Count` when
-/// `params.count`.
-pub fn page(state: &BrokerState, tenant: &str, filter: &Filter, attrs: &[String], params: &Params) -> Response {
+/// The page of the tenant's entities (and of `remote`, other brokers' entities) that `filter` selects, in creation
+/// order (milliseconds, ties by id; other brokers' entities last) or nearest first for a `near` query, paged and
+/// rendered as `params` say, projected to `attrs`; `Fiware-Total-Count` when `params.count`.
+pub fn page(
+    state: &BrokerState,
+    tenant: &str,
+    filter: &Filter,
+    attrs: &[String],
+    params: &Params,
+    remote: Vec<Arc<StoredEntity>>,
+) -> Response {
     let mut matching = state.entities.list(tenant);
+    matching.extend(remote);
     matching.retain(|entity| filter.matches(&entity.element));
     matching.sort_by_key(|entity| entity.created_at);
     if let Some(geo) = &filter.geo {
@@ -75,17 +103,32 @@ pub fn page(state: &BrokerState, tenant: &str, filter: &Filter, attrs: &[String]
     response
 }
 
-/// `GET /v2/entities/{id}[?type=&attrs=&options=keyValues|values]`.
+/// `GET /v2/entities/{id}[?type=&attrs=&options=keyValues|values]`; with federation, a client's `GET` of an
+/// entity another broker owns is fetched from it.
 pub async fn retrieve(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     Path(id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, V2Error> {
     let meta = meta(&headers)?;
     let params = Params::parse(&uri)?;
-    let entity = find(&state, &meta, &id, params.entity_type()?)?;
-    Ok(Json(render_entity(&entity.element, &params.attrs, params.format)).into_response())
+    let entity_type = params.entity_type()?;
+    check_identifier("entity id", &id)?;
+    let element = match find(&state, &meta, &id, entity_type) {
+        Ok(entity) => entity.element.clone(),
+        Err(not_found) => {
+            let remote = match federation.for_client(&headers) {
+                Some(federation) if state.entities.get(&meta.tenant, &id).is_none() => {
+                    federated::get_remote(federation, &meta.tenant, &id).await
+                }
+                _ => None,
+            };
+            remote.filter(|element| entity_type.is_none_or(|t| t == element.entity_id.entity_type)).ok_or(not_found)?
+        }
+    };
+    Ok(Json(render_entity(&element, &params.attrs, params.format)).into_response())
 }
 
 /// `DELETE /v2/entities/{id}[?type=]`: 204, or 404.

@@ -92,6 +92,7 @@ impl From<BrokerError> for V2Error {
         match error {
             BrokerError::Invalid(error) => error.into(),
             BrokerError::NotFound(_) => V2Error::entity_not_found(),
+            BrokerError::AlreadyExists(detail) => V2Error::new(StatusCode::CONFLICT, "AlreadyExists", detail),
             BrokerError::Store(error) => error.into(),
         }
     }

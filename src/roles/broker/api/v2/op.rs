@@ -1,12 +1,14 @@
 //! The NGSIv2 batch operations: `POST /v2/op/update` (`actionType` `append`, `appendStrict`, `update`, `delete`,
 //! `replace` over a list of entities; every entity is tried, as Orion does, and the first failure is answered)
 //! and `POST /v2/op/query` (`entities` with `id`/`idPattern` and `type`, `attrs`, `expression` `q` and
-//! `georel`/`geometry`/`coords`; paging, `count` and formats as `GET /v2/entities`). Every body is parsed and checked before anything is written.
+//! `georel`/`geometry`/`coords`; paging, `count` and formats as `GET /v2/entities`, federated as it is). Every body
+//! is parsed and checked before anything is written.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::Value;
 
 use super::entities::page;
@@ -20,6 +22,8 @@ use crate::ngsi::v2::geo::GeoQuery;
 use crate::ngsi::v2::query::Query;
 use crate::ngsi::v2::{check_identifier, parse_entity, Edit, Format, IfExists};
 use crate::ngsi::ParseError;
+use crate::roles::broker::api::federated;
+use crate::roles::broker::federation::FederationHandle;
 use crate::roles::broker::state::BrokerState;
 
 /// An `actionType` of `/v2/op/update`.
@@ -119,7 +123,13 @@ pub async fn update(
 
 /// The selector of an `/v2/op/query` body: each entity gives `id` or `idPattern`, and maybe `type`; no
 /// `entities` selects all.
+#[cfg(test)]
 fn query_selector(body: &Value) -> Result<EntitySelector, ParseError> {
+    EntitySelector::compile(&query_entities(body)?)
+}
+
+/// The entities an `/v2/op/query` body selects, as NGSI10 entity ids (validated).
+fn query_entities(body: &Value) -> Result<Vec<EntityId>, ParseError> {
     let text = |entity: &Value, key: &str| -> Result<Option<String>, ParseError> {
         match entity.get(key) {
             None => Ok(None),
@@ -154,7 +164,8 @@ fn query_selector(body: &Value) -> Result<EntitySelector, ParseError> {
     if ids.is_empty() {
         ids.push(EntityId { id: ".*".into(), entity_type: String::new(), is_pattern: true });
     }
-    EntitySelector::compile(&ids)
+    EntitySelector::compile(&ids)?;
+    Ok(ids)
 }
 
 /// The `expression` of an `/v2/op/query` body: `q`, and `georel` with `geometry` and `coords`.
@@ -180,9 +191,11 @@ fn expression(body: &Value) -> Result<(Option<Query>, Option<GeoQuery>), ParseEr
     Ok((q, GeoQuery::parse(texts[1], texts[2], texts[3])?))
 }
 
-/// `POST /v2/op/query[?limit=&offset=&options=count,keyValues|values]`.
+/// `POST /v2/op/query[?limit=&offset=&options=count,keyValues|values]`; with federation, a client's query also
+/// gets the other brokers' matching entities, as `GET /v2/entities` does.
 pub async fn query(
     State(state): State<BrokerState>,
+    Extension(federation): Extension<FederationHandle>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -194,7 +207,8 @@ pub async fn query(
         return Err(ParseError::new("the payload must be a JSON object").into());
     }
     let (q, geo) = expression(&body)?;
-    let selector = query_selector(&body)?;
+    let entities = query_entities(&body)?;
+    let selector = EntitySelector::compile(&entities)?;
     let attrs: Vec<String> = match body.get("attrs") {
         None => Vec::new(),
         Some(Value::Array(items)) => items
@@ -206,7 +220,13 @@ pub async fn query(
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(ParseError::new("attrs must be an array of strings").into()),
     };
-    Ok(page(&state, &meta.tenant, &Filter { selector, q, geo }, &attrs, &params))
+    let (remote, unanswered) = match federation.for_client(&headers) {
+        Some(federation) => federated::remote_entities(&state, federation, &meta.tenant, entities).await,
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut response = page(&state, &meta.tenant, &Filter { selector, q, geo }, &attrs, &params, remote);
+    federated::mark_partial(&mut response, &unanswered);
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -180,6 +180,11 @@ impl Params {
 
     /// The entities `GET /v2/entities` selects: any of the ids (or the pattern, or any id) with any of the types.
     pub fn selector(&self) -> Result<EntitySelector, V2Error> {
+        Ok(EntitySelector::compile(&self.entities())?)
+    }
+
+    /// The selection of [`Params::selector`] as NGSI10 entity ids (for discovery).
+    pub fn entities(&self) -> Vec<EntityId> {
         let ids: Vec<(String, bool)> = match &self.id_pattern {
             Some(pattern) => vec![(pattern.clone(), true)],
             None if self.ids.is_empty() => vec![(".*".into(), true)],
@@ -192,7 +197,7 @@ impl Params {
                 entities.push(EntityId { id: id.clone(), entity_type: entity_type.clone(), is_pattern: *is_pattern });
             }
         }
-        Ok(EntitySelector::compile(&entities)?)
+        entities
     }
 }
 

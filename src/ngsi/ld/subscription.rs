@@ -1,0 +1,333 @@
+//! NGSI-LD subscriptions (ETSI GS CIM 009 clauses 5.2.12 Subscription, 5.2.14 NotificationParams, 5.3.1
+//! Notification): parsing and validation of a subscription body or PATCH fragment against the request's
+//! `@context`, the stored form, its compiled selection (`entities`, `q`, `geoQ`), the projection of a notified
+//! entity (`notification.attributes`) and the Notification body (`format` normalized, keyValues or concise,
+//! names compacted with the subscription's `@context`). Parsing member by member is in `parse`, rendering back
+//! in [`render`]. Pure: no I/O.
+//!
+//! Names (entity types, `watchedAttributes`, `notification.attributes`, `geoQ.geoproperty`) are stored canonical
+//! (see [`super::context`]); `q` is stored as written with the context it was written in, and compiled again
+//! from both. `timeInterval`, `csf`, `temporalQ`, `scopeQ`, `lang`, `notification.endpoint.receiverInfo` /
+//! `notifierInfo`, `notification.sysAttrs` / `showChanges` and `notificationTrigger` are refused with
+//! [`SubscriptionError::NotSupported`].
+
+mod parse;
+pub mod render;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::context::{Context, ContextError};
+use super::geo::GeoQuery;
+use super::query::Query;
+use super::render::{view, Format};
+use crate::ngsi::pattern::EntitySelector;
+use crate::ngsi::v1::{ContextElement, EntityId};
+use crate::ngsi::ParseError;
+
+/// Most entities, or attribute names, in one list of a subscription.
+pub const MAX_LIST: usize = 100;
+/// Longest `description` or `subscriptionName`.
+const MAX_TEXT: usize = 1024;
+/// Longest endpoint URI.
+const MAX_URI: usize = 2048;
+
+/// Why a subscription body cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    /// The body is invalid (`BadRequestData`).
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+    /// A member this broker does not implement (`OperationNotSupported`).
+    #[error("{0}")]
+    NotSupported(String),
+    /// The `@context` cannot be used.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+}
+
+fn invalid(message: impl Into<String>) -> SubscriptionError {
+    SubscriptionError::Invalid(ParseError::new(message))
+}
+
+/// One `entities` item (EntityInfo): `id` or `idPattern` (an `id` wins), and a canonical `type` (any when absent).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EntityInfo {
+    /// `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `idPattern`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_pattern: Option<String>,
+    /// `type`, canonical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_type: Option<String>,
+}
+
+/// `notification.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum NotificationFormat {
+    /// `normalized`.
+    #[default]
+    #[serde(rename = "normalized")]
+    Normalized,
+    /// `keyValues`.
+    #[serde(rename = "keyValues")]
+    KeyValues,
+    /// `concise`.
+    #[serde(rename = "concise")]
+    Concise,
+}
+
+impl NotificationFormat {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotificationFormat::Normalized => "normalized",
+            NotificationFormat::KeyValues => "keyValues",
+            NotificationFormat::Concise => "concise",
+        }
+    }
+
+    fn render_format(self) -> Format {
+        match self {
+            NotificationFormat::Normalized => Format::Normalized,
+            NotificationFormat::KeyValues => Format::KeyValues,
+            NotificationFormat::Concise => Format::Concise,
+        }
+    }
+}
+
+/// `notification.endpoint.accept`: the media type of notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Accept {
+    /// `application/json`, the context in a `Link` header.
+    #[default]
+    #[serde(rename = "application/json")]
+    Json,
+    /// `application/ld+json`, the context in the body.
+    #[serde(rename = "application/ld+json")]
+    LdJson,
+}
+
+impl Accept {
+    /// The media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Accept::Json => "application/json",
+            Accept::LdJson => "application/ld+json",
+        }
+    }
+}
+
+/// `q` as written, with the `@context` it was written in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QText {
+    /// The expression.
+    pub text: String,
+    /// The body `@context` (null: the core context).
+    #[serde(default)]
+    pub context: Value,
+}
+
+/// `geoQ`; `geoproperty` canonical.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeoQ {
+    /// `georel`.
+    pub georel: String,
+    /// `geometry`.
+    pub geometry: String,
+    /// `coordinates`, as JSON text.
+    pub coordinates: String,
+    /// `geoproperty`, canonical (`location` by default).
+    pub geoproperty: String,
+}
+
+/// An NGSI-LD subscription as stored (its id and tenant are the broker record's). The default is active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LdSubscription {
+    /// `subscriptionName`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `description`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `entities`.
+    #[serde(default)]
+    pub entities: Vec<EntityInfo>,
+    /// `watchedAttributes`, canonical: a change of one of them notifies (none: any change).
+    #[serde(default)]
+    pub watched_attributes: Vec<String>,
+    /// `q`.
+    #[serde(default)]
+    pub q: Option<QText>,
+    /// `geoQ`.
+    #[serde(default)]
+    pub geo_q: Option<GeoQ>,
+    /// `notification.attributes`, canonical (all when empty).
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// `notification.format`.
+    #[serde(default)]
+    pub format: NotificationFormat,
+    /// `notification.endpoint.uri`.
+    #[serde(default)]
+    pub uri: String,
+    /// `notification.endpoint.accept`.
+    #[serde(default)]
+    pub accept: Accept,
+    /// `isActive`.
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    /// `expiresAt`, ms since the epoch.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// `throttling`, ms.
+    #[serde(default)]
+    pub throttling_ms: Option<u64>,
+    /// The subscription's body `@context` (null: the core context), used to compact notifications.
+    #[serde(default)]
+    pub context: Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for LdSubscription {
+    fn default() -> Self {
+        LdSubscription {
+            name: None,
+            description: None,
+            entities: Vec::new(),
+            watched_attributes: Vec::new(),
+            q: None,
+            geo_q: None,
+            attributes: Vec::new(),
+            format: NotificationFormat::default(),
+            uri: String::new(),
+            accept: Accept::default(),
+            is_active: true,
+            expires_at: None,
+            throttling_ms: None,
+            context: Value::Null,
+        }
+    }
+}
+
+/// The compiled selection of a subscription.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    selector: Option<EntitySelector>,
+    q: Option<Query>,
+    geo: Option<GeoQuery>,
+}
+
+impl Selection {
+    /// Whether the entity in this state is selected (`entities`, `q`, `geoQ`).
+    pub fn selects(&self, element: &ContextElement) -> bool {
+        self.selector.as_ref().is_none_or(|s| s.matches(&element.entity_id.id, &element.entity_id.entity_type))
+            && self.q.as_ref().is_none_or(|q| q.matches(element))
+            && self.geo.as_ref().is_none_or(|g| g.matches(element))
+    }
+}
+
+impl LdSubscription {
+    /// The compiled selection.
+    pub fn compile(&self) -> Result<Selection, SubscriptionError> {
+        let selector = if self.entities.is_empty() {
+            None
+        } else {
+            let ids: Vec<EntityId> = self
+                .entities
+                .iter()
+                .map(|info| EntityId {
+                    id: info.id.clone().or_else(|| info.id_pattern.clone()).unwrap_or_default(),
+                    entity_type: info.entity_type.clone().unwrap_or_default(),
+                    is_pattern: info.id.is_none() && info.id_pattern.is_some(),
+                })
+                .map(|id| if id.id.is_empty() { EntityId { id: ".*".into(), is_pattern: true, ..id } } else { id })
+                .collect();
+            Some(EntitySelector::compile(&ids)?)
+        };
+        let q = match &self.q {
+            Some(q) => Some(Query::parse(&q.text, &context_of(&q.context)?)?),
+            None => None,
+        };
+        let geo = match &self.geo_q {
+            Some(g) => {
+                GeoQuery::parse(Some(&g.georel), Some(&g.geometry), Some(&g.coordinates), g.geoproperty.clone())?
+            }
+            None => None,
+        };
+        Ok(Selection { selector, q, geo })
+    }
+
+    /// Whether `expiresAt` has passed at `now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at.is_some_and(|at| now_ms >= at)
+    }
+
+    /// What to notify of an entity: its NGSI-LD view (a `location` point as a GeoProperty, domain metadata as
+    /// Properties) projected to `notification.attributes` (all when empty).
+    pub fn project(&self, element: &ContextElement) -> ContextElement {
+        let mut attributes = view(element);
+        if !self.attributes.is_empty() {
+            attributes.retain(|a| self.attributes.contains(&a.name));
+        }
+        ContextElement { entity_id: element.entity_id.clone(), attributes, domain_metadata: Vec::new() }
+    }
+
+    /// The subscription's context (the core context when it has none of its own).
+    pub fn context(&self) -> Result<Context, ContextError> {
+        context_of(&self.context)
+    }
+}
+
+fn context_of(raw: &Value) -> Result<Context, ContextError> {
+    if raw.is_null() {
+        Ok(Context::core())
+    } else {
+        Context::from_body(raw)
+    }
+}
+
+/// The Notification body (clause 5.3.1) of `elements` (already projected): `id`, `type`, `subscriptionId`,
+/// `notifiedAt` and `data`, entities in the subscription's format with names compacted by its context; for
+/// `application/ld+json` with the `@context` in the body (the core context URL when it has none).
+pub fn notification_body<'a>(
+    subscription: &LdSubscription,
+    subscription_id: &str,
+    notification_id: &str,
+    notified_at_ms: i64,
+    elements: impl Iterator<Item = &'a ContextElement>,
+) -> Value {
+    let compactor = match (subscription.accept, subscription.context()) {
+        (Accept::LdJson, Ok(context)) => context.compactor(),
+        _ => Default::default(),
+    };
+    let rendering = super::render::Rendering { format: subscription.format.render_format(), ..Default::default() };
+    let data: Vec<Value> = elements
+        .map(|element| {
+            let rendered = super::render::render_entity(element, 0, 0, &rendering);
+            render::compact_entity(&compactor, rendered)
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("id".into(), Value::String(notification_id.to_string()));
+    body.insert("type".into(), Value::String("Notification".into()));
+    body.insert("subscriptionId".into(), Value::String(subscription_id.to_string()));
+    body.insert("notifiedAt".into(), super::render::date_time(notified_at_ms));
+    body.insert("data".into(), Value::Array(data));
+    if subscription.accept == Accept::LdJson {
+        let context = if subscription.context.is_null() {
+            Value::String(super::context::CORE_CONTEXT_URL.into())
+        } else {
+            subscription.context.clone()
+        };
+        body.insert("@context".into(), context);
+    }
+    Value::Object(body)
+}

@@ -1,0 +1,149 @@
+//! Rendering NGSI-LD subscriptions back (clause 5.2.12, as `GET /ngsi-ld/v1/subscriptions` shows them) and
+//! compacting notified entities with a subscription's `@context`.
+
+use serde_json::{json, Map, Value};
+
+use super::LdSubscription;
+use crate::ngsi::ld::context::Compactor;
+use crate::ngsi::ld::render::date_time;
+use crate::ngsi::ld::{DATASET_ID, OBSERVED_AT, UNIT_CODE};
+
+/// Members of a rendered attribute that are not sub-properties.
+const ATTRIBUTE_KEYS: &[&str] = &["type", "value", "object", "languageMap", OBSERVED_AT, UNIT_CODE, DATASET_ID];
+
+/// A rendered entity with its type and attribute / sub-property names compacted.
+pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
+    let Value::Object(members) = entity else { return entity };
+    let mut compacted = Map::new();
+    for (key, value) in members {
+        match key.as_str() {
+            "id" | "createdAt" | "modifiedAt" => {
+                compacted.insert(key, value);
+            }
+            "type" => {
+                let value = match value {
+                    Value::String(name) => Value::String(compactor.compact(&name)),
+                    other => other,
+                };
+                compacted.insert(key, value);
+            }
+            _ => {
+                let value = match value {
+                    Value::Object(attribute) if attribute.contains_key("value") || attribute.contains_key("object") => {
+                        Value::Object(
+                            attribute
+                                .into_iter()
+                                .map(|(name, sub)| {
+                                    if ATTRIBUTE_KEYS.contains(&name.as_str()) {
+                                        (name, sub)
+                                    } else {
+                                        (compactor.compact(&name), sub)
+                                    }
+                                })
+                                .collect(),
+                        )
+                    }
+                    other => other,
+                };
+                compacted.insert(compactor.compact(&key), value);
+            }
+        }
+    }
+    Value::Object(compacted)
+}
+
+/// Delivery counters and state shown with a subscription.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// Notifications delivered.
+    pub times_sent: u64,
+    /// Failed attempts.
+    pub times_failed: u64,
+    /// Whether the last attempt failed.
+    pub failing: bool,
+    /// Last attempt, success and failure (RFC 3339).
+    pub last_notification: Option<String>,
+    /// Last success.
+    pub last_success: Option<String>,
+    /// Last failure.
+    pub last_failure: Option<String>,
+}
+
+/// The subscription as the API shows it: its members with canonical names, `isActive`, `status` (`active`,
+/// `paused`, `expired`) and `notification.status` (`ok`, `failed`) with the delivery counters.
+pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Shown, now_ms: i64) -> Value {
+    let mut body = Map::new();
+    body.insert("id".into(), json!(id));
+    body.insert("type".into(), json!("Subscription"));
+    if let Some(name) = &subscription.name {
+        body.insert("subscriptionName".into(), json!(name));
+    }
+    if let Some(description) = &subscription.description {
+        body.insert("description".into(), json!(description));
+    }
+    if !subscription.entities.is_empty() {
+        let entities: Vec<Value> = subscription
+            .entities
+            .iter()
+            .map(|info| {
+                let mut entity = Map::new();
+                for (key, value) in [("id", &info.id), ("idPattern", &info.id_pattern), ("type", &info.entity_type)] {
+                    if let Some(value) = value {
+                        entity.insert(key.into(), json!(value));
+                    }
+                }
+                Value::Object(entity)
+            })
+            .collect();
+        body.insert("entities".into(), Value::Array(entities));
+    }
+    if !subscription.watched_attributes.is_empty() {
+        body.insert("watchedAttributes".into(), json!(subscription.watched_attributes));
+    }
+    if let Some(q) = &subscription.q {
+        body.insert("q".into(), json!(q.text));
+    }
+    if let Some(geo) = &subscription.geo_q {
+        let coordinates = serde_json::from_str::<Value>(&geo.coordinates).unwrap_or_else(|_| json!(geo.coordinates));
+        body.insert(
+            "geoQ".into(),
+            json!({"georel": geo.georel, "geometry": geo.geometry, "coordinates": coordinates, "geoproperty": geo.geoproperty}),
+        );
+    }
+    body.insert("isActive".into(), json!(subscription.is_active));
+    let status = if subscription.is_expired(now_ms) {
+        "expired"
+    } else if subscription.is_active {
+        "active"
+    } else {
+        "paused"
+    };
+    body.insert("status".into(), json!(status));
+    let mut notification = Map::new();
+    if !subscription.attributes.is_empty() {
+        notification.insert("attributes".into(), json!(subscription.attributes));
+    }
+    notification.insert("format".into(), json!(subscription.format.name()));
+    notification
+        .insert("endpoint".into(), json!({"uri": subscription.uri, "accept": subscription.accept.media_type()}));
+    notification.insert("status".into(), json!(if shown.failing { "failed" } else { "ok" }));
+    notification.insert("timesSent".into(), json!(shown.times_sent));
+    notification.insert("timesFailed".into(), json!(shown.times_failed));
+    for (key, value) in [
+        ("lastNotification", &shown.last_notification),
+        ("lastSuccess", &shown.last_success),
+        ("lastFailure", &shown.last_failure),
+    ] {
+        if let Some(value) = value {
+            notification.insert(key.into(), json!(value));
+        }
+    }
+    body.insert("notification".into(), Value::Object(notification));
+    if let Some(expires_at) = subscription.expires_at {
+        body.insert("expiresAt".into(), date_time(expires_at));
+    }
+    if let Some(ms) = subscription.throttling_ms {
+        body.insert("throttling".into(), json!(ms as f64 / 1000.0));
+    }
+    Value::Object(body)
+}
