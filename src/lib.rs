@@ -21,6 +21,7 @@ pub mod ngsi;
 pub mod operators;
 pub mod role;
 pub mod roles;
+pub mod runtime;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -14,6 +14,8 @@ pub mod flow;
 pub mod orchestrator;
 pub mod records;
 pub mod scheduler;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

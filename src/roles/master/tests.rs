@@ -1,0 +1,153 @@
+//! The orchestrator's deployment logic against the in-process bus with two simulated workers: placement on the
+//! nearest worker, rescheduling when that worker goes silent, reconciliation when it comes back, and removal
+//! when the input disappears. Discovery, brokers and the designer are unreachable here (closed ports): the
+//! orchestrator must cope (entity details fall back to id and type; the flow's location comes from the test).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::orchestrator::{Input, Links, Orchestrator, Snapshot};
+use super::records::{IntentRecord, MasterStore};
+use crate::bus::memory::MemoryBus;
+use crate::bus::{Bus, Consumer, MessageType, QueueSpec};
+use crate::clients::broker::BrokerClient;
+use crate::clients::discovery::DiscoveryClient;
+use crate::clients::http_client::HttpClient;
+use crate::config::Config;
+use crate::model::{GeoPoint, ReportedTask, ScheduledTaskInstance, ServiceIntent, Topology, WorkerProfile};
+use crate::ngsi::v9::NotifyContextAvailabilityRequest;
+use crate::store::Store;
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn orchestrator(bus: &MemoryBus) -> Orchestrator {
+    let mut config = Config::default();
+    config.worker.heartbeat_interval = 1;
+    config.worker.detection_duration = 1;
+    config.my_hostip = "127.0.0.1".into();
+    config.discovery.http_port = closed_port();
+    config.designer.web_srv_port = closed_port();
+    let http = HttpClient::new(Duration::from_millis(200), Duration::from_millis(500));
+    let links = Links {
+        bus: Arc::new(bus.clone()),
+        discovery: DiscoveryClient::new(config.discovery_url(), http.clone()),
+        brokers: BrokerClient::new(http.clone()),
+        http,
+    };
+    let store = MasterStore::open(Store::temporary().unwrap()).unwrap();
+    let snapshot = Arc::new(RwLock::new(Snapshot::default()));
+    let mut orchestrator =
+        Orchestrator::load("Master.001".into(), 7, Arc::new(config), links, store, snapshot).unwrap();
+    let topology: Topology = serde_json::from_value(json!({"name":"Convert","tasks":[{"name":"Main",
+        "operator":"converter","input_streams":[{"selected_type":"Temperature","groupby":"EntityID"}],
+        "output_streams":[{"entity_type":"Fahrenheit"}]}]}))
+    .unwrap();
+    let operator =
+        serde_json::from_value(json!({"name":"converter","dockerimages":[{"name":"fogflow/converter"}]})).unwrap();
+    let intent: ServiceIntent = serde_json::from_value(json!({"id":"ServiceIntent.1","topology":"Convert"})).unwrap();
+    let record = IntentRecord { intent, topology, operators: vec![operator], subscriptions: Vec::new() };
+    orchestrator.intents.insert("ServiceIntent.1".into(), record.clone());
+    orchestrator.resume().await;
+    orchestrator.subscriptions.insert("sid-1".into(), ("ServiceIntent.1/Main".into(), 0));
+    orchestrator
+}
+
+fn worker(id: &str, latitude: f64, tasks: Option<Vec<ReportedTask>>) -> WorkerProfile {
+    WorkerProfile {
+        id: id.into(),
+        location: GeoPoint { latitude, longitude: 139.0 },
+        hardware: "amd64".into(),
+        capacity: 4,
+        tasks,
+        ..Default::default()
+    }
+}
+
+fn availability(code: u16, entity: &str) -> Input {
+    Input::Availability(
+        serde_json::from_value::<NotifyContextAvailabilityRequest>(json!({"subscribeId":"sid-1",
+            "errorCode":{"code":code},
+            "contextRegistrationResponses":[{"contextRegistration":{"entities":[{"id":entity,"type":"Temperature"}],
+                "providingApplication":format!("http://127.0.0.1:{}/ngsi10", closed_port())},
+                "errorCode":{"code":200}}]}))
+        .unwrap(),
+    )
+}
+
+async fn next_command(consumer: &mut Consumer) -> (MessageType, ScheduledTaskInstance) {
+    let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.expect("a command").unwrap();
+    let kind = delivery.envelope.kind().unwrap();
+    let instance = delivery.envelope.payload_as().unwrap();
+    delivery.ack();
+    (kind, instance)
+}
+
+#[tokio::test]
+async fn places_reschedules_on_silence_and_reconciles_the_returning_worker() {
+    let bus = MemoryBus::new();
+    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
+    let mut b = bus.consume(QueueSpec::new("Worker.B", ["Worker.B.*"])).await.unwrap();
+    let mut master = orchestrator(&bus).await;
+    // No worker yet: the task waits instead of being dropped.
+    master.handle(availability(201, "Device.1")).await;
+    assert_eq!(master.tasks.len(), 1);
+    assert!(master.tasks.values().all(|t| t.record.worker.is_none()));
+    master.on_worker_alive(worker("Worker.A", 35.0, None)).await;
+    let (kind, task) = next_command(&mut a).await;
+    assert_eq!(kind, MessageType::AddTask);
+    assert!(task.id.starts_with("Task.Convert.Main."), "{}", task.id);
+    assert_eq!(
+        (task.worker_id.as_str(), task.epoch, task.docker_image.as_str()),
+        ("Worker.A", 7, "fogflow/converter:latest")
+    );
+    master.on_worker_alive(worker("Worker.B", 36.0, Some(vec![]))).await;
+
+    // A goes silent, B keeps heartbeating: after the liveness window B gets the same task.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        master.on_worker_alive(worker("Worker.B", 36.0, Some(vec![]))).await;
+        master.tick().await;
+    }
+    let (kind, moved) = next_command(&mut b).await;
+    assert_eq!(
+        (kind, moved.id.as_str(), moved.worker_id.as_str()),
+        (MessageType::AddTask, task.id.as_str(), "Worker.B")
+    );
+
+    // A comes back still running it: it is told to remove it; B keeps it.
+    let held = ReportedTask { id: task.id.clone(), epoch: 7, status: "running".into() };
+    master.on_worker_alive(worker("Worker.A", 35.0, Some(vec![held]))).await;
+    let (kind, removed) = next_command(&mut a).await;
+    assert_eq!((kind, removed.id.as_str()), (MessageType::RemoveTask, task.id.as_str()));
+    assert_eq!(master.tasks[&task.id].record.worker.as_deref(), Some("Worker.B"));
+
+    // The input disappears: the task is removed where it runs.
+    master.handle(availability(410, "Device.1")).await;
+    let (kind, gone) = next_command(&mut b).await;
+    assert_eq!((kind, gone.id.as_str()), (MessageType::RemoveTask, task.id.as_str()));
+    assert!(master.tasks.is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_a_task_gets_it_again_and_full_workers_get_none() {
+    let bus = MemoryBus::new();
+    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
+    let mut master = orchestrator(&bus).await;
+    let mut full = worker("Worker.A", 35.0, Some(vec![]));
+    full.capacity = 1;
+    master.on_worker_alive(full.clone()).await;
+    master.handle(availability(201, "Device.1")).await;
+    let (_, first) = next_command(&mut a).await;
+    master.handle(availability(301, "Device.2")).await;
+    // Capacity 1: the second task waits.
+    assert_eq!(master.tasks.values().filter(|t| t.record.worker.is_none()).count(), 1);
+    // The worker restarted and holds nothing: after the grace of two heartbeats the placed task is sent again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    master.on_worker_alive(full).await;
+    let (kind, again) = next_command(&mut a).await;
+    assert_eq!((kind, again.id), (MessageType::AddTask, first.id));
+}
