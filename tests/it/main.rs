@@ -32,6 +32,7 @@ mod notification_formats;
 mod notifications;
 mod operators;
 mod orchestration;
+mod orchestration_processes;
 mod relay;
 mod shutdown;
 mod subscription_lifetime;
