@@ -147,5 +147,7 @@ fn the_master_agent_refuses_bad_input_in_ngsi_format() {
         "contextRegistrationResponses": []});
     assert_eq!(fogflow.post(At::MasterAgent, "/notifyContextAvailability", &notification).status, 200);
     assert_eq!(fogflow.get(At::Master, "/status").json()["id"], "Master.001");
-    assert!(fogflow.get(At::Master, "/workers").json().get("Worker.001").is_some());
+    wait_until(FLOW_TIMEOUT, "the worker in the master's list", || {
+        fogflow.get(At::Master, "/workers").json().get("Worker.001").map(|_| ())
+    });
 }
