@@ -8,24 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Broker, BrokerOptions, Resp};
+use crate::common::{broker_at, fast_discovery, wait_until, Broker, Resp};
 
 const WAIT: Duration = Duration::from_secs(15);
 const CSR: &str = "/ngsi-ld/v1/csourceRegistrations";
-
-fn discovery() -> Broker {
-    BrokerOptions::discovery().env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start()
-}
-
-fn broker_at(discovery: &Broker, site: &str) -> Broker {
-    BrokerOptions::new()
-        .with_discovery()
-        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
-        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
-        .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1)
-        .env("FOGFLOW__SITE_ID", site)
-        .start()
-}
 
 fn send(broker: &Broker, method: &str, path: &str, body: &Value) -> Resp {
     broker.request(method, path, Some(&body.to_string()), &[])
@@ -50,7 +36,7 @@ fn ids(response: &Resp) -> Vec<String> {
 
 #[test]
 fn registrations_are_kept_at_discovery_and_lead_queries_to_their_context_source() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
     // A context source that is registered nowhere but through the registration below.
@@ -122,7 +108,7 @@ fn registrations_are_kept_at_discovery_and_lead_queries_to_their_context_source(
 
 #[test]
 fn registrations_expire_and_bad_ones_are_refused_with_problem_details() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let broker = broker_at(&discovery, "001");
     let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
     let short = json!({"type":"ContextSourceRegistration","information":[{"entities":[{"type":"Room"}]}],
@@ -165,7 +151,7 @@ fn registrations_expire_and_bad_ones_are_refused_with_problem_details() {
 
 #[test]
 fn a_subscription_reaches_a_context_source_known_only_by_its_registration() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let cloud = broker_at(&discovery, "001");
     let source = Broker::start();
     create_room(&source, "urn:ngsi-ld:Room:src1", 17);

@@ -9,33 +9,17 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{element, sorted_ids, wait_until, Broker, BrokerOptions};
+use crate::common::{broker_at, element, fast_discovery, sorted_ids, wait_registered, wait_until, Broker};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn discovery() -> Broker {
-    BrokerOptions::discovery().env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start()
-}
-
-fn broker_at(discovery: &Broker, site: &str) -> Broker {
-    BrokerOptions::new()
-        .with_discovery()
-        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
-        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
-        .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1)
-        .env("FOGFLOW__SITE_ID", site)
-        .start()
-}
-
 fn registered(discovery: &Broker, id: &str) {
-    wait_until(WAIT, &format!("{id} registered at discovery"), || {
-        (discovery.get(&format!("/ngsi9/registration/{id}")).status == 200).then_some(())
-    });
+    wait_registered(discovery, id, WAIT);
 }
 
 #[test]
 fn spec12_9_queries_and_gets_at_one_broker_see_the_other_brokers_entities_projected() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
     edge.update_ok(
@@ -67,7 +51,7 @@ fn spec12_9_queries_and_gets_at_one_broker_see_the_other_brokers_entities_projec
 
 #[test]
 fn spec12_12_an_update_at_another_broker_is_forwarded_to_the_owner_with_its_action() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let owner = broker_at(&discovery, "002");
     let other = broker_at(&discovery, "001");
     owner.update_ok("UPDATE", &[element("Moving.1", "Sensor", &[("t", "integer", json!(1))])]);
@@ -96,7 +80,7 @@ fn spec12_12_an_update_at_another_broker_is_forwarded_to_the_owner_with_its_acti
 
 #[test]
 fn a_dead_broker_makes_a_query_partial_not_hang() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let mut edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
     edge.update_ok("UPDATE", &[element("Gone.1", "Sensor", &[("t", "integer", json!(1))])]);
@@ -124,7 +108,7 @@ fn notified_values(sink: &crate::common::Sink, id: &str) -> Vec<serde_json::Valu
 
 #[test]
 fn spec12_7_a_subscription_at_one_broker_hears_other_brokers_changes_exactly_once_and_in_order() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
     // An entity that exists before the subscription: discovery's 201 and the subscribing broker's own lookup both
@@ -170,7 +154,7 @@ fn subscriptions_at(broker: &Broker) -> usize {
 
 #[test]
 fn spec12_8_internal_subscriptions_follow_their_owner_410s_and_their_client_subscription() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
     edge.update_ok("UPDATE", &[element("Del.1", "Sensor", &[("t", "integer", json!(1))])]);
@@ -197,7 +181,7 @@ fn spec12_8_internal_subscriptions_follow_their_owner_410s_and_their_client_subs
 
 #[test]
 fn spec12_12_forwarded_updates_keep_their_correlator_so_loop_prevention_crosses_brokers() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let owner = broker_at(&discovery, "002");
     let other = broker_at(&discovery, "001");
     owner.update_ok("UPDATE", &[element("Corr.1", "Sensor", &[("t", "integer", json!(0))])]);

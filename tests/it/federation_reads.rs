@@ -7,29 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Broker, BrokerOptions, Resp};
+use crate::common::{broker_at, fast_discovery, wait_registered, Broker, Resp};
 
 const WAIT: Duration = Duration::from_secs(15);
 const INTERNAL: (&str, &str) = ("User-Agent", "lightweight-iot-broker");
 
-fn discovery() -> Broker {
-    BrokerOptions::discovery().env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start()
-}
-
-fn broker_at(discovery: &Broker, site: &str) -> Broker {
-    BrokerOptions::new()
-        .with_discovery()
-        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
-        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
-        .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1)
-        .env("FOGFLOW__SITE_ID", site)
-        .start()
-}
-
 fn registered(discovery: &Broker, id: &str) {
-    wait_until(WAIT, &format!("{id} registered at discovery"), || {
-        (discovery.get(&format!("/ngsi9/registration/{id}")).status == 200).then_some(())
-    });
+    wait_registered(discovery, id, WAIT);
 }
 
 /// Creates a `Room` with a temperature and a position through NGSIv2.
@@ -53,7 +37,7 @@ fn quoted(list: &[&str]) -> Vec<String> {
 
 #[test]
 fn v2_and_ld_reads_at_one_broker_see_the_other_brokers_entities() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
     room(&edge, "urn:ngsi-ld:Room:edge", 20, 8.60);
@@ -109,7 +93,7 @@ fn v2_and_ld_reads_at_one_broker_see_the_other_brokers_entities() {
 
 #[test]
 fn a_dead_broker_makes_v2_and_ld_listings_partial_not_hang() {
-    let discovery = discovery();
+    let discovery = fast_discovery();
     let mut edge = broker_at(&discovery, "002");
     let cloud = broker_at(&discovery, "001");
     room(&edge, "urn:ngsi-ld:Room:gone", 20, 8.60);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{fogflow_command, free_port, Resp};
+use super::{exchange, fogflow_command, free_port, Resp};
 
 /// How long a started broker may take to answer `GET /ready` with 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -226,31 +226,8 @@ impl Broker {
 
     /// One HTTP exchange; panics on a transport error (the broker must always answer).
     pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
-        let mut request = self.agent.request(method, &self.url(path));
-        if body.is_some() {
-            request = request.set("Content-Type", "application/json");
-        }
-        for (name, value) in headers {
-            request = request.set(name, value);
-        }
-        let result = match body {
-            Some(body) => request.send_string(body),
-            None => request.call(),
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => panic!("{method} {path} failed at transport level: {error}; log:\n{}", self.log()),
-        };
-        let status = response.status();
-        let content_type = response.header("content-type").map(str::to_string);
-        let headers = response
-            .headers_names()
-            .into_iter()
-            .filter_map(|name| response.header(&name).map(|value| (name.to_ascii_lowercase(), value.to_string())))
-            .collect();
-        let body = response.into_string().expect("read response body");
-        Resp { status, content_type, headers, body }
+        exchange(&self.agent, method, &self.url(path), body, headers)
+            .unwrap_or_else(|error| panic!("{method} {path} failed at transport level: {error}; log:\n{}", self.log()))
     }
 
     /// `GET path`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{fogflow_command, free_port, Resp};
+use super::{exchange, fogflow_command, free_port, Resp};
 
 /// How long a started FogFlow may take until every role is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -262,31 +262,9 @@ impl FogFlow {
 
     /// One HTTP exchange with a role; panics on a transport error.
     pub fn request(&self, at: At, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
-        let mut request = self.agent.request(method, &self.url(at, path));
-        if body.is_some() {
-            request = request.set("Content-Type", "application/json");
-        }
-        for (name, value) in headers {
-            request = request.set(name, value);
-        }
-        let result = match body {
-            Some(body) => request.send_string(body),
-            None => request.call(),
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => panic!("{method} {path} ({at:?}) failed at transport level: {error}; log:\n{}", self.log()),
-        };
-        let status = response.status();
-        let content_type = response.header("content-type").map(str::to_string);
-        let headers = response
-            .headers_names()
-            .into_iter()
-            .filter_map(|name| response.header(&name).map(|value| (name.to_ascii_lowercase(), value.to_string())))
-            .collect();
-        let body = response.into_string().expect("read response body");
-        Resp { status, content_type, headers, body }
+        exchange(&self.agent, method, &self.url(at, path), body, headers).unwrap_or_else(|error| {
+            panic!("{method} {path} ({at:?}) failed at transport level: {error}; log:\n{}", self.log())
+        })
     }
 
     /// `GET path` at a role.

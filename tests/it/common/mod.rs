@@ -24,6 +24,65 @@ pub use sink::{Recorded, Reply, Sink};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fogflow");
 
+/// One HTTP exchange through `agent`: the response whatever its status, or the transport error as text (the
+/// callers panic with their process's log).
+pub fn exchange(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, String> {
+    let mut request = agent.request(method, url);
+    if body.is_some() {
+        request = request.set("Content-Type", "application/json");
+    }
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => return Err(error.to_string()),
+    };
+    let status = response.status();
+    let content_type = response.header("content-type").map(str::to_string);
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| response.header(&name).map(|value| (name.to_ascii_lowercase(), value.to_string())))
+        .collect();
+    let body = response.into_string().map_err(|error| error.to_string())?;
+    Ok(Resp { status, content_type, headers, body })
+}
+
+/// Discovery with 1 s heartbeats, for federation tests.
+pub fn fast_discovery() -> Broker {
+    BrokerOptions::discovery().env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start()
+}
+
+/// A broker of site `site` registered at `discovery`, heartbeating every second.
+pub fn broker_at(discovery: &Broker, site: &str) -> Broker {
+    BrokerOptions::new()
+        .with_discovery()
+        .env("FOGFLOW__DISCOVERY__HTTP_PORT", discovery.port)
+        .env("FOGFLOW__DISCOVERY__HOST_IP", "127.0.0.1")
+        .env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1)
+        .env("FOGFLOW__SITE_ID", site)
+        .start()
+}
+
+/// Waits until discovery knows entity `id`.
+pub fn wait_registered(discovery: &Broker, id: &str, timeout: Duration) {
+    wait_until(timeout, &format!("{id} registered at discovery"), || {
+        (discovery.get(&format!("/ngsi9/registration/{id}")).status == 200).then_some(())
+    });
+}
+
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{fogflow_command, Resp};
+use super::{exchange, fogflow_command, Resp};
 
 /// How long a started operator may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -110,28 +110,8 @@ impl OperatorProcess {
     /// One HTTP exchange with the operator; panics on a transport error.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
         let url = format!("http://127.0.0.1:{}{}", self.port, path);
-        let mut request = self.agent.request(method, &url);
-        if body.is_some() {
-            request = request.set("Content-Type", "application/json");
-        }
-        let result = match body {
-            Some(body) => request.send_string(body),
-            None => request.call(),
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => panic!("{method} {path} failed at transport level: {error}; log:\n{}", self.log()),
-        };
-        let status = response.status();
-        let content_type = response.header("content-type").map(str::to_string);
-        let headers = response
-            .headers_names()
-            .into_iter()
-            .filter_map(|name| response.header(&name).map(|value| (name.to_ascii_lowercase(), value.to_string())))
-            .collect();
-        let body = response.into_string().expect("read response body");
-        Resp { status, content_type, headers, body }
+        exchange(&self.agent, method, &url, body, &[])
+            .unwrap_or_else(|error| panic!("{method} {path} failed at transport level: {error}; log:\n{}", self.log()))
     }
 
     /// `POST /notifyContext` with these elements (all status 200).
