@@ -5,12 +5,12 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{exchange, fogflow_command, free_port, Resp};
+use super::{exchange, fogflow_command, free_port, send_signal, wait_child_exit, Resp};
 
 /// How long a started broker may take to answer `GET /ready` with 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -117,11 +117,6 @@ impl Broker {
         self.url("/ngsi10")
     }
 
-    /// The child's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("broker is running").id()
-    }
-
     fn spawn_and_wait(&mut self) {
         if let Some(status) = self.spawn_until_ready_or_exit() {
             panic!("broker exited during start-up with {status}; log:\n{}", self.log());
@@ -184,25 +179,12 @@ impl Broker {
 
     /// Sends `SIG<name>` (e.g. `TERM`) to the broker process, by its PID.
     pub fn signal(&self, name: &str) {
-        let pid = self.pid().to_string();
-        let sent = Command::new("kill").args([format!("-{name}").as_str(), &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -{name} {pid} failed");
+        send_signal(self.child.as_ref(), name);
     }
 
     /// Waits at most `timeout` for the process to exit, without signalling it; `None` if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let child = self.child.as_mut().expect("broker is running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait_child_exit(&mut self.child, timeout)
     }
 
     /// Starts the broker again on the same data directory and expects it to refuse to start: returns its exit

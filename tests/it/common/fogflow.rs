@@ -5,12 +5,12 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{exchange, fogflow_command, free_port, Resp};
+use super::{exchange, fogflow_command, free_port, send_signal, wait_child_exit, Resp};
 
 /// How long a started FogFlow may take until every role is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,11 +156,6 @@ impl FogFlow {
         format!("http://127.0.0.1:{}{}", self.port(at), path)
     }
 
-    /// The child's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("fogflow is running").id()
-    }
-
     fn roles(&self) -> Vec<At> {
         let roles = &self.options.roles;
         let has = |name: &str| roles == "all" || roles.split(',').any(|r| r.trim() == name);
@@ -237,21 +232,8 @@ impl FogFlow {
 
     /// Sends SIGTERM and waits at most `timeout` for the exit; `None` if it is still running then.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let pid = self.pid().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + timeout;
-        loop {
-            let child = self.child.as_mut().expect("fogflow is running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        send_signal(self.child.as_ref(), "TERM");
+        wait_child_exit(&mut self.child, timeout)
     }
 
     /// Starts again on the same data directory and ports, and waits until ready.

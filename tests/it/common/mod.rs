@@ -60,6 +60,29 @@ pub fn exchange(
     Ok(Resp { status, content_type, headers, body })
 }
 
+/// Sends `SIG<name>` (e.g. `TERM`) to a child process by its PID.
+pub fn send_signal(child: Option<&std::process::Child>, name: &str) {
+    let pid = child.expect("the process is running").id().to_string();
+    let sent = Command::new("kill").args([format!("-{name}").as_str(), &pid]).status().expect("run kill");
+    assert!(sent.success(), "kill -{name} {pid} failed");
+}
+
+/// Waits at most `timeout` for the child to exit (then forgets it); `None` if it is still running.
+pub fn wait_child_exit(slot: &mut Option<std::process::Child>, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let child = slot.as_mut().expect("the process is running");
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            *slot = None;
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Discovery with 1 s heartbeats, for federation tests.
 pub fn fast_discovery() -> Broker {
     BrokerOptions::discovery().env("FOGFLOW__BROKER__HEARTBEAT_INTERVAL", 1).start()

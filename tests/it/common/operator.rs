@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{exchange, fogflow_command, Resp};
+use super::{exchange, fogflow_command, send_signal, wait_child_exit, Resp};
 
 /// How long a started operator may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -126,25 +126,12 @@ impl OperatorProcess {
 
     /// Sends `SIG<name>` to the process, by its PID.
     pub fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("operator is running").id().to_string();
-        let sent = Command::new("kill").args([format!("-{name}").as_str(), &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -{name} {pid} failed");
+        send_signal(self.child.as_ref(), name);
     }
 
     /// Waits at most `timeout` for the process to exit; `None` if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let child = self.child.as_mut().expect("operator is running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child_exit(&mut self.child, timeout)
     }
 }
 
