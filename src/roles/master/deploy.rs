@@ -143,16 +143,13 @@ impl Orchestrator {
             .collect()
     }
 
-    /// Places a task without a worker, if a worker fits; sends ADD_TASK.
-    pub(super) async fn place(&mut self, task_id: &str) {
-        let Some(task) = self.tasks.get(task_id) else { return };
-        if task.record.worker.is_some() {
-            return;
-        }
+    /// The best worker for a task now (its own slot on its current worker counts as free), with the image.
+    fn best_worker(&self, task_id: &str) -> Option<(String, String)> {
+        let task = self.tasks.get(task_id)?;
         let mut placed: BTreeMap<&str, u32> = BTreeMap::new();
-        for other in self.tasks.values() {
-            if let Some(worker) = &other.record.worker {
-                *placed.entry(worker.as_str()).or_default() += 1;
+        for (id, other) in &self.tasks {
+            if let Some(worker) = other.record.worker.as_deref().filter(|_| id != task_id) {
+                *placed.entry(worker).or_default() += 1;
             }
         }
         let candidates: Vec<Candidate> = self
@@ -162,7 +159,39 @@ impl Orchestrator {
             .collect();
         let operator = self.flows.get(&task.record.flow).and_then(|f| f.operator.as_ref());
         let locations = self.input_locations(task);
-        let choice = select_worker(&candidates, &locations, operator).map(|(w, image)| (w.id.clone(), image));
+        select_worker(&candidates, &locations, operator).map(|(w, image)| (w.id.clone(), image))
+    }
+
+    /// An input of these tasks moved: a task whose best worker is now another one migrates there (REMOVE_TASK on
+    /// the old worker, ADD_TASK with the same id on the new one), as FogFlow does.
+    pub(super) async fn relocate_tasks_reading(&mut self, entity_id: &str) {
+        let affected: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.record.worker.is_some() && t.record.instance.inputs.iter().any(|i| i.id == entity_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for task_id in affected {
+            let current = self.tasks.get(&task_id).and_then(|t| t.record.worker.clone());
+            let Some((best, _)) = self.best_worker(&task_id) else { continue };
+            let Some(current) = current.filter(|current| *current != best) else { continue };
+            tracing::info!(task = %task_id, from = %current, to = %best, "input moved; migrating the task");
+            self.send_remove(&current, &task_id).await;
+            if let Some(task) = self.tasks.get_mut(&task_id) {
+                task.record.worker = None;
+                task.sent_at = None;
+            }
+            self.place(&task_id).await;
+        }
+    }
+
+    /// Places a task without a worker, if a worker fits; sends ADD_TASK.
+    pub(super) async fn place(&mut self, task_id: &str) {
+        let Some(task) = self.tasks.get(task_id) else { return };
+        if task.record.worker.is_some() {
+            return;
+        }
+        let choice = self.best_worker(task_id);
         let Some((worker, image)) = choice else {
             let reason = if self.workers.is_empty() {
                 "no live worker".to_string()

@@ -389,11 +389,18 @@ impl Orchestrator {
                     metadata: BTreeMap::new(),
                     provider: provider.clone(),
                 });
-                let changes = match self.flows.get_mut(&key) {
-                    Some(entry) => entry.flow.upsert(index, info),
+                let new_location = info.location();
+                let (old_location, changes) = match self.flows.get_mut(&key) {
+                    Some(entry) => {
+                        let old = entry.flow.entities(index).find(|e| e.id == entity.id).map(|e| e.location());
+                        (old, entry.flow.upsert(index, info))
+                    }
                     None => return,
                 };
                 self.apply(&key, Some(index), changes).await;
+                if old_location.is_some_and(|old| old != new_location) {
+                    self.relocate_tasks_reading(&entity.id).await;
+                }
             }
         }
         self.commit().await;

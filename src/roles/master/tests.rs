@@ -68,11 +68,15 @@ fn worker(id: &str, latitude: f64, tasks: Option<Vec<ReportedTask>>) -> WorkerPr
 }
 
 fn availability(code: u16, entity: &str) -> Input {
+    availability_from(code, entity, &format!("http://127.0.0.1:{}/ngsi10", closed_port()))
+}
+
+fn availability_from(code: u16, entity: &str, provider: &str) -> Input {
     Input::Availability(
         serde_json::from_value::<NotifyContextAvailabilityRequest>(json!({"subscribeId":"sid-1",
             "errorCode":{"code":code},
             "contextRegistrationResponses":[{"contextRegistration":{"entities":[{"id":entity,"type":"Temperature"}],
-                "providingApplication":format!("http://127.0.0.1:{}/ngsi10", closed_port())},
+                "providingApplication":provider},
                 "errorCode":{"code":200}}]}))
         .unwrap(),
     )
@@ -150,4 +154,58 @@ async fn a_worker_that_lost_a_task_gets_it_again_and_full_workers_get_none() {
     master.on_worker_alive(full).await;
     let (kind, again) = next_command(&mut a).await;
     assert_eq!((kind, again.id), (MessageType::AddTask, first.id));
+}
+
+/// A broker answering `queryContext` with each entity's current location.
+async fn fake_broker(locations: Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, f64)>>>) -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/ngsi10/queryContext",
+        post(move |axum::Json(request): axum::Json<serde_json::Value>| {
+            let locations = locations.clone();
+            async move {
+                let id = request["entities"][0]["id"].as_str().unwrap_or_default().to_string();
+                let (latitude, longitude) = locations.lock().unwrap()[&id];
+                axum::Json(json!({"contextResponses":[{"contextElement":{
+                    "entityId":{"id":id,"type":"Temperature"},
+                    "domainMetadata":[{"name":"location","type":"point",
+                        "value":{"latitude":latitude,"longitude":longitude}}]},
+                    "statusCode":{"code":200}}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ngsi10", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn tasks_go_to_the_worker_nearest_their_input_and_follow_it_when_it_moves() {
+    let bus = MemoryBus::new();
+    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
+    let mut b = bus.consume(QueueSpec::new("Worker.B", ["Worker.B.*"])).await.unwrap();
+    let locations = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let broker = fake_broker(locations.clone()).await;
+    let mut master = orchestrator(&bus).await;
+    master.on_worker_alive(worker("Worker.A", 35.0, Some(vec![]))).await;
+    master.on_worker_alive(worker("Worker.B", 36.0, Some(vec![]))).await;
+    // Near B.
+    locations.lock().unwrap().insert("Device.1".to_string(), (36.01, 139.0));
+    master.handle(availability_from(201, "Device.1", &broker)).await;
+    let (kind, task) = next_command(&mut b).await;
+    assert_eq!((kind, task.worker_id.as_str()), (MessageType::AddTask, "Worker.B"));
+    // The entity moves near A: the task migrates (removed on B, added on A with the same id).
+    locations.lock().unwrap().insert("Device.1".to_string(), (35.01, 139.0));
+    master.handle(availability_from(301, "Device.1", &broker)).await;
+    let (kind, removed) = next_command(&mut b).await;
+    assert_eq!((kind, removed.id.as_str()), (MessageType::RemoveTask, task.id.as_str()));
+    let (kind, added) = next_command(&mut a).await;
+    assert_eq!(
+        (kind, added.id.as_str(), added.worker_id.as_str()),
+        (MessageType::AddTask, task.id.as_str(), "Worker.A")
+    );
+    // A refresh without a move changes nothing.
+    master.handle(availability_from(301, "Device.1", &broker)).await;
+    assert!(tokio::time::timeout(Duration::from_millis(300), a.next()).await.is_err());
 }
