@@ -214,3 +214,49 @@ fn a_restart_neither_duplicates_nor_loses_tasks() {
     fogflow.update("UPDATE", &[temperature("Device.A", 100.0, 35.0, 139.0)]);
     wait_fahrenheit(&fogflow, "Device.A", 212.0);
 }
+
+/// A service with one converter task reading `input` and writing `output`.
+fn converter_service(name: &str, input: &str, output: &str) -> Value {
+    json!([{"topology": {"name": name, "description": "", "tasks": [{"name": "Main", "operator": "converter",
+        "input_streams": [{"selected_type": input, "selected_attributes": [], "groupby": "EntityID", "scoped": false}],
+        "output_streams": [{"entity_type": output}]}]}}])
+}
+
+fn status_of(fogflow: &FogFlow, topology: &str) -> Option<String> {
+    worker_tasks(fogflow)
+        .iter()
+        .find(|t| t["id"].as_str().is_some_and(|id| id.starts_with(&format!("Task.{topology}."))))
+        .and_then(|t| t["status"].as_str().map(str::to_string))
+}
+
+#[test]
+fn an_exclusive_intent_pauses_inclusive_tasks_until_it_goes() {
+    let fogflow = FogFlow::start();
+    for (name, input, output) in [("Plain", "TypeA", "OutA"), ("Urgent", "TypeB", "OutB")] {
+        assert_eq!(fogflow.post(At::Designer, "/service", &converter_service(name, input, output)).status, 200);
+    }
+    let plain = json!({"id": "ServiceIntent.plain", "topology": "Plain"});
+    let urgent = json!({"id": "ServiceIntent.urgent", "topology": "Urgent",
+        "priority": {"exclusive": true, "level": 50}});
+    assert_eq!(fogflow.post(At::Designer, "/intent", &plain).status, 200);
+    let entity = |id: &str, entity_type: &str| {
+        json!({"entityId": {"id": id, "type": entity_type, "isPattern": false},
+            "attributes": [{"name": "temperature", "type": "float", "value": 1.0}]})
+    };
+    fogflow.update("UPDATE", &[entity("A1", "TypeA")]);
+    wait_until(FLOW_TIMEOUT, "the inclusive task running", || {
+        (status_of(&fogflow, "Plain").as_deref() == Some("running")).then_some(())
+    });
+    assert_eq!(fogflow.post(At::Designer, "/intent", &urgent).status, 200);
+    fogflow.update("UPDATE", &[entity("B1", "TypeB")]);
+    wait_until(FLOW_TIMEOUT, "the exclusive task running and the inclusive one paused", || {
+        (status_of(&fogflow, "Urgent").as_deref() == Some("running")
+            && status_of(&fogflow, "Plain").as_deref() == Some("paused"))
+        .then_some(())
+    });
+    assert_eq!(fogflow.delete(At::Designer, "/intent/ServiceIntent.urgent").status, 200);
+    wait_until(FLOW_TIMEOUT, "the inclusive task running again", || {
+        (status_of(&fogflow, "Plain").as_deref() == Some("running") && status_of(&fogflow, "Urgent").is_none())
+            .then_some(())
+    });
+}
