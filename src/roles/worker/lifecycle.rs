@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::inputs::TaskBroker;
 use crate::model::admin::AdminCommand;
@@ -29,6 +29,9 @@ pub struct Launcher {
     pub broker_url: String,
     /// Host in `SET_REFERENCE` / refURL.
     pub host_ip: String,
+    /// How long a launch waits for the operator to listen before subscribing its inputs
+    /// ([`OPERATOR_LISTEN_WAIT`] in production).
+    pub listen_wait: Duration,
 }
 
 /// A task that runs: its run, reference and input subscriptions.
@@ -83,11 +86,31 @@ pub fn admin_commands(broker_url: &str, task: &ScheduledTaskInstance, ref_url: &
     commands
 }
 
+/// How long a launch waits for the operator to accept connections before subscribing its inputs.
+pub const OPERATOR_LISTEN_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `host:port` accepts a TCP connection within `limit` (polled every 10 ms).
+async fn wait_listening(host: &str, port: u16, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return false;
+        }
+        let attempt = tokio::time::timeout(remaining, tokio::net::TcpStream::connect((host, port))).await;
+        if matches!(attempt, Ok(Ok(_))) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 impl Launcher {
     /// Launches `task` and subscribes its inputs; on a subscription failure the run is stopped again.
     pub async fn launch(&self, task: &ScheduledTaskInstance) -> Result<RunState, LaunchFailure> {
         let port = self.ports.lease()?;
-        let ref_url = format!("http://{}:{}", self.host_ip, port.port());
+        let port_number = port.port();
+        let ref_url = format!("http://{}:{}", self.host_ip, port_number);
         let spec = LaunchSpec {
             task_id: task.id.clone(),
             image: task.docker_image.clone(),
@@ -101,6 +124,12 @@ impl Launcher {
             ]),
         };
         let launched = self.runtime.launch(spec).await?;
+        // Subscribing makes the broker notify at once; waiting (bounded) until the operator listens saves that
+        // first notification a failed attempt and a retry. An operator that never listens is still subscribed:
+        // the broker keeps retrying (`Require-Reliability`).
+        if !wait_listening(&self.host_ip, port_number, self.listen_wait).await {
+            tracing::debug!(task = %task.id, port = port_number, "operator not listening yet; subscribing anyway");
+        }
         let mut state = RunState { launched, ref_url, subscriptions: Vec::new(), started: Instant::now() };
         for input in &task.inputs {
             if state.subscriptions.iter().any(|(held, _)| same_input(held, input)) {

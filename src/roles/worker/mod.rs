@@ -134,6 +134,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
         ports: PortAllocator::new(config.worker.task_port_min),
         broker_url: config.broker_url(),
         host_ip: config.my_hostip.clone(),
+        listen_wait: self::lifecycle::OPERATOR_LISTEN_WAIT,
     };
     let metrics = WorkerMetrics::default();
     metrics.register(&ctx.metrics);

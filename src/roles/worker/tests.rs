@@ -184,6 +184,7 @@ async fn start(capacity: u32, heartbeat: Duration, gate: Option<Arc<tokio::sync:
             ports: PortAllocator::new(0),
             broker_url: "http://10.0.0.1:8070/ngsi10".into(),
             host_ip: "10.0.0.5".into(),
+            listen_wait: Duration::ZERO,
         },
         backoff: Backoff { first: Duration::from_millis(50), max: Duration::from_millis(200) },
         metrics: metrics.clone(),
@@ -495,6 +496,7 @@ async fn real_converter_through_a_real_broker() {
         ports: PortAllocator::new(0),
         broker_url: broker_url.clone(),
         host_ip: "127.0.0.1".into(),
+        listen_wait: Duration::ZERO,
     };
     let spec = ScheduledTaskInstance { docker_image: "fogflow/converter:latest".into(), ..task("Task.Smoke", 1) };
     let run = launcher.launch(&spec).await.unwrap();
