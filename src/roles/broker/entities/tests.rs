@@ -52,23 +52,23 @@ async fn edit_creates_refuses_and_replaces_under_the_lock() {
     let store = Store::temporary().unwrap();
     let entities = Entities::open(&store).unwrap();
     let fresh = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","value":1}]}));
-    let created = entities.edit("", "e", |stored| match stored {
+    let created = entities.edit("", "e", None, |stored| match stored {
         None => Ok((fresh.clone(), vec!["a".to_string()])),
         Some(_) => Err("exists"),
     });
     let change = created.await.unwrap().unwrap();
     assert!(change.before.is_none() && change.registration_changed);
-    let refused = entities.edit("", "e", |_| Err::<(ContextElement, Vec<String>), _>("no")).await.unwrap();
+    let refused = entities.edit("", "e", None, |_| Err::<(ContextElement, Vec<String>), _>("no")).await.unwrap();
     assert_eq!(refused.err(), Some("no"));
     let mut renamed = fresh.clone();
     renamed.attributes[0].name = "b".into();
-    let change = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+    let change = entities.edit("", "e", None, |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
     assert!(change.before.is_some() && change.registration_changed);
-    let same = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+    let same = entities.edit("", "e", None, |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
     assert!(!same.registration_changed);
     let mut invalid = fresh.clone();
     invalid.attributes[0].name = String::new();
-    assert!(entities.edit("", "e", |_| Ok::<_, ()>((invalid, vec![]))).await.is_err());
+    assert!(entities.edit("", "e", None, |_| Ok::<_, ()>((invalid, vec![]))).await.is_err());
     assert_eq!(entities.get("", "e").unwrap().element, renamed, "an invalid edit writes nothing");
     assert_eq!(Entities::open(&store).unwrap().get("", "e").unwrap().element, renamed, "durable");
 }

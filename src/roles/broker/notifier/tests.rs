@@ -10,6 +10,7 @@ fn pending(id: &str, correlator: Option<&str>) -> Pending {
             ..ContextElement::default()
         },
         correlator: correlator.map(str::to_string),
+        service_path: "/".into(),
     }
 }
 
