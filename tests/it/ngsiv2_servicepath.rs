@@ -3,7 +3,7 @@
 //! subtree or a comma list (no header = every path), writes naming exactly one path (no header = `/`),
 //! isolation between paths, NGSI10 and NGSI-LD seeing every path, subscriptions scoped by the path they were
 //! created with and notifying with the entity's `Fiware-ServicePath` (asserted at a real sink), subscription
-//! listings by path, and everything surviving a restart.
+//! listings by path, and everything (a PATCHed subscription's scope too) surviving a restart.
 
 use std::time::Duration;
 
@@ -276,6 +276,12 @@ fn initial_notifications_respect_the_path_and_paths_survive_a_restart() {
     let first = sink.wait_until(WAIT, "the initial notification", |requests| !requests.is_empty());
     assert_eq!(notified_ids(&first[0]), ["South"]);
     assert_eq!(first[0].header("fiware-servicepath"), Some("/Madrid/Gardens/South"));
+
+    // A PATCH (whatever its header) keeps the subscription's scope.
+    let id = created.header("location").unwrap().trim_start_matches("/v2/subscriptions/").to_string();
+    let patch = json!({"description": "south only"});
+    let patched = send(&broker, "PATCH", &format!("/v2/subscriptions/{id}"), Some(&patch), Some("/elsewhere"));
+    assert_eq!(patched.status, 204, "{patched:?}");
 
     broker.kill9();
     broker.restart();

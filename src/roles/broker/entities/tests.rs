@@ -106,3 +106,34 @@ async fn upsert_delete_and_query_round_trip() {
     assert!(first > reopened.get("", "Device.2").unwrap().created_at, "after every stored creation");
     assert_eq!(reopened.next_creation_time(5), first + 1, "unique and increasing in one millisecond");
 }
+
+#[tokio::test]
+async fn service_paths_are_kept_enforced_for_v2_writes_and_persisted() {
+    let store = Store::temporary().unwrap();
+    let entities = Entities::open(&store).unwrap();
+    let fresh = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","value":1}]}));
+    let write = |value: i64| {
+        let mut edited = fresh.clone();
+        edited.attributes[0].value = json!(value);
+        move |_: Option<&ContextElement>| Ok::<_, ()>((edited, vec!["a".to_string()]))
+    };
+    entities.edit("", "e", Some("/park"), write(1)).await.unwrap().unwrap();
+    assert_eq!(entities.get("", "e").unwrap().service_path, "/park");
+    let elsewhere = entities.edit("", "e", Some("/"), write(2)).await;
+    assert!(matches!(elsewhere, Err(RepoError::OtherServicePath { ref path, .. }) if path == "/park"));
+    entities.edit("", "e", Some("/park"), write(3)).await.unwrap().unwrap();
+    entities.edit("", "e", None, write(4)).await.unwrap().unwrap();
+    let update = element(json!({"entityId":{"id":"e"},"attributes":[{"name":"b","value":5}]}));
+    entities.apply_update("", &[update], UpdateAction::Update).await.unwrap();
+    let kept = entities.get("", "e").unwrap();
+    assert_eq!((kept.service_path.as_str(), kept.element.attributes[0].value.clone()), ("/park", json!(4)));
+    let reopened = Entities::open(&store).unwrap().get("", "e").unwrap();
+    assert_eq!(reopened.service_path, "/park", "durable");
+    entities.edit("", "n", None, write(1)).await.unwrap().unwrap();
+    assert_eq!(entities.get("", "n").unwrap().service_path, "/", "NGSI10 and NGSI-LD creations live in /");
+    let old: StoredEntity = serde_json::from_value(json!({"tenant":"","element":{"entityId":{"id":"o"}},
+        "created_at":1,"modified_at":1}))
+    .unwrap();
+    assert_eq!(old.service_path, "/", "entities stored before paths were kept are in /");
+    assert!(serde_json::to_value(&old).unwrap().get("service_path").is_none(), "/ is not written");
+}

@@ -16,6 +16,7 @@ use super::error::V2Error;
 use super::params::{Filter, Params};
 use super::{apply, find, find_for_write, meta, paths, read_json};
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
+use crate::ngsi::v2::service_path::ROOT;
 use crate::ngsi::v2::{check_identifier, parse_entity, render_entity, Edit, Format, IfExists};
 use crate::ngsi::ParseError;
 use crate::roles::broker::api::federated;
@@ -107,7 +108,7 @@ pub fn page(
 }
 
 /// `GET /v2/entities/{id}[?type=&attrs=&options=keyValues|values]`; with federation, a client's `GET` of an
-/// entity another broker owns is fetched from it.
+/// entity another broker owns is fetched from it (when the request's service paths cover `/`).
 pub async fn retrieve(
     State(state): State<BrokerState>,
     Extension(federation): Extension<FederationHandle>,
@@ -123,7 +124,8 @@ pub async fn retrieve(
         Ok(entity) => entity.element.clone(),
         Err(not_found) => {
             let remote = match federation.for_client(&headers) {
-                Some(federation) if state.entities.get(&meta.tenant, &id).is_none() => {
+                // Other brokers' entities are seen as living in the root path.
+                Some(federation) if state.entities.get(&meta.tenant, &id).is_none() && paths(&meta).matches(ROOT) => {
                     federated::get_remote(federation, &meta.tenant, &id).await
                 }
                 _ => None,
