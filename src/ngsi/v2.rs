@@ -19,6 +19,7 @@ mod fuzz;
 pub mod geo;
 pub mod location;
 pub mod query;
+pub mod service_path;
 pub mod subscription;
 
 pub use edit::{Edit, IfExists, Rejection};

@@ -27,6 +27,7 @@ mod ngsiv2_entities;
 mod ngsiv2_ops;
 mod ngsiv2_queries;
 mod ngsiv2_registration;
+mod ngsiv2_servicepath;
 mod ngsiv2_subscriptions;
 mod notification_formats;
 mod notifications;

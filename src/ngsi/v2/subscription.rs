@@ -13,10 +13,11 @@ use serde_json::{json, Map, Value};
 
 use super::geo::GeoQuery;
 use super::query::Query;
-use super::{check_identifier, render_entity, view, Format};
+use super::service_path::ServicePaths;
+use super::{check_identifier, view};
 use crate::ngsi::limits::MAX_PATTERN_LEN;
 use crate::ngsi::pattern::EntitySelector;
-use crate::ngsi::v1::{ContextElement, ContextElementResponse, EntityId, NotifyContextRequest, StatusCode};
+use crate::ngsi::v1::{ContextElement, EntityId};
 use crate::ngsi::ParseError;
 
 /// Longest `description`.
@@ -138,6 +139,11 @@ pub struct V2Subscription {
     /// `status`.
     #[serde(default)]
     pub status: Status,
+    /// The `Fiware-ServicePath` it was created with (canonical text, `/#` when the header was absent): the
+    /// service paths of the entities it selects. None in records stored before service paths were kept: every
+    /// path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_path: Option<String>,
 }
 
 fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ParseError> {
@@ -375,7 +381,8 @@ impl V2Subscription {
                 other => return Err(unknown(other, "the subscription")),
             }
         }
-        V2Subscription::parse(&Value::Object(merged))
+        let patched = V2Subscription::parse(&Value::Object(merged))?;
+        Ok(V2Subscription { service_path: self.service_path.clone(), ..patched })
     }
 
     /// The subscription in Orion's shape, without `id`, `status` details or delivery counters.
@@ -459,6 +466,11 @@ impl V2Subscription {
         GeoQuery::parse(e.georel.as_deref(), e.geometry.as_deref(), e.coords.as_deref())
     }
 
+    /// The service paths of the entities it selects (every path when none was kept).
+    pub fn service_paths(&self) -> Result<ServicePaths, ParseError> {
+        self.service_path.as_deref().map_or_else(|| Ok(ServicePaths::default()), ServicePaths::parse)
+    }
+
     /// Whether `expires` has passed at `now_ms`.
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.expires.is_some_and(|expires| now_ms >= expires)
@@ -481,34 +493,9 @@ impl V2Subscription {
     }
 }
 
-/// The body of a notification: `{"subscriptionId","data":[entities in the format]}`, or for `legacy` an NGSIv1
-/// `notifyContext` request.
-pub fn notification_body<'a>(
-    subscription_id: &str,
-    elements: impl Iterator<Item = &'a ContextElement>,
-    format: AttrsFormat,
-) -> Value {
-    let format = match format {
-        AttrsFormat::Normalized => Format::Normalized,
-        AttrsFormat::KeyValues => Format::KeyValues,
-        AttrsFormat::Values => Format::Values,
-        AttrsFormat::Legacy => {
-            let request = NotifyContextRequest {
-                subscription_id: subscription_id.to_string(),
-                originator: "localhost".into(),
-                context_responses: elements
-                    .map(|element| ContextElementResponse {
-                        context_element: element.clone(),
-                        status_code: StatusCode::ok(),
-                    })
-                    .collect(),
-            };
-            return serde_json::to_value(request).unwrap_or(Value::Null);
-        }
-    };
-    let data: Vec<Value> = elements.map(|element| render_entity(element, &[], format)).collect();
-    json!({ "subscriptionId": subscription_id, "data": data })
-}
+mod notify;
+
+pub use notify::notification_body;
 
 #[cfg(test)]
 mod tests;

@@ -103,6 +103,8 @@ impl NotifierMetrics {
 struct Pending {
     element: ContextElement,
     correlator: Option<String>,
+    /// The entity's NGSIv2 service path (sent as `Fiware-ServicePath` to NGSIv2 subscribers).
+    service_path: String,
 }
 
 /// The delivery queue and task of one subscription.
@@ -128,16 +130,16 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    /// Queues one element; drops the oldest when full (throttled subscriptions replace a queued element of the
-    /// same entity instead).
-    pub fn push(&self, element: ContextElement, correlator: Option<String>) {
+    /// Queues one element (of an entity living in `service_path`); drops the oldest when full (throttled
+    /// subscriptions replace a queued element of the same entity instead).
+    pub fn push(&self, element: ContextElement, correlator: Option<String>, service_path: &str) {
         if self.is_disabled() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if self.coalesce {
             if let Some(queued) = queue.iter_mut().find(|p| p.element.entity_id.id == element.entity_id.id) {
-                *queued = Pending { element, correlator };
+                *queued = Pending { element, correlator, service_path: service_path.to_string() };
                 return;
             }
         }
@@ -154,7 +156,7 @@ impl Delivery {
                 tracing::warn!(subscription = %self.subscription_id, dropped, capacity = self.capacity, "notification queue full, dropping the oldest element");
             }
         }
-        queue.push_back(Pending { element, correlator });
+        queue.push_back(Pending { element, correlator, service_path: service_path.to_string() });
         self.metrics.queued.inc();
         drop(queue);
         self.wake.notify_one();
@@ -162,14 +164,18 @@ impl Delivery {
 
     /// Queues the current state of every entity a new subscription selects. Not subject to the queue bound
     /// (it is one copy of entities the broker already holds) so a subscription over many entities still gets
-    /// all of them; later changes are bounded as usual.
-    pub fn push_initial(&self, elements: Vec<ContextElement>) {
+    /// all of them; later changes are bounded as usual. Each element comes with its entity's service path.
+    pub fn push_initial(&self, elements: Vec<(ContextElement, String)>) {
         if self.is_disabled() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         self.metrics.queued.inc_by(elements.len() as i64);
-        queue.extend(elements.into_iter().map(|element| Pending { element, correlator: None }));
+        queue.extend(elements.into_iter().map(|(element, service_path)| Pending {
+            element,
+            correlator: None,
+            service_path,
+        }));
         drop(queue);
         self.wake.notify_one();
     }
@@ -449,6 +455,15 @@ fn build_request(target: &Target, batch: &[Pending]) -> (String, HeaderMap, Byte
                 if !target.tenant.is_empty() {
                     headers.insert(HeaderName::from_static("fiware-service"), tenant);
                 }
+            }
+            let mut paths: Vec<&str> = Vec::new();
+            for pending in batch {
+                if !paths.contains(&pending.service_path.as_str()) {
+                    paths.push(&pending.service_path);
+                }
+            }
+            if let Ok(paths) = HeaderValue::from_str(&paths.join(",")) {
+                headers.insert(HeaderName::from_static("fiware-servicepath"), paths);
             }
             headers.insert(HeaderName::from_static("ngsiv2-attrsformat"), HeaderValue::from_static(format.name()));
             let body = notification_body(&target.subscription_id, elements, format);

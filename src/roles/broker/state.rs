@@ -19,6 +19,7 @@ use crate::ngsi::v1::{
     ContextAttribute, ContextElement, ContextElementResponse, QueryContextRequest, StatusCode, SubscribeContextRequest,
     UpdateContextRequest, UpdateContextResponse,
 };
+use crate::ngsi::v2::service_path::{ServicePaths, ROOT};
 use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
 
@@ -40,6 +41,9 @@ pub enum BrokerError {
     /// The store failed; the write was not acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An NGSIv2 write names another service path than the one the entity lives in (nothing written).
+    #[error("{0}")]
+    OtherServicePath(String),
 }
 
 impl From<RepoError> for BrokerError {
@@ -47,6 +51,7 @@ impl From<RepoError> for BrokerError {
         match error {
             RepoError::Invalid(error) => BrokerError::Invalid(error),
             RepoError::Store(error) => BrokerError::Store(error),
+            error @ RepoError::OtherServicePath { .. } => BrokerError::OtherServicePath(error.to_string()),
         }
     }
 }
@@ -60,6 +65,10 @@ pub struct RequestMeta {
     pub correlator: Option<String>,
     /// Who is subscribing (from the other headers).
     pub subscriber: Subscriber,
+    /// NGSIv2 requests only: their `Fiware-ServicePath` (empty when absent), which scopes their reads and names
+    /// the path of their writes. None for NGSI10 and NGSI-LD, which see every path and write in place (`/` for
+    /// new entities).
+    pub service_path: Option<ServicePaths>,
 }
 
 /// A subscription with its delivery task.
@@ -94,7 +103,7 @@ pub fn acknowledgement(element: &ContextElement) -> ContextElement {
 fn relay_to(live: &LiveSubscription, tenant: &str, elements: &[ContextElement]) {
     for element in elements {
         if let Some(relayed) = live.compiled.relay_for(tenant, element) {
-            live.delivery.push(relayed, None);
+            live.delivery.push(relayed, None, ROOT);
         }
     }
 }
@@ -224,14 +233,16 @@ impl BrokerState {
     }
 
     /// Replaces one entity by what `edit` makes of it (see [`Entities::edit`]), then notifies subscriptions and
-    /// discovery as an update does. Answers whether the entity was created, or `edit`'s refusal.
+    /// discovery as an update does. Answers whether the entity was created, or `edit`'s refusal. An NGSIv2
+    /// request's write goes to its one service path ([`BrokerError::OtherServicePath`] for an entity elsewhere).
     pub async fn edit_entity<E>(
         &self,
         meta: &RequestMeta,
         id: &str,
         edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
     ) -> Result<Result<bool, E>, BrokerError> {
-        let change = match self.entities.edit(&meta.tenant, id, edit).await? {
+        let path = meta.service_path.as_ref().map(ServicePaths::update_path).transpose()?;
+        let change = match self.entities.edit(&meta.tenant, id, path.as_deref(), edit).await? {
             Ok(change) => change,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -259,8 +270,8 @@ impl BrokerState {
                 if live.compiled.is_expired(now) {
                     return;
                 }
-                if let Some(element) = live.compiled.notification_for(tenant, change, correlator) {
-                    live.delivery.push(element, correlator.map(str::to_string));
+                if let Some((element, path)) = live.compiled.notification_for(tenant, change, correlator) {
+                    live.delivery.push(element, correlator.map(str::to_string), path);
                 }
             });
         }
@@ -322,12 +333,15 @@ impl BrokerState {
         let id = record.id.clone();
         self.activate(compiled);
         if let Some(live) = self.subscriptions.get(&id) {
-            let current: Vec<ContextElement> = self
+            let current: Vec<(ContextElement, String)> = self
                 .entities
                 .list(&meta.tenant)
                 .iter()
-                .filter(|entity| live.compiled.selects(&meta.tenant, &entity.element))
-                .map(|entity| super::entities::project(&entity.element, &live.compiled.record.request.attributes))
+                .filter(|entity| live.compiled.selects(&meta.tenant, &entity.service_path, &entity.element))
+                .map(|entity| {
+                    let element = super::entities::project(&entity.element, &live.compiled.record.request.attributes);
+                    (element, entity.service_path.clone())
+                })
                 .collect();
             if !current.is_empty() {
                 live.delivery.push_initial(current);

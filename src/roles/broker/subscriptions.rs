@@ -20,6 +20,7 @@ use crate::ngsi::scope::ScopeFilter;
 use crate::ngsi::v1::{ContextElement, SubscribeContextRequest};
 use crate::ngsi::v2::geo::GeoQuery;
 use crate::ngsi::v2::query::Query;
+use crate::ngsi::v2::service_path::{ServicePaths, ROOT};
 use crate::ngsi::v2::subscription::{Status, V2Subscription};
 use crate::ngsi::ParseError;
 
@@ -91,11 +92,12 @@ impl SubscriptionRecord {
     }
 }
 
-/// The compiled `expression` of an NGSIv2 subscription.
+/// The compiled `expression` and service paths of an NGSIv2 subscription.
 #[derive(Debug)]
 struct V2Filter {
     q: Option<Query>,
     geo: Option<GeoQuery>,
+    paths: ServicePaths,
 }
 
 /// A subscription ready to match changes.
@@ -183,7 +185,7 @@ impl CompiledSubscription {
         }
         if let Some(v2) = &record.v2 {
             let selector = v2.selector()?;
-            let filter = V2Filter { q: v2.query()?, geo: v2.geo()? };
+            let filter = V2Filter { q: v2.query()?, geo: v2.geo()?, paths: v2.service_paths()? };
             let triggers = v2.condition_attrs.clone();
             let throttling = v2.throttling.map(Duration::from_secs);
             let scopes = ScopeFilter::compile(None)?;
@@ -235,14 +237,20 @@ impl CompiledSubscription {
         self.record.v2.is_some() || self.record.ld.is_some()
     }
 
-    /// The element to notify of an entity in this state, given the changed attributes: selection, then the
-    /// projection of the subscription's flavour; None when the entity is not selected or the subscription is
-    /// inactive or expired.
-    pub fn current(&self, tenant: &str, element: &ContextElement, changed: &[String]) -> Option<ContextElement> {
+    /// The element to notify of an entity in this state (living in service path `path`), given the changed
+    /// attributes: selection, then the projection of the subscription's flavour; None when the entity is not
+    /// selected or the subscription is inactive or expired.
+    pub fn current(
+        &self,
+        tenant: &str,
+        path: &str,
+        element: &ContextElement,
+        changed: &[String],
+    ) -> Option<ContextElement> {
         if self.is_inactive() || self.is_expired(chrono::Utc::now().timestamp_millis()) {
             return None;
         }
-        if !self.selects(tenant, element) {
+        if !self.selects(tenant, path, element) {
             return None;
         }
         Some(match (&self.record.v2, &self.record.ld) {
@@ -252,8 +260,9 @@ impl CompiledSubscription {
         })
     }
 
-    /// Whether an entity in this state is selected (ids, type, attributes, scopes).
-    pub fn selects(&self, tenant: &str, element: &ContextElement) -> bool {
+    /// Whether an entity in this state, living in service path `path`, is selected (ids, type, attributes,
+    /// scopes; an NGSIv2 subscription's service paths).
+    pub fn selects(&self, tenant: &str, path: &str, element: &ContextElement) -> bool {
         if let Some(ld) = &self.ld {
             return tenant == self.record.tenant && ld.selects(element);
         }
@@ -262,17 +271,20 @@ impl CompiledSubscription {
             && has_all_attributes(element, &self.record.request.attributes)
             && self.scopes.matches(element)
             && self.v2.as_ref().is_none_or(|v2| {
-                v2.q.as_ref().is_none_or(|q| q.matches(element)) && v2.geo.as_ref().is_none_or(|g| g.matches(element))
+                v2.paths.matches(path)
+                    && v2.q.as_ref().is_none_or(|q| q.matches(element))
+                    && v2.geo.as_ref().is_none_or(|g| g.matches(element))
             })
     }
 
-    /// The element to notify for `change`, or None when this subscription is not concerned.
-    pub fn notification_for(
+    /// The element to notify for `change`, with the service path of the entity, or None when this subscription is
+    /// not concerned.
+    pub fn notification_for<'c>(
         &self,
         tenant: &str,
-        change: &EntityChange,
+        change: &'c EntityChange,
         correlator: Option<&str>,
-    ) -> Option<ContextElement> {
+    ) -> Option<(ContextElement, &'c str)> {
         let own = self.record.subscriber.correlator.as_str();
         if !own.is_empty() && correlator == Some(own) {
             return None;
@@ -283,31 +295,35 @@ impl CompiledSubscription {
         if self.notifies_current_state() {
             // NGSIv2 and NGSI-LD subscriptions are notified of creations and updates, not of deletions (as Orion
             // by default, and as NGSI-LD without `notificationTrigger`).
-            return self.current(tenant, &change.after.as_ref()?.element, &change.touched);
+            let after = change.after.as_ref()?;
+            let element = self.current(tenant, &after.service_path, &after.element, &change.touched)?;
+            return Some((element, &after.service_path));
         }
         match (&change.after, &change.before) {
-            (Some(after), _) => {
-                self.selects(tenant, &after.element).then(|| project(&after.element, &self.record.request.attributes))
-            }
-            (None, Some(before)) => self
-                .selects(tenant, &before.element)
-                .then(|| ContextElement { entity_id: before.element.entity_id.clone(), ..ContextElement::default() }),
+            (Some(after), _) => self
+                .selects(tenant, &after.service_path, &after.element)
+                .then(|| (project(&after.element, &self.record.request.attributes), after.service_path.as_str())),
+            (None, Some(before)) => self.selects(tenant, &before.service_path, &before.element).then(|| {
+                let element =
+                    ContextElement { entity_id: before.element.entity_id.clone(), ..ContextElement::default() };
+                (element, before.service_path.as_str())
+            }),
             (None, None) => None,
         }
     }
 
     /// The element to relay for one received from another broker (`notifyContext`): the same selection,
     /// attribute filter, projection, scopes and trigger attributes as a local change, with the received
-    /// element as the entity's state and its attributes as the changed ones.
+    /// element as the entity's state and its attributes as the changed ones, in the root service path.
     pub fn relay_for(&self, tenant: &str, element: &ContextElement) -> Option<ContextElement> {
         if !self.triggers.is_empty() && !element.attributes.iter().any(|a| self.triggers.contains(&a.name)) {
             return None;
         }
         if self.notifies_current_state() {
             let changed: Vec<String> = element.attributes.iter().map(|a| a.name.clone()).collect();
-            return self.current(tenant, element, &changed);
+            return self.current(tenant, ROOT, element, &changed);
         }
-        self.selects(tenant, element).then(|| project(element, &self.record.request.attributes))
+        self.selects(tenant, ROOT, element).then(|| project(element, &self.record.request.attributes))
     }
 }
 
@@ -362,135 +378,4 @@ impl<T> SubscriptionTable<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::roles::broker::entities::StoredEntity;
-
-    fn subscription(request: serde_json::Value, correlator: &str) -> CompiledSubscription {
-        let request: SubscribeContextRequest = serde_json::from_value(request).unwrap();
-        validate_request(&request).unwrap();
-        let record = SubscriptionRecord {
-            id: "s".into(),
-            tenant: String::new(),
-            request,
-            subscriber: Subscriber { correlator: correlator.into(), ..Subscriber::default() },
-            created_at: 0,
-            expires_at: None,
-            v2: None,
-            ld: None,
-        };
-        CompiledSubscription::compile(record).unwrap()
-    }
-
-    fn change(element: serde_json::Value, touched: &[&str]) -> EntityChange {
-        let element: ContextElement = serde_json::from_value(element).unwrap();
-        EntityChange {
-            before: None,
-            after: Some(Arc::new(StoredEntity { tenant: String::new(), element, created_at: 1, modified_at: 1 })),
-            touched: touched.iter().map(|s| s.to_string()).collect(),
-            registration_changed: false,
-        }
-    }
-
-    #[test]
-    fn projection_triggers_and_correlators_decide_notifications() {
-        let sub = subscription(
-            json!({"entities":[{"id":"Device.*","isPattern":true}],"attributes":["temp"],"reference":"http://127.0.0.1:1",
-                   "notifyConditions":[{"type":"ONCHANGE","condValueList":["temp"]}]}),
-            "loop",
-        );
-        let update = change(
-            json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}),
-            &["temp"],
-        );
-        let element = sub.notification_for("", &update, None).unwrap();
-        assert_eq!(element.attributes.len(), 1);
-        assert!(sub.notification_for("", &update, Some("loop")).is_none());
-        assert!(sub.notification_for("", &update, Some("other")).is_some());
-        let humidity_only = change(
-            json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":3}]}),
-            &["hum"],
-        );
-        assert!(sub.notification_for("", &humidity_only, None).is_none());
-        let lacking = change(json!({"entityId":{"id":"Device.2"},"attributes":[{"name":"hum","value":2}]}), &["temp"]);
-        assert!(sub.notification_for("", &lacking, None).is_none());
-        assert!(sub.notification_for("tenant", &update, None).is_none());
-    }
-
-    #[test]
-    fn records_stored_before_ngsiv2_subscriptions_still_load() {
-        let old = json!({"id":"s1","tenant":"","request":{"entities":[{"id":"a","type":"T","isPattern":false}],
-            "reference":"http://127.0.0.1:1"},"subscriber":{"IsInternal":false,"RequireReliability":false,
-            "BrokerURL":"http://b/ngsi10","NotifyCache":[],"DestinationType":"","Tenant":"","Correlator":""},
-            "created_at":5,"expires_at":null});
-        let record: SubscriptionRecord = serde_json::from_value(old).unwrap();
-        assert!(record.v2.is_none());
-        assert!(serde_json::to_value(&record).unwrap().get("v2").is_none(), "NGSI10 records keep their shape");
-        assert!(CompiledSubscription::compile(record).is_ok());
-    }
-
-    #[test]
-    fn ngsiv2_conditions_trigger_and_attrs_only_project() {
-        let v2 = V2Subscription::parse(&json!({"subject":{"entities":[{"idPattern":"^Device"}],
-            "condition":{"attrs":["temp"],"expression":{"q":"temp>0"}}},
-            "notification":{"http":{"url":"http://127.0.0.1:1"},"attrs":["hum"]}}))
-        .unwrap();
-        let record = SubscriptionRecord::v2("s".into(), String::new(), Subscriber::default(), 0, v2);
-        let sub = CompiledSubscription::compile(record).unwrap();
-        let update = change(
-            json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}),
-            &["temp"],
-        );
-        let element = sub.notification_for("", &update, None).unwrap();
-        assert_eq!(element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["hum"]);
-        let no_hum = change(json!({"entityId":{"id":"Device.2"},"attributes":[{"name":"temp","value":1}]}), &["temp"]);
-        assert!(sub.notification_for("", &no_hum, None).unwrap().attributes.is_empty(), "attrs never filter");
-        let cold = change(json!({"entityId":{"id":"Device.3"},"attributes":[{"name":"temp","value":-1}]}), &["temp"]);
-        assert!(sub.notification_for("", &cold, None).is_none(), "q filters");
-        assert!(sub.notification_for("", &change(json!({"entityId":{"id":"Device.1"}}), &["hum"]), None).is_none());
-    }
-
-    #[test]
-    fn ngsi_ld_subscriptions_watch_select_and_project_their_way() {
-        let context = crate::ngsi::ld::context::Context::core();
-        let body = json!({"entities":[{"type":"Device"}],"watchedAttributes":["temp"],"q":"temp>0",
-            "notification":{"attributes":["hum"],"endpoint":{"uri":"http://127.0.0.1:1/n"}}});
-        let (_, ld) = LdSubscription::parse(&body, &context, serde_json::Value::Null).unwrap();
-        let record = SubscriptionRecord::ld("urn:s".into(), String::new(), Subscriber::default(), 0, ld.clone());
-        let stored: SubscriptionRecord = serde_json::from_value(serde_json::to_value(&record).unwrap()).unwrap();
-        assert_eq!(stored, record, "LD records round-trip through the store");
-        let sub = CompiledSubscription::compile(record).unwrap();
-        let device = |temp: i64, touched: &[&str]| {
-            change(
-                json!({"entityId":{"id":"urn:d","type":"Device"},"attributes":[{"name":"temp","value":temp},{"name":"hum","value":2}]}),
-                touched,
-            )
-        };
-        let element = sub.notification_for("", &device(1, &["temp"]), None).unwrap();
-        assert_eq!(element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["hum"]);
-        assert!(sub.notification_for("", &device(1, &["hum"]), None).is_none(), "hum is not watched");
-        assert!(sub.notification_for("", &device(-1, &["temp"]), None).is_none(), "q filters");
-        assert!(sub.notification_for("t", &device(1, &["temp"]), None).is_none(), "other tenant");
-        let paused = LdSubscription { is_active: false, ..ld };
-        let record = SubscriptionRecord::ld("urn:s".into(), String::new(), Subscriber::default(), 0, paused);
-        let sub = CompiledSubscription::compile(record).unwrap();
-        assert!(sub.notification_for("", &device(1, &["temp"]), None).is_none(), "isActive false");
-    }
-
-    #[test]
-    fn invalid_requests_are_rejected() {
-        for bad in [
-            json!({"entities":[{"id":"a"}]}),
-            json!({"entities":[{"id":"a"}],"reference":"ftp://x"}),
-            json!({"entities":[{"id":"a"}],"reference":"not a url"}),
-            json!({"entities":[],"reference":"http://x"}),
-            json!({"entities":[{"id":"a"}],"reference":"http://x","duration":"forever"}),
-            json!({"entities":[{"id":"a"}],"reference":"http://x","throttling":"5 seconds"}),
-        ] {
-            let request: SubscribeContextRequest = serde_json::from_value(bad.clone()).unwrap();
-            assert!(validate_request(&request).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -93,6 +93,7 @@ impl From<BrokerError> for V1Error {
             BrokerError::NotFound(details) => V1Error::not_found(details),
             BrokerError::AlreadyExists(details) => V1Error::new(StatusCode::CONFLICT, details),
             BrokerError::Store(error) => error.into(),
+            BrokerError::OtherServicePath(details) => V1Error::not_found(details),
         }
     }
 }

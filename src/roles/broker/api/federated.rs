@@ -151,7 +151,13 @@ pub async fn remote_entities(
 
 /// An element fetched from another broker as a stored entity of `tenant`, marked [`HELD_ELSEWHERE`].
 pub fn held_elsewhere(tenant: &str, element: ContextElement) -> StoredEntity {
-    StoredEntity { tenant: tenant.to_string(), element, created_at: HELD_ELSEWHERE, modified_at: HELD_ELSEWHERE }
+    StoredEntity {
+        tenant: tenant.to_string(),
+        element,
+        service_path: crate::ngsi::v2::service_path::ROOT.to_string(),
+        created_at: HELD_ELSEWHERE,
+        modified_at: HELD_ELSEWHERE,
+    }
 }
 
 /// Marks a response partial: the `FogFlow-Partial-Result` header names who did not answer (nothing when all did).

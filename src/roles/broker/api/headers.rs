@@ -67,6 +67,7 @@ pub fn request_meta(headers: &HeaderMap) -> Result<RequestMeta, V1Error> {
             tenant: ld_tenant,
             correlator: correlator.unwrap_or_default(),
         },
+        service_path: None,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::ngsi::limits::MAX_ATTRIBUTES_PER_ENTITY;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::{keep_nearest, ScopeFilter};
 use crate::ngsi::v1::{ContextElement, UpdateAction};
+use crate::ngsi::v2::service_path::ROOT;
 use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
 
@@ -31,10 +32,22 @@ pub struct StoredEntity {
     pub tenant: String,
     /// The entity.
     pub element: ContextElement,
+    /// Its NGSIv2 `Fiware-ServicePath` (`/` for entities written through NGSI10 or NGSI-LD, and for those stored
+    /// before service paths were kept).
+    #[serde(default = "root_path", skip_serializing_if = "is_root_path")]
+    pub service_path: String,
     /// When it was created.
     pub created_at: i64,
     /// When it last changed.
     pub modified_at: i64,
+}
+
+fn root_path() -> String {
+    ROOT.to_string()
+}
+
+fn is_root_path(path: &str) -> bool {
+    path == ROOT
 }
 
 /// What one element of an update did.
@@ -68,6 +81,14 @@ pub enum RepoError {
     /// The store failed; nothing was acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The entity exists in another NGSIv2 service path than the one the write names (nothing written).
+    #[error("entity `{id}` exists in service path {path}")]
+    OtherServicePath {
+        /// The entity id.
+        id: String,
+        /// The service path it lives in.
+        path: String,
+    },
 }
 
 /// A page of query results.
@@ -218,10 +239,14 @@ impl Entities {
     /// Replaces one entity by what `edit` makes of it (given the stored element, or `None` when there is none),
     /// under the entity's lock, validates the result as an update, stores it and makes it durable. `edit` also
     /// returns the attribute names it wrote or removed. `Ok(Err(_))` is `edit`'s refusal, nothing written.
+    /// With a `service_path` (NGSIv2 writes), an entity living in another path is not touched
+    /// ([`RepoError::OtherServicePath`]) and a new one is created in it; without, an entity keeps its path and a new
+    /// one is created in `/`.
     pub async fn edit<E>(
         &self,
         tenant: &str,
         id: &str,
+        service_path: Option<&str>,
         edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
     ) -> Result<Result<EntityChange, E>, RepoError> {
         let key = entity_key(tenant, id);
@@ -231,6 +256,11 @@ impl Entities {
             Entry::Occupied(occupied) if occupied.get().created_at != 0 => Some(occupied.get().clone()),
             _ => None,
         };
+        if let (Some(path), Some(before)) = (service_path, &before) {
+            if before.service_path != path {
+                return Err(RepoError::OtherServicePath { id: id.to_string(), path: before.service_path.clone() });
+            }
+        }
         let (element, touched) = match edit(before.as_ref().map(|entity| &entity.element)) {
             Ok(edited) => edited,
             Err(refusal) => return Ok(Err(refusal)),
@@ -238,9 +268,14 @@ impl Entities {
         validate_update(std::slice::from_ref(&element), UpdateAction::Update)?;
         let registration_changed = before.as_ref().is_none_or(|b| registration(&b.element) != registration(&element));
         let now = now_millis();
+        let path = match &before {
+            Some(before) => before.service_path.clone(),
+            None => service_path.unwrap_or(ROOT).to_string(),
+        };
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element,
+            service_path: path,
             created_at: before.as_ref().map_or_else(|| self.next_creation_time(now), |b| b.created_at),
             modified_at: now,
         });
@@ -279,6 +314,7 @@ impl Entities {
             Arc::new(StoredEntity {
                 tenant: tenant.to_string(),
                 element: ContextElement::default(),
+                service_path: ROOT.to_string(),
                 created_at: 0,
                 modified_at: 0,
             })
@@ -292,6 +328,7 @@ impl Entities {
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element: merged,
+            service_path: before.as_ref().map_or_else(root_path, |b| b.service_path.clone()),
             created_at: before.as_ref().map_or_else(|| self.next_creation_time(now), |b| b.created_at),
             modified_at: now,
         });
@@ -337,6 +374,7 @@ impl Entities {
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element: remaining,
+            service_path: before.service_path.clone(),
             created_at: before.created_at,
             modified_at: now_millis(),
         });

@@ -52,23 +52,23 @@ async fn edit_creates_refuses_and_replaces_under_the_lock() {
     let store = Store::temporary().unwrap();
     let entities = Entities::open(&store).unwrap();
     let fresh = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","value":1}]}));
-    let created = entities.edit("", "e", |stored| match stored {
+    let created = entities.edit("", "e", None, |stored| match stored {
         None => Ok((fresh.clone(), vec!["a".to_string()])),
         Some(_) => Err("exists"),
     });
     let change = created.await.unwrap().unwrap();
     assert!(change.before.is_none() && change.registration_changed);
-    let refused = entities.edit("", "e", |_| Err::<(ContextElement, Vec<String>), _>("no")).await.unwrap();
+    let refused = entities.edit("", "e", None, |_| Err::<(ContextElement, Vec<String>), _>("no")).await.unwrap();
     assert_eq!(refused.err(), Some("no"));
     let mut renamed = fresh.clone();
     renamed.attributes[0].name = "b".into();
-    let change = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+    let change = entities.edit("", "e", None, |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
     assert!(change.before.is_some() && change.registration_changed);
-    let same = entities.edit("", "e", |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+    let same = entities.edit("", "e", None, |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
     assert!(!same.registration_changed);
     let mut invalid = fresh.clone();
     invalid.attributes[0].name = String::new();
-    assert!(entities.edit("", "e", |_| Ok::<_, ()>((invalid, vec![]))).await.is_err());
+    assert!(entities.edit("", "e", None, |_| Ok::<_, ()>((invalid, vec![]))).await.is_err());
     assert_eq!(entities.get("", "e").unwrap().element, renamed, "an invalid edit writes nothing");
     assert_eq!(Entities::open(&store).unwrap().get("", "e").unwrap().element, renamed, "durable");
 }
@@ -105,4 +105,35 @@ async fn upsert_delete_and_query_round_trip() {
     let first = reopened.next_creation_time(5);
     assert!(first > reopened.get("", "Device.2").unwrap().created_at, "after every stored creation");
     assert_eq!(reopened.next_creation_time(5), first + 1, "unique and increasing in one millisecond");
+}
+
+#[tokio::test]
+async fn service_paths_are_kept_enforced_for_v2_writes_and_persisted() {
+    let store = Store::temporary().unwrap();
+    let entities = Entities::open(&store).unwrap();
+    let fresh = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","value":1}]}));
+    let write = |value: i64| {
+        let mut edited = fresh.clone();
+        edited.attributes[0].value = json!(value);
+        move |_: Option<&ContextElement>| Ok::<_, ()>((edited, vec!["a".to_string()]))
+    };
+    entities.edit("", "e", Some("/park"), write(1)).await.unwrap().unwrap();
+    assert_eq!(entities.get("", "e").unwrap().service_path, "/park");
+    let elsewhere = entities.edit("", "e", Some("/"), write(2)).await;
+    assert!(matches!(elsewhere, Err(RepoError::OtherServicePath { ref path, .. }) if path == "/park"));
+    entities.edit("", "e", Some("/park"), write(3)).await.unwrap().unwrap();
+    entities.edit("", "e", None, write(4)).await.unwrap().unwrap();
+    let update = element(json!({"entityId":{"id":"e"},"attributes":[{"name":"b","value":5}]}));
+    entities.apply_update("", &[update], UpdateAction::Update).await.unwrap();
+    let kept = entities.get("", "e").unwrap();
+    assert_eq!((kept.service_path.as_str(), kept.element.attributes[0].value.clone()), ("/park", json!(4)));
+    let reopened = Entities::open(&store).unwrap().get("", "e").unwrap();
+    assert_eq!(reopened.service_path, "/park", "durable");
+    entities.edit("", "n", None, write(1)).await.unwrap().unwrap();
+    assert_eq!(entities.get("", "n").unwrap().service_path, "/", "NGSI10 and NGSI-LD creations live in /");
+    let old: StoredEntity = serde_json::from_value(json!({"tenant":"","element":{"entityId":{"id":"o"}},
+        "created_at":1,"modified_at":1}))
+    .unwrap();
+    assert_eq!(old.service_path, "/", "entities stored before paths were kept are in /");
+    assert!(serde_json::to_value(&old).unwrap().get("service_path").is_none(), "/ is not written");
 }

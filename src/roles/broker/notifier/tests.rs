@@ -10,6 +10,7 @@ fn pending(id: &str, correlator: Option<&str>) -> Pending {
             ..ContextElement::default()
         },
         correlator: correlator.map(str::to_string),
+        service_path: "/".into(),
     }
 }
 
@@ -62,6 +63,12 @@ fn orion_destination_sends_its_format_and_headers_to_the_url_as_given() {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["data"][0]["id"], "a");
     assert_eq!(body["subscriptionId"], "s1");
+    assert_eq!(headers.get("fiware-servicepath").unwrap(), "/", "the entity's service path");
+    let mut batch = vec![pending("a", None), pending("b", None), pending("c", None)];
+    batch[0].service_path = "/x".into();
+    batch[2].service_path = "/x/y".into();
+    let (_, headers, _) = build_request(&target, &batch);
+    assert_eq!(headers.get("fiware-servicepath").unwrap(), "/x,/,/x/y", "a batch: its entities' distinct paths");
 }
 
 #[test]

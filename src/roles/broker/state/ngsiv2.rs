@@ -30,13 +30,14 @@ impl BrokerState {
         self.store.commit().await?;
         self.activate(compiled);
         if let Some(live) = self.subscriptions.get(&id).filter(|_| !skip_initial) {
-            let current: Vec<ContextElement> = self
+            let current: Vec<(ContextElement, String)> = self
                 .entities
                 .list(tenant)
                 .iter()
                 .filter_map(|entity| {
                     let changed: Vec<String> = entity.element.attributes.iter().map(|a| a.name.clone()).collect();
-                    live.compiled.current(tenant, &entity.element, &changed)
+                    let element = live.compiled.current(tenant, &entity.service_path, &entity.element, &changed)?;
+                    Some((element, entity.service_path.clone()))
                 })
                 .collect();
             if !current.is_empty() {

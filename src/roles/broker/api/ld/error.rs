@@ -144,6 +144,7 @@ impl From<BrokerError> for LdError {
             BrokerError::Invalid(error) => error.into(),
             BrokerError::NotFound(detail) => LdError::not_found(detail),
             BrokerError::AlreadyExists(detail) => LdError::already_exists(detail),
+            BrokerError::OtherServicePath(detail) => LdError::not_found(detail),
             BrokerError::Store(error) => {
                 tracing::error!(%error, "store failure answering an NGSI-LD request");
                 LdError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error", error.to_string())

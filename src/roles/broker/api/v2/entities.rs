@@ -14,14 +14,15 @@ use serde_json::Value;
 
 use super::error::V2Error;
 use super::params::{Filter, Params};
-use super::{apply, find, meta, read_json};
+use super::{apply, find, find_for_write, meta, paths, read_json};
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
+use crate::ngsi::v2::service_path::ROOT;
 use crate::ngsi::v2::{check_identifier, parse_entity, render_entity, Edit, Format, IfExists};
 use crate::ngsi::ParseError;
 use crate::roles::broker::api::federated;
 use crate::roles::broker::entities::StoredEntity;
 use crate::roles::broker::federation::FederationHandle;
-use crate::roles::broker::state::BrokerState;
+use crate::roles::broker::state::{BrokerState, RequestMeta};
 
 /// `POST /v2/entities[?options=upsert,keyValues]`: 201 with `Location`, 422 when it exists, 204 when an upsert
 /// updated it.
@@ -32,6 +33,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, V2Error> {
     let meta = meta(&headers)?;
+    paths(&meta).update_path()?;
     let params = Params::parse(&uri)?;
     let body = read_json(&headers, body, state.max_body_bytes).await?;
     let element = parse_entity(&body, params.format == Format::KeyValues)?;
@@ -65,24 +67,26 @@ pub async fn list(
         Some(federation) => federated::remote_entities(&state, federation, &meta.tenant, params.entities()).await,
         None => (Vec::new(), Vec::new()),
     };
-    let mut response = page(&state, &meta.tenant, &filter, &params.attrs, &params, remote);
+    let mut response = page(&state, &meta, &filter, &params.attrs, &params, remote);
     federated::mark_partial(&mut response, &unanswered);
     Ok(response)
 }
 
-/// The page of the tenant's entities (and of `remote`, other brokers' entities) that `filter` selects, in creation
-/// order (milliseconds, ties by id; other brokers' entities last) or nearest first for a `near` query, paged and
+/// The page of the tenant's entities in the request's service paths (and of `remote`, other brokers' entities, in
+/// the root path) that `filter` selects, in creation order (milliseconds, ties by id; other brokers' entities last) or nearest first for a `near` query, paged and
 /// rendered as `params` say, projected to `attrs`; `Fiware-Total-Count` when `params.count`.
 pub fn page(
     state: &BrokerState,
-    tenant: &str,
+    meta: &RequestMeta,
     filter: &Filter,
     attrs: &[String],
     params: &Params,
     remote: Vec<Arc<StoredEntity>>,
 ) -> Response {
-    let mut matching = state.entities.list(tenant);
-    matching.extend(remote);
+    let scope = paths(meta);
+    let mut matching = state.entities.select(&meta.tenant, |entity| scope.matches(&entity.service_path));
+    matching.extend(remote.into_iter().filter(|entity| scope.matches(&entity.service_path)));
+    matching.sort_by(|a, b| a.element.entity_id.id.cmp(&b.element.entity_id.id));
     matching.retain(|entity| filter.matches(&entity.element));
     matching.sort_by_key(|entity| entity.created_at);
     if let Some(geo) = &filter.geo {
@@ -104,7 +108,7 @@ pub fn page(
 }
 
 /// `GET /v2/entities/{id}[?type=&attrs=&options=keyValues|values]`; with federation, a client's `GET` of an
-/// entity another broker owns is fetched from it.
+/// entity another broker owns is fetched from it (when the request's service paths cover `/`).
 pub async fn retrieve(
     State(state): State<BrokerState>,
     Extension(federation): Extension<FederationHandle>,
@@ -120,7 +124,8 @@ pub async fn retrieve(
         Ok(entity) => entity.element.clone(),
         Err(not_found) => {
             let remote = match federation.for_client(&headers) {
-                Some(federation) if state.entities.get(&meta.tenant, &id).is_none() => {
+                // Other brokers' entities are seen as living in the root path.
+                Some(federation) if state.entities.get(&meta.tenant, &id).is_none() && paths(&meta).matches(ROOT) => {
                     federated::get_remote(federation, &meta.tenant, &id).await
                 }
                 _ => None,
@@ -140,7 +145,7 @@ pub async fn delete(
 ) -> Result<Response, V2Error> {
     let meta = meta(&headers)?;
     let params = Params::parse(&uri)?;
-    find(&state, &meta, &id, params.entity_type()?)?;
+    find_for_write(&state, &meta, &id, params.entity_type()?)?;
     state.delete_entity(&meta.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -149,6 +154,7 @@ pub async fn delete(
 /// entity is upserted (attributes merged, as NGSI10 `UPDATE` does). 200 with an empty body.
 pub async fn notify(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, V2Error> {
     let meta = meta(&headers)?;
+    paths(&meta).update_path()?;
     let body = read_json(&headers, body, state.max_body_bytes).await?;
     let data = match body.get("data") {
         Some(Value::Array(data)) => data,

@@ -94,6 +94,7 @@ impl From<BrokerError> for V2Error {
             BrokerError::NotFound(_) => V2Error::entity_not_found(),
             BrokerError::AlreadyExists(detail) => V2Error::new(StatusCode::CONFLICT, "AlreadyExists", detail),
             BrokerError::Store(error) => error.into(),
+            BrokerError::OtherServicePath(_) => V2Error::entity_not_found(),
         }
     }
 }

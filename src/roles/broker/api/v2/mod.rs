@@ -1,5 +1,6 @@
 //! The NGSIv2 (Orion-compatible) entity API and batch operations under `/v2`, over the same entities as NGSI10:
-//! its routes, and what its handlers share (tenant from `Fiware-Service`, `Fiware-ServicePath` syntax, JSON bodies
+//! its routes, and what its handlers share (tenant from `Fiware-Service`, service paths from `Fiware-ServicePath`
+//! scoping reads and naming the path of writes, JSON bodies
 //! with Orion's 413/415/ParseError answers, entity look-ups and edits through [`BrokerState`] so that
 //! subscriptions and discovery see every write).
 //!
@@ -16,7 +17,7 @@ pub mod subscriptions;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
@@ -25,9 +26,10 @@ use self::error::V2Error;
 use super::headers::request_meta;
 use crate::http::body::read_bytes;
 use crate::http::BodyError;
+use crate::ngsi::v2::service_path::ServicePaths;
 use crate::ngsi::v2::{check_identifier, Edit};
 use crate::roles::broker::entities::StoredEntity;
-use crate::roles::broker::state::{BrokerState, RequestMeta};
+use crate::roles::broker::state::{BrokerError, BrokerState, RequestMeta};
 
 /// The `/v2` routes, answering wrong methods with NGSIv2-shaped 405s.
 pub fn routes(state: BrokerState) -> Router {
@@ -61,57 +63,26 @@ pub fn is_v2_path(path: &str) -> bool {
     path == "/v2" || path.starts_with("/v2/")
 }
 
-/// Most paths in a `Fiware-ServicePath` (Orion's limit).
-const MAX_SERVICE_PATHS: usize = 10;
-/// Most levels in one service path (Orion's limit).
-const MAX_SERVICE_PATH_LEVELS: usize = 10;
-/// Longest level of a service path (Orion's limit).
-const MAX_SERVICE_PATH_LEVEL_LEN: usize = 50;
-
-/// Checks `Fiware-ServicePath` against Orion's syntax (it is not used to scope entities yet): up to 10
-/// comma-separated absolute paths of up to 10 levels of 1–50 letters, digits or `_`, optionally ending in `/#`.
-fn check_service_path(headers: &HeaderMap) -> Result<(), V2Error> {
+/// Reads `Fiware-ServicePath` with Orion's syntax and messages ([`ServicePaths`]); empty when absent.
+fn service_paths(headers: &HeaderMap) -> Result<ServicePaths, V2Error> {
     let mut values = headers.get_all("fiware-servicepath").iter();
-    let Some(value) = values.next() else { return Ok(()) };
+    let Some(value) = values.next() else { return Ok(ServicePaths::default()) };
     if values.next().is_some() {
         return Err(V2Error::bad_request("header Fiware-ServicePath is given more than once"));
     }
     let text = value.to_str().map_err(|_| V2Error::bad_request("Fiware-ServicePath is not visible ASCII"))?;
-    let paths: Vec<&str> = text.split(',').map(str::trim).collect();
-    if paths.len() > MAX_SERVICE_PATHS {
-        return Err(V2Error::bad_request(format!("more than {MAX_SERVICE_PATHS} paths in Fiware-ServicePath")));
-    }
-    for path in paths {
-        let path = path.strip_suffix("/#").map_or(path, |prefix| if prefix.is_empty() { "/" } else { prefix });
-        let Some(levels) = path.strip_prefix('/') else {
-            return Err(V2Error::bad_request("a Fiware-ServicePath must begin with /"));
-        };
-        if levels.is_empty() {
-            continue;
-        }
-        let levels: Vec<&str> = levels.split('/').collect();
-        if levels.len() > MAX_SERVICE_PATH_LEVELS {
-            return Err(V2Error::bad_request(format!(
-                "more than {MAX_SERVICE_PATH_LEVELS} levels in Fiware-ServicePath `{path}`"
-            )));
-        }
-        let valid = |level: &&str| {
-            (1..=MAX_SERVICE_PATH_LEVEL_LEN).contains(&level.len())
-                && level.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        };
-        if !levels.iter().all(valid) {
-            return Err(V2Error::bad_request(format!(
-                "Fiware-ServicePath `{path}`: each level must be 1 to {MAX_SERVICE_PATH_LEVEL_LEN} letters, digits or _"
-            )));
-        }
-    }
-    Ok(())
+    Ok(ServicePaths::parse(text)?)
 }
 
-/// The tenant and correlator of a request; `Fiware-ServicePath` is checked.
+/// The tenant, correlator and service paths of a request (`Fiware-ServicePath` is checked first, as Orion does).
 pub fn meta(headers: &HeaderMap) -> Result<RequestMeta, V2Error> {
-    check_service_path(headers)?;
-    Ok(request_meta(headers)?)
+    let paths = service_paths(headers)?;
+    Ok(RequestMeta { service_path: Some(paths), ..request_meta(headers)? })
+}
+
+/// The service paths of a v2 request's meta (every path for a meta not made by [`meta`]).
+pub fn paths(meta: &RequestMeta) -> ServicePaths {
+    meta.service_path.clone().unwrap_or_default()
 }
 
 /// The media type of the request (lower-cased, without parameters), if any.
@@ -141,7 +112,7 @@ pub async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     serde_json::from_slice(&bytes).map_err(|error| BodyError::Json(error).into())
 }
 
-/// The stored entity `id` (of type `entity_type` when given), or 404.
+/// The stored entity `id` (of type `entity_type` when given) in the service paths the request reads, or 404.
 pub fn find(
     state: &BrokerState,
     meta: &RequestMeta,
@@ -149,14 +120,34 @@ pub fn find(
     entity_type: Option<&str>,
 ) -> Result<Arc<StoredEntity>, V2Error> {
     check_identifier("entity id", id)?;
+    let paths = meta.service_path.as_ref();
     state
         .entities
         .get(&meta.tenant, id)
         .filter(|entity| entity_type.is_none_or(|t| t == entity.element.entity_id.entity_type))
+        .filter(|entity| paths.is_none_or(|paths| paths.matches(&entity.service_path)))
         .ok_or_else(V2Error::entity_not_found)
 }
 
-/// Applies an edit to entity `id` through the broker state; answers whether it created the entity.
+/// The stored entity `id` (of type `entity_type` when given) in the one service path the request writes to, or
+/// 404 (400 when the request does not name exactly one path).
+pub fn find_for_write(
+    state: &BrokerState,
+    meta: &RequestMeta,
+    id: &str,
+    entity_type: Option<&str>,
+) -> Result<Arc<StoredEntity>, V2Error> {
+    let path = paths(meta).update_path()?;
+    let entity = find(state, meta, id, entity_type)?;
+    if entity.service_path != path {
+        return Err(V2Error::entity_not_found());
+    }
+    Ok(entity)
+}
+
+/// Applies an edit to entity `id` in the request's one service path through the broker state; answers whether it
+/// created the entity. An entity of that id in another path is 422 `Unprocessable` (`Already Exists`) for a
+/// creation, as one id names one entity per tenant here, else 404.
 pub async fn apply(
     state: &BrokerState,
     meta: &RequestMeta,
@@ -165,9 +156,15 @@ pub async fn apply(
     edit: Edit,
 ) -> Result<bool, V2Error> {
     check_identifier("entity id", id)?;
+    let creates = matches!(edit, Edit::Create { .. });
     let entity_type = entity_type.map(str::to_string);
-    let outcome = state.edit_entity(meta, id, move |stored| edit.apply(stored, entity_type.as_deref())).await?;
-    Ok(outcome?)
+    match state.edit_entity(meta, id, move |stored| edit.apply(stored, entity_type.as_deref())).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(BrokerError::OtherServicePath(_)) if creates => {
+            Err(V2Error::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", "Already Exists"))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]
@@ -176,23 +173,20 @@ mod tests {
 
     use super::*;
 
-    fn service_path(value: &str) -> Result<(), V2Error> {
+    fn headers(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert("fiware-servicepath", HeaderValue::from_str(value).unwrap());
-        check_service_path(&headers)
+        headers
     }
 
     #[test]
-    fn service_paths_follow_orion_syntax() {
-        for good in ["/", "/a", "/a/b_c/D1", "/a/#", "/#", "/a, /b", &format!("/{}", "x".repeat(50))] {
-            assert!(service_path(good).is_ok(), "{good}");
-        }
-        let eleven_levels = "/a".repeat(11);
-        let eleven_paths = ["/a"; 11].join(",");
-        let long_level = format!("/{}", "x".repeat(51));
-        for bad in ["a", "/a/", "/a b", "/a-b", "//", &eleven_levels, &eleven_paths, &long_level] {
-            assert!(service_path(bad).is_err(), "{bad}");
-        }
-        assert!(check_service_path(&HeaderMap::new()).is_ok());
+    fn service_paths_are_read_into_the_meta() {
+        let read = meta(&headers("/a/#, /b/")).unwrap();
+        assert_eq!(paths(&read).text(), "/a/#,/b");
+        assert!(meta(&headers("a")).is_err());
+        let mut twice = headers("/a");
+        twice.append("fiware-servicepath", HeaderValue::from_static("/b"));
+        assert!(meta(&twice).is_err());
+        assert!(!paths(&meta(&HeaderMap::new()).unwrap()).is_given());
     }
 }

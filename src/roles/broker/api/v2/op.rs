@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::entities::page;
 use super::error::V2Error;
 use super::params::{Filter, Params};
-use super::{apply, find, meta, read_json};
+use super::{apply, find_for_write, meta, paths, read_json};
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::v1::{ContextElement, EntityId};
@@ -80,6 +80,7 @@ pub async fn update(
     body: Body,
 ) -> Result<Response, V2Error> {
     let meta = meta(&headers)?;
+    paths(&meta).update_path()?;
     let params = Params::parse(&uri)?;
     let body = read_json(&headers, body, state.max_body_bytes).await?;
     let (action, elements) = parse_update(&body, params.format == Format::KeyValues)?;
@@ -97,7 +98,7 @@ pub async fn update(
             Action::Update => apply(&state, &meta, &id, entity_type, Edit::Update(attributes)),
             Action::Replace => apply(&state, &meta, &id, entity_type, Edit::Replace(attributes)),
             Action::Delete if attributes.is_empty() => {
-                let deleted = match find(&state, &meta, &id, entity_type) {
+                let deleted = match find_for_write(&state, &meta, &id, entity_type) {
                     Ok(_) => state.delete_entity(&meta.tenant, &id).await.map_err(V2Error::from),
                     Err(error) => Err(error),
                 };
@@ -224,7 +225,7 @@ pub async fn query(
         Some(federation) => federated::remote_entities(&state, federation, &meta.tenant, entities).await,
         None => (Vec::new(), Vec::new()),
     };
-    let mut response = page(&state, &meta.tenant, &Filter { selector, q, geo }, &attrs, &params, remote);
+    let mut response = page(&state, &meta, &Filter { selector, q, geo }, &attrs, &params, remote);
     federated::mark_partial(&mut response, &unanswered);
     Ok(response)
 }

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::error::V2Error;
 use super::params::{DEFAULT_LIMIT, MAX_LIMIT};
-use super::{meta, read_json};
+use super::{meta, paths, read_json};
+use crate::ngsi::v2::service_path::EVERYTHING;
 use crate::ngsi::v2::subscription::V2Subscription;
 use crate::roles::broker::state::{BrokerState, LiveSubscription};
 
@@ -117,19 +118,30 @@ pub async fn create(
     let meta = meta(&headers)?;
     let params = params(&uri)?;
     let body = read_json(&headers, body, state.max_body_bytes).await?;
-    let subscription = V2Subscription::parse(&body)?;
+    let subscription = V2Subscription { service_path: Some(paths(&meta).text()), ..V2Subscription::parse(&body)? };
     let id = state.subscribe_v2(&meta.tenant, subscription, params.skip_initial).await?;
     let location = HeaderValue::from_str(&format!("/v2/subscriptions/{id}"))
         .map_err(|_| V2Error::bad_request("subscription id cannot be used in a Location header"))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
 
-/// `GET /v2/subscriptions[?limit=&offset=&options=count]`: the tenant's NGSIv2 subscriptions in creation order.
+/// `GET /v2/subscriptions[?limit=&offset=&options=count]`: the tenant's NGSIv2 subscriptions in creation order
+/// (with `Fiware-ServicePath`, those created with exactly that path).
 pub async fn list(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, V2Error> {
     let meta = meta(&headers)?;
     let params = params(&uri)?;
-    let all: Vec<_> =
-        state.subscriptions(&meta.tenant).into_iter().filter(|live| live.compiled.record.v2.is_some()).collect();
+    // With `Fiware-ServicePath`, only the subscriptions made with exactly that path (Orion's rule).
+    let scope = paths(&meta);
+    let wanted = scope.is_given().then(|| scope.text());
+    let all: Vec<_> = state
+        .subscriptions(&meta.tenant)
+        .into_iter()
+        .filter(|live| {
+            live.compiled.record.v2.as_ref().is_some_and(|v2| {
+                wanted.as_deref().is_none_or(|wanted| v2.service_path.as_deref().unwrap_or(EVERYTHING) == wanted)
+            })
+        })
+        .collect();
     let page: Vec<Value> =
         all.iter().skip(params.offset).take(params.limit.unwrap_or(DEFAULT_LIMIT)).map(|live| describe(live)).collect();
     let mut response = Json(page).into_response();
