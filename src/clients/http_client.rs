@@ -197,7 +197,7 @@ impl HttpClient {
 /// What to do with a response body over a size.
 #[derive(Debug, Clone, Copy)]
 enum Cap {
-    /// Keep nothing of it (the answer's body is empty).
+    /// Read the body as empty when it is larger (the status still counts).
     Truncate(usize),
     /// Fail with [`OutboundError::TooLarge`].
     Refuse(usize),

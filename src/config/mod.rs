@@ -334,7 +334,8 @@ fn validate_context(context: &ContextConfig) -> Result<(), ConfigError> {
     }
     for prefix in &context.allowlist {
         let rest = prefix.strip_prefix("http://").or_else(|| prefix.strip_prefix("https://"));
-        if !rest.is_some_and(|rest| rest.find('/').is_some_and(|slash| slash > 0)) {
+        let host_ends_with_slash = rest.and_then(|rest| rest.find('/')).is_some_and(|slash| slash > 0);
+        if !host_ends_with_slash {
             return invalid(format!(
                 "context.allowlist entry `{prefix}` must be an http:// or https:// URL prefix whose host ends \
                  with / (e.g. https://example.org/contexts/)"

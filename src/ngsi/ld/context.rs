@@ -153,9 +153,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// The core context alone.
+    /// The core context alone (shared: no allocation).
     pub fn core() -> Self {
-        Context::default()
+        static CORE_ONLY: OnceLock<Context> = OnceLock::new();
+        CORE_ONLY.get_or_init(Context::default).clone()
     }
 
     /// The context named by a `Link` header URL: the core context; any other URL must be resolved by the

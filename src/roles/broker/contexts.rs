@@ -81,9 +81,16 @@ impl std::ops::Deref for LdContext {
 }
 
 impl LdContext {
-    /// The core context alone.
+    /// The core context alone (shared: no allocation per request).
     pub fn core() -> LdContext {
-        LdContext { context: Context::core(), inline: Arc::new(Value::Null), written: Value::Null, compactor: None }
+        static CORE: std::sync::OnceLock<LdContext> = std::sync::OnceLock::new();
+        CORE.get_or_init(|| LdContext {
+            context: Context::core(),
+            inline: Arc::new(Value::Null),
+            written: Value::Null,
+            compactor: None,
+        })
+        .clone()
     }
 
     /// The remote context URL that names this context in a `Link` header (`None`: the core context, or a
@@ -208,6 +215,9 @@ impl ContextResolver {
         if let Some(hit) = self.cached(url) {
             return Ok(hit);
         }
+        if let Some(refusal) = self.refusal(url) {
+            return Err(refusal);
+        }
         let cell = self.lock_pending().entry(url.to_string()).or_default().clone();
         let result = cell.get_or_init(|| self.load(url.to_string(), 0, Vec::new())).await.clone();
         let mut pending = self.lock_pending();
@@ -268,20 +278,31 @@ impl ContextResolver {
         })
     }
 
-    /// Fetches a context document and answers its `@context`, if the allowlist allows the URL.
-    async fn fetch(&self, url: &str) -> Result<Value, ContextError> {
+    /// Why `url` can be neither preloaded nor fetched, if so.
+    fn refusal(&self, url: &str) -> Option<ContextError> {
+        if self.preload.contains_key(url) {
+            return None;
+        }
         if !self.allowlist.iter().any(|prefix| url.starts_with(prefix.as_str())) {
-            return Err(ContextError::not_available(
+            return Some(ContextError::not_available(
                 url,
                 "it is not in context.preload and no context.allowlist prefix allows fetching it \
                  (remote contexts are not fetched by default)",
             ));
         }
         if url.starts_with("https://") {
-            return Err(ContextError::not_available(
+            return Some(ContextError::not_available(
                 url,
                 "https:// contexts cannot be fetched by this build (no TLS client): list it in context.preload",
             ));
+        }
+        None
+    }
+
+    /// Fetches a context document and answers its `@context`, if the allowlist allows the URL.
+    async fn fetch(&self, url: &str) -> Result<Value, ContextError> {
+        if let Some(refusal) = self.refusal(url) {
+            return Err(refusal);
         }
         let mut headers = HeaderMap::new();
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/ld+json, application/json;q=0.9"));

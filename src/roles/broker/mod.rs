@@ -3,8 +3,9 @@
 //!
 //! Owns: the `<data_dir>/broker` store (entities, subscriptions), one delivery task per subscription, the
 //! registrar that keeps discovery informed, the subscription expiry sweeper, the NGSI-LD `@context` resolver
-//! ([`contexts`]: preload, cache, allowlisted fetches). Talks to: subscribers (HTTP),
-//! discovery and other brokers (HTTP, optional: registration and federation). Never imports another role.
+//! ([`contexts`]: preload, cache, allowlisted fetches). Talks to: subscribers (HTTP), discovery and other brokers
+//! (HTTP, optional: registration and federation), allowlisted JSON-LD context hosts (HTTP, `context.allowlist`).
+//! Never imports another role.
 
 pub mod api;
 pub mod contexts;

@@ -2,7 +2,7 @@
 //! `GET /ngsi-ld/v1/entities` (query: type, id, idPattern, attrs, q, geo-query, paging, `count` →
 //! `NGSILD-Results-Count`), `GET`/`PUT`/`PATCH` (merge)/`DELETE /ngsi-ld/v1/entities/{id}`, and the query batch
 //! `POST /ngsi-ld/v1/entityOperations/query`. With federation, a client's reads also see the entities other
-//! brokers hold.
+//! brokers hold. Entities read are compacted with the request's context (`negotiation::respond_in`).
 
 use std::sync::Arc;
 
