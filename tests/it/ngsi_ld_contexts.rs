@@ -2,7 +2,8 @@
 //! Fetched only from `context.allowlist` prefixes, then cached (the server counts its hits); expansion on writes
 //! and compaction on reads with a `Link` context; `context.preload` working fully offline; every failure (not
 //! allowed, https, 404, bad JSON, no `@context`, too large, a stalled server) is 503 `LdContextNotAvailable`
-//! naming the URL and the reason; subscriptions created with a remote context notify compacted with it.
+//! naming the URL and the reason; concurrent requests share one fetch; subscriptions created with a remote context
+//! notify compacted with it.
 
 use std::time::{Duration, Instant};
 
@@ -211,6 +212,25 @@ fn subscriptions_keep_their_remote_context_for_notifications() {
     assert_eq!(ld_request.json()["@context"], json!([ctx]));
     assert_eq!(ld_request.json()["data"][0], expected);
     assert_eq!(server.hits("/ctx.jsonld"), 1, "notifying never fetches the context again");
+}
+
+#[test]
+fn concurrent_requests_for_one_context_share_one_fetch() {
+    let server = StaticServer::start(&[("/slow.jsonld", Serve::Slow(700, context_document()))]);
+    let broker = BrokerOptions::new().env("FOGFLOW__CONTEXT__ALLOWLIST", server.url("/")).start();
+    let linked = link(&server.url("/slow.jsonld"));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    broker.request("GET", "/ngsi-ld/v1/entities?type=Room", None, &[("Link", &linked)]).status
+                })
+            })
+            .collect();
+        readers.into_iter().map(|reader| reader.join().expect("reader")).collect()
+    });
+    assert_eq!(statuses, vec![200; 6]);
+    assert_eq!(server.hits("/slow.jsonld"), 1, "one fetch served every concurrent request");
 }
 
 fn wait_for(sink: &Sink, path: &str) -> Recorded {

@@ -1,5 +1,5 @@
 //! A tiny static HTTP/1.1 server on 127.0.0.1:0 standing in for a JSON-LD context host: each path answers a
-//! fixed status and body, or never answers (a stalled server); unknown paths answer 404. It counts the requests
+//! fixed status and body, at once or slowly, or never answers (a stalled server); unknown paths answer 404. It counts the requests
 //! of each path, so tests can see what was fetched and how often. One request per connection; stops when dropped.
 
 use std::collections::HashMap;
@@ -14,6 +14,8 @@ use std::time::Duration;
 pub enum Serve {
     /// This status and body (`Content-Type: application/ld+json`).
     Body(u16, String),
+    /// This body (status 200) after the given milliseconds.
+    Slow(u64, String),
     /// Read the request, never answer (until the server is dropped).
     Stall,
 }
@@ -94,6 +96,10 @@ fn answer(stream: TcpStream, shared: &Shared) {
     let serve = shared.routes.lock().unwrap().get(&path).cloned();
     let (status, body) = match serve {
         Some(Serve::Body(status, body)) => (status, body),
+        Some(Serve::Slow(millis, body)) => {
+            std::thread::sleep(Duration::from_millis(millis));
+            (200, body)
+        }
         Some(Serve::Stall) => {
             while !shared.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
