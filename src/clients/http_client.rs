@@ -1,6 +1,7 @@
 //! The outbound HTTP client shared by a role: pooled HTTP/1.1 connections, a connect timeout, a total timeout
 //! per request and a cap on how much of a response body is read (a peer cannot stall or flood us, B12, B14).
-//! Plain `http://` only for now; an `https://` URL is refused with a clear error.
+//! Plain `http://` only for now; an `https://` URL is refused with a clear error. [`HttpClient::get_capped`]
+//! reads a whole body up to a caller's cap and fails beyond it (remote JSON-LD contexts).
 
 use std::time::Duration;
 
@@ -32,6 +33,14 @@ pub enum OutboundError {
         url: String,
         /// Why.
         reason: String,
+    },
+    /// The response body is larger than the caller's cap.
+    #[error("the answer of {url} is larger than {limit} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        limit: usize,
     },
     /// No answer within the total timeout.
     #[error("request to {url} timed out after {timeout:?}")]
@@ -115,6 +124,28 @@ impl HttpClient {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<OutboundResponse, OutboundError> {
+        self.exchange(method, url, headers, body, Cap::Truncate(MAX_RESPONSE_BYTES)).await
+    }
+
+    /// GETs `url` and reads its whole answer, refusing one over `max_bytes` ([`OutboundError::TooLarge`]), all
+    /// within the total timeout.
+    pub async fn get_capped(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        max_bytes: usize,
+    ) -> Result<OutboundResponse, OutboundError> {
+        self.exchange(Method::GET, url, headers, Bytes::new(), Cap::Refuse(max_bytes)).await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        cap: Cap,
+    ) -> Result<OutboundResponse, OutboundError> {
         let uri: http::Uri = url.parse().map_err(|error: http::uri::InvalidUri| OutboundError::InvalidUrl {
             url: url.into(),
             reason: error.to_string(),
@@ -141,9 +172,18 @@ impl HttpClient {
                 .await
                 .map_err(|error| OutboundError::Transport { url: url.into(), reason: describe(&error) })?;
             let status = response.status().as_u16();
-            let body = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => Bytes::new(),
+            let body = match cap {
+                Cap::Truncate(limit) => match Limited::new(response.into_body(), limit).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => Bytes::new(),
+                },
+                Cap::Refuse(limit) => match Limited::new(response.into_body(), limit).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                        return Err(OutboundError::TooLarge { url: url.into(), limit })
+                    }
+                    Err(error) => return Err(OutboundError::Transport { url: url.into(), reason: error.to_string() }),
+                },
             };
             Ok(OutboundResponse { status, body })
         };
@@ -152,6 +192,15 @@ impl HttpClient {
             Err(_) => Err(OutboundError::Timeout { url: url.into(), timeout: self.timeout }),
         }
     }
+}
+
+/// What to do with a response body over a size.
+#[derive(Debug, Clone, Copy)]
+enum Cap {
+    /// Read the body as empty when it is larger (the status still counts).
+    Truncate(usize),
+    /// Fail with [`OutboundError::TooLarge`].
+    Refuse(usize),
 }
 
 fn describe(error: &hyper_util::client::legacy::Error) -> String {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod context;
 mod sections;
 
 pub use self::sections::*;
@@ -87,6 +88,8 @@ pub struct Config {
     pub rabbitmq: RabbitMqConfig,
     /// TLS settings (FogFlow keys; not served yet).
     pub https: HttpsConfig,
+    /// (ours) Remote JSON-LD `@context` resolution of the NGSI-LD API.
+    pub context: ContextConfig,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             rabbitmq: RabbitMqConfig::default(),
             https: HttpsConfig::default(),
+            context: ContextConfig::default(),
         }
     }
 }
@@ -241,7 +245,7 @@ impl Config {
         if self.master.task_confirm_timeout_secs == 0 {
             return invalid("master.task_confirm_timeout_secs must be positive".into());
         }
-        Ok(())
+        context::validate(&self.context)
     }
 
     /// The grace period of a graceful shutdown.

@@ -332,3 +332,53 @@ impl Default for RabbitMqConfig {
         RabbitMqConfig { host_ip: None, port: 5672, username: "admin".into(), password: "mypass".into() }
     }
 }
+
+/// (ours) How the NGSI-LD API resolves remote JSON-LD `@context` URLs (the core context is embedded and never
+/// fetched). Order: `preload`, then the in-memory cache, then a fetch from an `allowlist`ed `http://` URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContextConfig {
+    /// URL prefixes from which remote contexts may be fetched, each `http://host[:port]/…` or
+    /// `https://host[:port]/…` (the host must end with `/`); a comma-separated string is accepted from the
+    /// environment. Default empty: no remote context is ever fetched.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowlist: Vec<String>,
+    /// Context URL → local file holding that context document (a JSON object with `@context`), read at start-up
+    /// (a missing or invalid file is a configuration error). Default empty.
+    pub preload: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// Largest context document fetched, in bytes. Default 1 MiB.
+    pub max_bytes: usize,
+    /// Milliseconds one fetch may take, connecting included. Default 3000.
+    pub timeout_ms: u64,
+    /// Most fetched contexts kept in memory. Default 256.
+    pub cache_entries: usize,
+    /// Seconds a fetched context is used before it is fetched again. Default 3600.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        ContextConfig {
+            allowlist: Vec::new(),
+            preload: Default::default(),
+            max_bytes: 1024 * 1024,
+            timeout_ms: 3_000,
+            cache_entries: 256,
+            cache_ttl_secs: 3_600,
+        }
+    }
+}
+
+/// A list given as a JSON array, or as one comma-separated string (an environment variable).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Given::deserialize(deserializer)? {
+        Given::List(items) => items,
+        Given::Text(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+    })
+}

@@ -19,6 +19,7 @@ mod federation_reads;
 mod ngsi10_query;
 mod ngsi10_subscribe;
 mod ngsi10_update;
+mod ngsi_ld_contexts;
 mod ngsi_ld_entities;
 mod ngsi_ld_queries;
 mod ngsi_ld_subscriptions;

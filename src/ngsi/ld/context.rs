@@ -1,17 +1,22 @@
-//! JSON-LD `@context` handling for NGSI-LD, without any network: the NGSI-LD core context is embedded in the
-//! binary (`core-context.jsonld`, written from the terms of ETSI GS CIM 009), and a request may add a user context
-//! given inline (a body `@context` object, or an array of objects and core-context URLs). A context URL that is
-//! not the core context is not fetched: it is [`ContextError::NotAvailable`] (`LdContextNotAvailable`).
+//! JSON-LD `@context` handling for NGSI-LD, without any I/O: the NGSI-LD core context is embedded in the binary
+//! (`core-context.jsonld`, written from the terms of ETSI GS CIM 009), and a request may add a user context
+//! given inline (a body `@context` object, or an array of objects and context URLs). Remote context URLs are not
+//! fetched here: the broker resolves them (allowlist, cache, preload map) into inline definitions with the pure
+//! helpers of [`remote`] (which entries are URLs, reading a fetched context document, merging definitions) and
+//! builds the [`Context`] from the merged object. A URL left unresolved is [`ContextError::NotAvailable`]
+//! (`LdContextNotAvailable`).
 //!
 //! Names (entity types, attribute and sub-property names) are stored in one canonical form: the term is expanded
 //! with the request's context, then compacted against the core context alone ([`Context::canonical`]). A term of
 //! the default vocabulary (`https://uri.etsi.org/ngsi-ld/default-context/temperature`) is thus stored as
 //! `temperature`, a core term as itself, and a term that a user context maps elsewhere as its full IRI. Responses
-//! are compacted against the core context only (reads cannot carry an inline context, and a `Link` may only name
-//! the core context), so stored names are returned as they are.
+//! with a user context (a `Link` on a read, a subscription's context in its notifications) are compacted back
+//! with [`Context::compactor`].
+
+pub mod remote;
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -26,16 +31,21 @@ const CORE_CONTEXT: &str = include_str!("core-context.jsonld");
 /// Most term definitions in a user context.
 pub const MAX_TERMS: usize = 1_000;
 /// Most entries in a `@context` array.
-const MAX_CONTEXT_ENTRIES: usize = 32;
+pub const MAX_CONTEXT_ENTRIES: usize = 32;
 /// The default vocabulary, used when the core context cannot be read (never, but no panic).
 const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
 
 /// Why a request's context cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
-    /// A remote context that this broker does not have (it never fetches one).
-    #[error("the @context `{0}` is not available (only the NGSI-LD core context is, no remote context is fetched)")]
-    NotAvailable(String),
+    /// A remote context that cannot be had: not preloaded, not allowed, unreachable, too large, invalid…
+    #[error("the @context `{url}` is not available: {reason}")]
+    NotAvailable {
+        /// The context URL.
+        url: String,
+        /// Why it is not available.
+        reason: String,
+    },
     /// The context is malformed.
     #[error(transparent)]
     Invalid(#[from] ParseError),
@@ -129,46 +139,57 @@ fn expand_with(core: &Terms, user: Option<&Terms>, term: &str) -> String {
     format!("{}{term}", vocab.as_deref().unwrap_or(DEFAULT_VOCAB))
 }
 
-/// A request's context: the core context plus the user's definitions.
+impl ContextError {
+    /// A context URL that is not available, and why.
+    pub fn not_available(url: &str, reason: impl Into<String>) -> Self {
+        ContextError::NotAvailable { url: url.to_string(), reason: reason.into() }
+    }
+}
+
+/// A request's context: the core context plus the user's definitions (shared: cheap to clone).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
-    user: Terms,
+    user: Arc<Terms>,
 }
 
 impl Context {
-    /// The core context alone.
+    /// The core context alone (shared: no allocation).
     pub fn core() -> Self {
-        Context::default()
+        static CORE_ONLY: OnceLock<Context> = OnceLock::new();
+        CORE_ONLY.get_or_init(Context::default).clone()
     }
 
-    /// The context named by a `Link` header URL: only the core context is available.
+    /// The context named by a `Link` header URL: the core context; any other URL must be resolved by the
+    /// caller (it is not available here).
     pub fn from_link(url: &str) -> Result<Self, ContextError> {
         if is_core_context(url) {
             Ok(Context::core())
         } else {
-            Err(ContextError::NotAvailable(url.to_string()))
+            Err(ContextError::not_available(url, "remote contexts are resolved by the broker, not here"))
         }
     }
 
-    /// The context of a body `@context`: a URL, an object, or an array of them.
+    /// The context of a body `@context` with no remote URL left: a core URL, an object, or an array of them.
     pub fn from_body(context: &Value) -> Result<Self, ContextError> {
         let mut user = Terms::default();
-        let entries = match context {
-            Value::Array(entries) if entries.len() > MAX_CONTEXT_ENTRIES => {
-                return Err(ParseError::new(format!("more than {MAX_CONTEXT_ENTRIES} entries in @context")).into())
-            }
-            Value::Array(entries) => entries.as_slice(),
-            single => std::slice::from_ref(single),
-        };
-        for entry in entries {
+        for entry in remote::entries(context)? {
             match entry {
-                Value::String(url) if is_core_context(url) => {}
-                Value::String(url) => return Err(ContextError::NotAvailable(url.clone())),
-                Value::Object(object) => user.read(object)?,
-                _ => return Err(ParseError::new("@context must be a URL, an object or an array of them").into()),
+                remote::Entry::Core => {}
+                remote::Entry::Remote(url) => {
+                    return Err(ContextError::not_available(
+                        url,
+                        "remote contexts are resolved by the broker, not here",
+                    ))
+                }
+                remote::Entry::Inline(object) => user.read(object)?,
             }
         }
-        Ok(Context { user })
+        Ok(Context { user: Arc::new(user) })
+    }
+
+    /// Whether this is the core context alone (no user definitions).
+    pub fn is_core(&self) -> bool {
+        self.user.terms.is_empty() && self.user.vocab.is_none()
     }
 
     /// The full IRI of a term.
@@ -286,8 +307,10 @@ mod tests {
         assert_eq!(Context::from_link(CORE_CONTEXT_URL), Ok(Context::core()));
         assert!(Context::from_link("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld").is_ok());
         let remote = "https://example.org/context.jsonld";
-        assert_eq!(Context::from_link(remote), Err(ContextError::NotAvailable(remote.into())));
-        assert!(matches!(Context::from_body(&json!(remote)), Err(ContextError::NotAvailable(_))));
+        assert!(matches!(Context::from_link(remote), Err(ContextError::NotAvailable { url, .. }) if url == remote));
+        assert!(matches!(Context::from_body(&json!(remote)), Err(ContextError::NotAvailable { .. })));
+        assert!(Context::core().is_core());
+        assert!(!Context::from_body(&json!({"@vocab": "https://e.org/"})).unwrap().is_core());
         assert!(matches!(Context::from_body(&json!(42)), Err(ContextError::Invalid(_))));
         assert!(matches!(Context::from_body(&json!({"a": 1})), Err(ContextError::Invalid(_))));
         let many: serde_json::Map<String, Value> =

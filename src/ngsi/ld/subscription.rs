@@ -187,9 +187,15 @@ pub struct LdSubscription {
     /// `throttling`, ms.
     #[serde(default)]
     pub throttling_ms: Option<u64>,
-    /// The subscription's body `@context` (null: the core context), used to compact notifications.
+    /// The subscription's `@context` with no remote URL left (null: the core context): the body `@context`, or
+    /// the inline equivalent of the remote contexts it named, resolved when it was written. Used to compact
+    /// notifications (and to compile `q`), so notifying never fetches anything.
     #[serde(default)]
     pub context: Value,
+    /// The `@context` as the client wrote it when it named remote contexts (a `Link` URL, or a body `@context`
+    /// with URLs), echoed in notifications (null: `context` is echoed).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub written_context: Value,
 }
 
 fn yes() -> bool {
@@ -213,6 +219,7 @@ impl Default for LdSubscription {
             expires_at: None,
             throttling_ms: None,
             context: Value::Null,
+            written_context: Value::Null,
         }
     }
 }
@@ -284,6 +291,21 @@ impl LdSubscription {
     pub fn context(&self) -> Result<Context, ContextError> {
         context_of(&self.context)
     }
+
+    /// The context URL to name in the `Link` header of `application/json` notifications: the remote context the
+    /// subscription was written with, when it was one URL (`None`: the core context).
+    pub fn context_link(&self) -> Option<&str> {
+        self.written_context.as_str().filter(|url| !super::context::is_core_context(url))
+    }
+
+    /// The `@context` of `application/ld+json` notifications: as written, else the core context URL.
+    fn echoed_context(&self) -> Value {
+        match (&self.written_context, &self.context) {
+            (Value::Null, Value::Null) => Value::String(super::context::CORE_CONTEXT_URL.into()),
+            (Value::Null, context) => context.clone(),
+            (written, _) => written.clone(),
+        }
+    }
 }
 
 fn context_of(raw: &Value) -> Result<Context, ContextError> {
@@ -296,7 +318,9 @@ fn context_of(raw: &Value) -> Result<Context, ContextError> {
 
 /// The Notification body (clause 5.3.1) of `elements` (already projected): `id`, `type`, `subscriptionId`,
 /// `notifiedAt` and `data`, entities in the subscription's format with names compacted by its context; for
-/// `application/ld+json` with the `@context` in the body (the core context URL when it has none).
+/// `application/ld+json` with the `@context` in the body (the core context URL when it has none). An
+/// `application/json` notification is compacted only when its context is one URL (named in the `Link` header,
+/// [`LdSubscription::context_link`]).
 pub fn notification_body<'a>(
     subscription: &LdSubscription,
     subscription_id: &str,
@@ -304,8 +328,9 @@ pub fn notification_body<'a>(
     notified_at_ms: i64,
     elements: impl Iterator<Item = &'a ContextElement>,
 ) -> Value {
-    let compactor = match (subscription.accept, subscription.context()) {
-        (Accept::LdJson, Ok(context)) => context.compactor(),
+    let compacted = subscription.accept == Accept::LdJson || subscription.context_link().is_some();
+    let compactor = match subscription.context() {
+        Ok(context) if compacted => context.compactor(),
         _ => Default::default(),
     };
     let rendering = super::render::Rendering { format: subscription.format.render_format(), ..Default::default() };
@@ -322,12 +347,7 @@ pub fn notification_body<'a>(
     body.insert("notifiedAt".into(), super::render::date_time(notified_at_ms));
     body.insert("data".into(), Value::Array(data));
     if subscription.accept == Accept::LdJson {
-        let context = if subscription.context.is_null() {
-            Value::String(super::context::CORE_CONTEXT_URL.into())
-        } else {
-            subscription.context.clone()
-        };
-        body.insert("@context".into(), context);
+        body.insert("@context".into(), subscription.echoed_context());
     }
     Value::Object(body)
 }

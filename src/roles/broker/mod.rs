@@ -2,10 +2,13 @@
 //! bounded, non-blocking notification delivery.
 //!
 //! Owns: the `<data_dir>/broker` store (entities, subscriptions), one delivery task per subscription, the
-//! registrar that keeps discovery informed, the subscription expiry sweeper. Talks to: subscribers (HTTP),
-//! discovery and other brokers (HTTP, optional: registration and federation). Never imports another role.
+//! registrar that keeps discovery informed, the subscription expiry sweeper, the NGSI-LD `@context` resolver
+//! ([`contexts`]: preload, cache, allowlisted fetches). Talks to: subscribers (HTTP), discovery and other brokers
+//! (HTTP, optional: registration and federation), allowlisted JSON-LD context hosts (HTTP, `context.allowlist`).
+//! Never imports another role.
 
 pub mod api;
+pub mod contexts;
 pub mod entities;
 pub mod federation;
 pub mod notifier;
@@ -23,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::contexts::ContextResolver;
 use self::federation::{Federation, FederationHandle};
 use self::notifier::{Notifier, NotifierMetrics};
 use self::registrar::{BrokerIdentity, EntitySnapshot, Registrar};
@@ -63,6 +67,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     let gauges = StateGauges::default();
     ctx.metrics.register("broker_entities", "Entities held by this broker", gauges.entities.clone());
     ctx.metrics.register("broker_subscriptions", "Subscriptions held by this broker", gauges.subscriptions.clone());
+    let contexts = ContextResolver::new(&config.context).map_err(|error| RoleError::Other(error.to_string()))?;
     let state = BrokerState::open(
         store.clone(),
         notifier,
@@ -71,6 +76,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
         config.broker.max_body_bytes,
         config.broker.max_query_results,
         config.broker_url(),
+        Arc::new(contexts),
         gauges,
     )?;
     tasks.spawn(state.clone().expire_subscriptions(background.clone()));

@@ -490,7 +490,13 @@ fn ld_notification<'a>(
 ) -> serde_json::Value {
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ld.accept.media_type()));
     if ld.accept == Accept::Json {
-        headers.insert(http::header::LINK, HeaderValue::from_static(LD_CORE_CONTEXT_LINK));
+        let link = ld.context_link().and_then(|url| {
+            HeaderValue::from_str(&format!(
+                "<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
+            ))
+            .ok()
+        });
+        headers.insert(http::header::LINK, link.unwrap_or(HeaderValue::from_static(LD_CORE_CONTEXT_LINK)));
     }
     if let Some(tenant) = HeaderValue::from_str(&target.tenant).ok().filter(|_| !target.tenant.is_empty()) {
         headers.insert(HeaderName::from_static("ngsild-tenant"), tenant);

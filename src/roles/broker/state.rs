@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
+use super::contexts::ContextResolver;
 use super::entities::{ElementOutcome, Entities, EntityChange, QueryPage, RepoError};
 use super::notifier::{Delivery, Notifier};
 use super::registrar::Registrar;
@@ -148,6 +149,8 @@ pub struct BrokerInner {
     pub max_query_results: usize,
     /// This broker's URL.
     pub broker_url: String,
+    /// Resolves the JSON-LD `@context`s of NGSI-LD requests.
+    pub contexts: Arc<ContextResolver>,
     gauges: StateGauges,
 }
 
@@ -162,6 +165,7 @@ impl BrokerState {
         max_body_bytes: usize,
         max_query_results: usize,
         broker_url: String,
+        contexts: Arc<ContextResolver>,
         gauges: StateGauges,
     ) -> Result<BrokerState, StoreError> {
         let entities = Entities::open(&store)?;
@@ -178,6 +182,7 @@ impl BrokerState {
             max_body_bytes,
             max_query_results,
             broker_url,
+            contexts,
             gauges,
         }));
         for entry in state.subscription_tree.iter() {

@@ -9,6 +9,7 @@ pub mod fogflow;
 pub mod ngsi;
 pub mod operator;
 pub mod sink;
+pub mod static_server;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -115,8 +115,9 @@ fn parse_geo_q(context: &Context, value: &Value) -> Result<GeoQ, SubscriptionErr
 }
 
 impl LdSubscription {
-    /// Parses a subscription body (POST) with the request's context; `raw_context` is its body `@context` (null
-    /// for the core context). Answers the `id` the body gives (checked to be a URI), if any.
+    /// Parses a subscription body (POST) with the request's context; `raw_context` is that context with no
+    /// remote URL left (the body `@context`, or the inline equivalent of resolved remote contexts; null for the
+    /// core context). Answers the `id` the body gives (checked to be a URI), if any.
     pub fn parse(
         body: &Value,
         context: &Context,
@@ -164,6 +165,7 @@ impl LdSubscription {
         let mut updated = self.clone();
         if !raw_context.is_null() {
             updated.context = raw_context.clone();
+            updated.written_context = Value::Null;
         }
         for (key, value) in members {
             match key.as_str() {

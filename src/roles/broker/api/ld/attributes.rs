@@ -32,7 +32,7 @@ async fn edit_attributes(
     let tenant = tenant(headers)?;
     check_uri("entity id", id)?;
     let (body, media) = read_body(headers, body, state.max_body_bytes).await?;
-    let context = body_context(headers, media, &body)?;
+    let context = body_context(&state.contexts, headers, media, &body).await?;
     let Value::Object(object) = &body else { return Err(LdError::bad_data("the attributes must be a JSON object")) };
     let attributes = parse_attributes(&context, object)?;
     if attributes.is_empty() {
@@ -89,7 +89,7 @@ pub async fn patch(
     let tenant = tenant(&headers)?;
     check_uri("entity id", &id)?;
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &body)?;
+    let context = body_context(&state.contexts, &headers, media, &body).await?;
     let Value::Object(mut fragment) = body else {
         return Err(LdError::bad_data("the attribute fragment must be a JSON object"));
     };
@@ -100,7 +100,7 @@ pub async fn patch(
     let name = context.canonical(&attr);
     check_name("attribute name", &name)?;
     find(&state, &tenant, &id)?;
-    apply(&state, &meta(tenant), &id, Edit::Patch { name, fragment, context }).await??;
+    apply(&state, &meta(tenant), &id, Edit::Patch { name, fragment, context: context.context }).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -112,7 +112,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
     let tenant = tenant(&headers)?;
-    let context = link_only(&headers)?;
+    let context = link_only(&state.contexts, &headers).await?;
     let params = Params::parse(&uri)?;
     let delete_all = params.flag("deleteAll")?;
     let dataset_id = params.get("datasetId").map(str::to_string);

@@ -76,7 +76,10 @@ async fn entity_batch(
     let mut outcome = Outcome::default();
     for item in items {
         let id = item_id(&item);
-        let parsed = body_context(headers, media, &item).and_then(|context| Ok(parse_entity(&context, &item)?));
+        let parsed = match body_context(&state.contexts, headers, media, &item).await {
+            Ok(context) => parse_entity(&context, &item).map_err(LdError::from),
+            Err(error) => Err(error),
+        };
         let element = match parsed {
             Ok(element) => element,
             Err(error) => {

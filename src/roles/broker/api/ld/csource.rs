@@ -104,7 +104,7 @@ pub async fn create(
 ) -> Result<Response, LdError> {
     let federation = registry(&federation)?;
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &body)?;
+    let context = body_context(&state.contexts, &headers, media, &body).await?;
     let id = match body.get("id") {
         None => format!("{ID_PREFIX}{}", uuid::Uuid::new_v4()),
         Some(Value::String(id)) => id.clone(),
@@ -153,13 +153,14 @@ fn number(params: &Params, name: &str, default: usize) -> Result<usize, LdError>
 /// `GET /ngsi-ld/v1/csourceRegistrations[?type=&id=&idPattern=&limit=&offset=&count=true]`: the registrations
 /// with an entity the filter selects, ordered by id.
 pub async fn list(
+    State(state): State<BrokerState>,
     Extension(federation): Extension<FederationHandle>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
     let federation = registry(&federation)?;
     let media = accept(&headers)?;
-    let context = link_only(&headers)?;
+    let context = link_only(&state.contexts, &headers).await?;
     let params = Params::parse(&uri)?;
     let query = listing_query(&params, &context)?;
     let count = params.flag("count")?;
@@ -181,13 +182,14 @@ pub async fn list(
 
 /// `GET /ngsi-ld/v1/csourceRegistrations/{id}`: the registration, or 404.
 pub async fn retrieve(
+    State(state): State<BrokerState>,
     Extension(federation): Extension<FederationHandle>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
     let federation = registry(&federation)?;
     let media = accept(&headers)?;
-    link_only(&headers)?;
+    link_only(&state.contexts, &headers).await?;
     Ok(respond(media, StatusCode::OK, find(federation, &id).await?))
 }
 
@@ -203,7 +205,7 @@ pub async fn update(
     let federation = registry(&federation)?;
     refuse_held(&id)?;
     let (fragment, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &fragment)?;
+    let context = body_context(&state.contexts, &headers, media, &fragment).await?;
     let current = find(federation, &id).await?;
     let document = csource::merged(&current, &fragment)?;
     let registration = csource::parse(&context, &document, &id, now())?;

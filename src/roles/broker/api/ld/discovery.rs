@@ -69,7 +69,7 @@ fn list_id(kind: &str) -> String {
 /// `GET /ngsi-ld/v1/types[?details=true]`.
 pub async fn types(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
     let media = accept(&headers)?;
-    link_only(&headers)?;
+    link_only(&state.contexts, &headers).await?;
     let details = Params::parse(&uri)?.flag("details")?;
     let inventory = inventory(&state, &tenant(&headers)?)?;
     let body = if details {
@@ -97,7 +97,7 @@ pub async fn entity_type(
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
     let media = accept(&headers)?;
-    let context = link_only(&headers)?;
+    let context = link_only(&state.contexts, &headers).await?;
     let name = context.canonical(&name);
     let inventory = inventory(&state, &tenant(&headers)?)?;
     let Some(info) = inventory.types.get(&name) else {
@@ -125,7 +125,7 @@ fn attribute_body(name: &str, info: &AttributeInfo) -> Value {
 /// `GET /ngsi-ld/v1/attributes[?details=true]`.
 pub async fn attributes(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
     let media = accept(&headers)?;
-    link_only(&headers)?;
+    link_only(&state.contexts, &headers).await?;
     let details = Params::parse(&uri)?.flag("details")?;
     let inventory = inventory(&state, &tenant(&headers)?)?;
     let body = if details {
@@ -144,7 +144,7 @@ pub async fn attribute(
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
     let media = accept(&headers)?;
-    let context = link_only(&headers)?;
+    let context = link_only(&state.contexts, &headers).await?;
     let name = context.canonical(&name);
     let inventory = inventory(&state, &tenant(&headers)?)?;
     match inventory.attributes.get(&name) {

@@ -2,7 +2,7 @@
 //! `GET /ngsi-ld/v1/entities` (query: type, id, idPattern, attrs, q, geo-query, paging, `count` →
 //! `NGSILD-Results-Count`), `GET`/`PUT`/`PATCH` (merge)/`DELETE /ngsi-ld/v1/entities/{id}`, and the query batch
 //! `POST /ngsi-ld/v1/entityOperations/query`. With federation, a client's reads also see the entities other
-//! brokers hold.
+//! brokers hold. Entities read are compacted with the request's context (`negotiation::respond_in`).
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use axum::Extension;
 use serde_json::Value;
 
 use super::error::LdError;
-use super::negotiation::{accept, body_context, link_only, read_body, respond, tenant, Media};
+use super::negotiation::{accept, body_context, link_only, read_body, respond_in, tenant, Media};
 use super::params::Params;
 use super::selection::EntityQuery;
 use super::{apply, find, meta, tenant_exists};
@@ -23,6 +23,7 @@ use crate::ngsi::ld::edit::Edit;
 use crate::ngsi::ld::entity::{parse_attributes, parse_entity};
 use crate::ngsi::ld::render::{render_entity, view, Rendering};
 use crate::roles::broker::api::federated;
+use crate::roles::broker::contexts::LdContext;
 use crate::roles::broker::entities::StoredEntity;
 use crate::roles::broker::federation::{Federation, FederationHandle};
 use crate::roles::broker::state::BrokerState;
@@ -31,7 +32,7 @@ use crate::roles::broker::state::BrokerState;
 pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, LdError> {
     let meta = meta(tenant(&headers)?);
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &body)?;
+    let context = body_context(&state.contexts, &headers, media, &body).await?;
     let element = parse_entity(&context, &body)?;
     let id = element.entity_id.id.clone();
     apply(&state, &meta, &id, Edit::Create(element)).await??;
@@ -76,7 +77,7 @@ pub async fn retrieve(
 ) -> Result<Response, LdError> {
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
-    let context = link_only(&headers)?;
+    let context = link_only(&state.contexts, &headers).await?;
     let rendering = Params::parse(&uri)?.rendering(&context, &[])?;
     check_uri("entity id", &id)?;
     let entity = match find(&state, &tenant, &id) {
@@ -94,7 +95,7 @@ pub async fn retrieve(
     if !rendering.attrs.is_empty() && !view(&entity.element).iter().any(|a| rendering.attrs.contains(&a.name)) {
         return Err(LdError::not_found(format!("entity `{id}` has none of the attributes asked for")));
     }
-    Ok(respond(media, StatusCode::OK, render(&entity, &rendering)))
+    Ok(respond_in(media, StatusCode::OK, render(&entity, &rendering), &context))
 }
 
 /// `PUT /ngsi-ld/v1/entities/{id}`: replaces the entity (type and attributes); 204, or 404.
@@ -107,7 +108,7 @@ pub async fn replace(
     let meta = meta(tenant(&headers)?);
     check_uri("entity id", &id)?;
     let (mut body, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &body)?;
+    let context = body_context(&state.contexts, &headers, media, &body).await?;
     let Value::Object(object) = &mut body else { return Err(LdError::bad_data("an entity must be a JSON object")) };
     match object.get("id") {
         None => {
@@ -131,7 +132,7 @@ pub async fn merge(
     let meta = meta(tenant(&headers)?);
     check_uri("entity id", &id)?;
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &body)?;
+    let context = body_context(&state.contexts, &headers, media, &body).await?;
     let Value::Object(object) = &body else { return Err(LdError::bad_data("an entity must be a JSON object")) };
     if object.get("id").is_some_and(|given| given.as_str() != Some(id.as_str())) {
         return Err(LdError::bad_data("the id in the payload differs from the id in the URL"));
@@ -152,7 +153,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
     let tenant = tenant(&headers)?;
-    link_only(&headers)?;
+    link_only(&state.contexts, &headers).await?;
     find(&state, &tenant, &id)?;
     state.delete_entity(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -170,11 +171,11 @@ pub async fn query(
 ) -> Result<Response, LdError> {
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
-    let context = link_only(&headers)?;
+    let context = link_only(&state.contexts, &headers).await?;
     let params = Params::parse(&uri)?;
     let rendering = params.rendering(&context, &[])?;
     let query = EntityQuery::parse(&params, &context)?;
-    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, media).await
+    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, (media, &context)).await
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/query`: a `Query` body (`entities`, `attrs`, `q`, `geoQ`), paged and
@@ -189,14 +190,14 @@ pub async fn query_body(
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
     let (body, body_media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, body_media, &body)?;
+    let context = body_context(&state.contexts, &headers, body_media, &body).await?;
     let params = Params::parse(&uri)?;
     let mut rendering = params.rendering(&context, &[])?;
     let query = EntityQuery::from_body(&params, &body, &context)?;
     if rendering.attrs.is_empty() {
         rendering.attrs = query.attrs().to_vec();
     }
-    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, media).await
+    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, (media, &context)).await
 }
 
 /// The page of what `query` selects among the tenant's entities and, with `federation`, the other brokers'
@@ -207,13 +208,13 @@ async fn federated_page(
     tenant: &str,
     query: &EntityQuery,
     rendering: &Rendering,
-    media: Media,
+    answer: (Media, &LdContext),
 ) -> Result<Response, LdError> {
     let (remote, unanswered) = match federation {
         Some(federation) => federated::remote_entities(state, federation, tenant, query.entities()).await,
         None => (Vec::new(), Vec::new()),
     };
-    let mut response = page(state, tenant, query, rendering, media, remote)?;
+    let mut response = page(state, tenant, query, rendering, answer, remote)?;
     federated::mark_partial(&mut response, &unanswered);
     Ok(response)
 }
@@ -225,7 +226,7 @@ fn page(
     tenant: &str,
     query: &EntityQuery,
     rendering: &Rendering,
-    media: Media,
+    (media, context): (Media, &LdContext),
     remote: Vec<Arc<StoredEntity>>,
 ) -> Result<Response, LdError> {
     if remote.is_empty() && !tenant_exists(state, tenant) {
@@ -262,7 +263,7 @@ fn page(
     }
     let page: Vec<Value> =
         matching.iter().skip(query.offset).take(query.limit).map(|entity| render(entity, rendering)).collect();
-    let mut response = respond(media, StatusCode::OK, Value::Array(page));
+    let mut response = respond_in(media, StatusCode::OK, Value::Array(page), context);
     if query.count {
         response.headers_mut().insert("ngsild-results-count", HeaderValue::from(total));
     }

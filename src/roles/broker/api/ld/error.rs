@@ -127,7 +127,7 @@ impl From<BodyError> for LdError {
 impl From<ContextError> for LdError {
     fn from(error: ContextError) -> Self {
         match error {
-            ContextError::NotAvailable(_) => LdError::new(
+            ContextError::NotAvailable { .. } => LdError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "LdContextNotAvailable",
                 "@context not available",
@@ -194,7 +194,7 @@ mod tests {
         let body = LdError::bad_data("no id").body();
         assert_eq!(body["type"], "https://uri.etsi.org/ngsi-ld/errors/BadRequestData");
         assert_eq!((body["status"].as_u64(), body["detail"].as_str()), (Some(400), Some("no id")));
-        let context: LdError = ContextError::NotAvailable("https://x".into()).into();
+        let context: LdError = ContextError::not_available("https://x", "not allowed").into();
         assert_eq!(context.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(LdError::nonexistent_tenant("t").into_response().headers()["ngsild-tenant"], "t");
     }

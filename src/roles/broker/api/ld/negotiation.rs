@@ -1,8 +1,9 @@
 //! NGSI-LD content negotiation and request context (ETSI GS CIM 009 clause 6.3): the tenant (`NGSILD-Tenant`),
 //! the body media type (`application/json` or `application/ld+json`, else 415), the response media type from
 //! `Accept` (else 406), the `@context` (`Link` header for `application/json` and bodiless requests, body
-//! `@context` for `application/ld+json`; both at once → 400), and answers with the context as the spec says:
-//! a `Link` header for `application/json`, a body `@context` for `application/ld+json`.
+//! `@context` for `application/ld+json`; both at once → 400; remote contexts resolved by the broker's
+//! [`ContextResolver`]), and answers with the context as the spec says: a `Link` header for `application/json`, a
+//! body `@context` for `application/ld+json`, entities compacted with the request's context ([`respond_in`]).
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -11,8 +12,10 @@ use serde_json::Value;
 
 use super::error::LdError;
 use crate::http::body::read_bytes;
-use crate::ngsi::ld::context::{Context, CORE_CONTEXT_URL};
+use crate::ngsi::ld::context::CORE_CONTEXT_URL;
+use crate::ngsi::ld::subscription::render::compact_entity;
 use crate::roles::broker::api::headers::MAX_TENANT_LEN;
+use crate::roles::broker::contexts::{ContextResolver, LdContext};
 
 /// The `rel` of a JSON-LD context `Link`.
 const CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
@@ -100,10 +103,10 @@ fn link_context(headers: &HeaderMap) -> Result<Option<String>, LdError> {
 }
 
 /// The context of a request without a body: the `Link` context, or the core context.
-pub fn link_only(headers: &HeaderMap) -> Result<Context, LdError> {
+pub async fn link_only(contexts: &ContextResolver, headers: &HeaderMap) -> Result<LdContext, LdError> {
     match link_context(headers)? {
-        Some(url) => Ok(Context::from_link(&url)?),
-        None => Ok(Context::core()),
+        Some(url) => Ok(contexts.link(&url).await?),
+        None => Ok(LdContext::core()),
     }
 }
 
@@ -132,28 +135,33 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 
 /// The context of one body object (an entity or a fragment): for `application/ld+json` its `@context`
 /// (required, and no `Link` allowed); for `application/json` the `Link` context (a body `@context` is refused).
-pub fn body_context(headers: &HeaderMap, media: Media, object: &Value) -> Result<Context, LdError> {
+pub async fn body_context(
+    contexts: &ContextResolver,
+    headers: &HeaderMap,
+    media: Media,
+    object: &Value,
+) -> Result<LdContext, LdError> {
     let inline = object.get("@context");
     match (media, inline) {
         (Media::LdJson, _) if link_context(headers)?.is_some() => {
             Err(LdError::bad_data("a Link context header cannot be given with application/ld+json"))
         }
-        (Media::LdJson, Some(context)) => Ok(Context::from_body(context)?),
+        (Media::LdJson, Some(context)) => Ok(contexts.body(context).await?),
         (Media::LdJson, None) => Err(LdError::bad_data("an application/ld+json payload must carry an @context")),
         (Media::Json, Some(_)) => Err(LdError::bad_data(
             "an application/json payload cannot carry an @context (use application/ld+json or a Link header)",
         )),
-        (Media::Json, None) => link_only(headers),
+        (Media::Json, None) => link_only(contexts, headers).await,
     }
 }
 
-fn with_context(value: Value) -> Value {
+fn with_context(value: Value, context: &Value) -> Value {
     match value {
         Value::Object(mut object) => {
-            object.insert("@context".into(), Value::String(CORE_CONTEXT_URL.into()));
+            object.insert("@context".into(), context.clone());
             Value::Object(object)
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(with_context).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(|item| with_context(item, context)).collect()),
         other => other,
     }
 }
@@ -161,9 +169,40 @@ fn with_context(value: Value) -> Value {
 /// A JSON answer in the negotiated media type, with the core context as a `Link` header (JSON) or in each
 /// entity (JSON-LD).
 pub fn respond(media: Media, status: StatusCode, value: Value) -> Response {
+    respond_linked(media, status, value, CORE_CONTEXT_URL, &Value::String(CORE_CONTEXT_URL.into()))
+}
+
+/// An answer of entities (one, or an array) with the request's context: for JSON compacted with it when one
+/// URL names it (in the `Link` header; else the core context), for JSON-LD compacted with it and carrying it as
+/// `@context` (as written, or its inline equivalent).
+pub fn respond_in(media: Media, status: StatusCode, value: Value, context: &LdContext) -> Response {
+    if context.is_core() {
+        return respond(media, status, value);
+    }
+    let compact = |value: Value| {
+        let compactor = context.compactor();
+        match value {
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|item| compact_entity(&compactor, item)).collect())
+            }
+            single => compact_entity(&compactor, single),
+        }
+    };
+    match (media, context.link_url()) {
+        (Media::Json, Some(url)) => respond_linked(media, status, compact(value), url, &Value::Null),
+        (Media::Json, None) => respond(media, status, value),
+        (Media::LdJson, _) => {
+            let written = if context.written.is_null() { (*context.inline).clone() } else { context.written.clone() };
+            respond_linked(media, status, compact(value), CORE_CONTEXT_URL, &written)
+        }
+    }
+}
+
+/// An answer naming `link` in the `Link` header (JSON) or carrying `context` in each entity (JSON-LD).
+fn respond_linked(media: Media, status: StatusCode, value: Value, link: &str, context: &Value) -> Response {
     match media {
         Media::Json => {
-            let link = format!("<{CORE_CONTEXT_URL}>; rel=\"{CONTEXT_REL}\"; type=\"application/ld+json\"");
+            let link = format!("<{link}>; rel=\"{CONTEXT_REL}\"; type=\"application/ld+json\"");
             let mut response =
                 (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response();
             if let Ok(link) = HeaderValue::from_str(&link) {
@@ -172,7 +211,8 @@ pub fn respond(media: Media, status: StatusCode, value: Value) -> Response {
             response
         }
         Media::LdJson => {
-            (status, [(header::CONTENT_TYPE, "application/ld+json")], with_context(value).to_string()).into_response()
+            (status, [(header::CONTENT_TYPE, "application/ld+json")], with_context(value, context).to_string())
+                .into_response()
         }
     }
 }
@@ -198,16 +238,18 @@ mod tests {
         assert!(tenant(&headers(&[("ngsild-tenant", "a/b")])).is_err());
     }
 
-    #[test]
-    fn contexts_come_from_the_link_or_the_body() {
+    #[tokio::test]
+    async fn contexts_come_from_the_link_or_the_body() {
+        let contexts = ContextResolver::new(&Default::default()).unwrap();
         let link = "<https://example.org/ctx.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
         let remote = headers(&[("link", link)]);
-        assert_eq!(link_only(&remote).unwrap_err().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(link_only(&contexts, &remote).await.unwrap_err().status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = serde_json::json!({"@context": {"a": "https://e.org/a"}});
-        assert_eq!(body_context(&remote, Media::LdJson, &body).unwrap_err().status(), StatusCode::BAD_REQUEST);
-        assert!(body_context(&HeaderMap::new(), Media::LdJson, &body).is_ok());
-        assert!(body_context(&HeaderMap::new(), Media::Json, &body).is_err());
-        assert!(body_context(&HeaderMap::new(), Media::LdJson, &serde_json::json!({})).is_err());
-        assert_eq!(link_only(&HeaderMap::new()).unwrap(), Context::core());
+        let both = body_context(&contexts, &remote, Media::LdJson, &body).await.unwrap_err();
+        assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+        assert!(body_context(&contexts, &HeaderMap::new(), Media::LdJson, &body).await.is_ok());
+        assert!(body_context(&contexts, &HeaderMap::new(), Media::Json, &body).await.is_err());
+        assert!(body_context(&contexts, &HeaderMap::new(), Media::LdJson, &serde_json::json!({})).await.is_err());
+        assert!(link_only(&contexts, &HeaderMap::new()).await.unwrap().is_core());
     }
 }

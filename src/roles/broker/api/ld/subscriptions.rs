@@ -13,13 +13,14 @@ use serde_json::Value;
 
 use super::entities::encode_path;
 use super::error::LdError;
-use super::negotiation::{accept, body_context, link_only, read_body, respond, tenant, Media};
+use super::negotiation::{accept, body_context, link_only, read_body, respond, tenant};
 use super::params::Params;
 use super::selection::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::tenant_exists;
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::subscription::render::{render_subscription, Shown};
 use crate::ngsi::ld::subscription::LdSubscription;
+use crate::roles::broker::contexts::LdContext;
 use crate::roles::broker::state::{BrokerState, LiveSubscription};
 
 /// The subscription as shown, with its delivery counters.
@@ -48,12 +49,10 @@ fn find(state: &BrokerState, tenant: &str, id: &str) -> Result<std::sync::Arc<Li
     }
 }
 
-/// The body `@context` of an `application/ld+json` request (null otherwise: the `Link` names the core context).
-fn raw_context(media: Media, body: &Value) -> Value {
-    match media {
-        Media::LdJson => body.get("@context").cloned().unwrap_or(Value::Null),
-        Media::Json => Value::Null,
-    }
+/// The `@context` a subscription stores (no remote URL left; null: the core context) and the one it echoes
+/// when that named remote contexts (a `Link` URL, or a body `@context` with URLs; null otherwise).
+fn stored_context(context: &LdContext) -> (Value, Value) {
+    ((*context.inline).clone(), context.written.clone())
 }
 
 /// Refuses an `expiresAt` that is not in the future.
@@ -70,8 +69,10 @@ fn check_expiry(subscription: &LdSubscription) -> Result<(), LdError> {
 pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, LdError> {
     let tenant = tenant(&headers)?;
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &body)?;
-    let (id, subscription) = LdSubscription::parse(&body, &context, raw_context(media, &body))?;
+    let context = body_context(&state.contexts, &headers, media, &body).await?;
+    let (inline, written) = stored_context(&context);
+    let (id, mut subscription) = LdSubscription::parse(&body, &context, inline)?;
+    subscription.written_context = written;
     check_expiry(&subscription)?;
     let id = state.subscribe_ld(&tenant, id, subscription).await?;
     let mut response = StatusCode::CREATED.into_response();
@@ -86,7 +87,7 @@ pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: 
 pub async fn list(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
-    link_only(&headers)?;
+    link_only(&state.contexts, &headers).await?;
     let params = Params::parse(&uri)?;
     let number = |name: &str, default: usize| match params.get(name) {
         None => Ok(default),
@@ -122,7 +123,7 @@ pub async fn retrieve(
 ) -> Result<Response, LdError> {
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
-    link_only(&headers)?;
+    link_only(&state.contexts, &headers).await?;
     let live = find(&state, &tenant, &id)?;
     Ok(respond(media, StatusCode::OK, describe(&live)))
 }
@@ -138,11 +139,15 @@ pub async fn update(
     let tenant = tenant(&headers)?;
     find(&state, &tenant, &id)?;
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
-    let context = body_context(&headers, media, &body)?;
-    let raw = raw_context(media, &body);
+    let context = body_context(&state.contexts, &headers, media, &body).await?;
+    let (inline, written) = stored_context(&context);
     let outcome = state
         .update_ld(&tenant, &id, |current| {
-            let updated = current.patch(&body, &context, raw).map_err(LdError::from)?;
+            let changes_context = !inline.is_null();
+            let mut updated = current.patch(&body, &context, inline).map_err(LdError::from)?;
+            if changes_context {
+                updated.written_context = written;
+            }
             if body.get("expiresAt").is_some() {
                 check_expiry(&updated)?;
             }
@@ -162,7 +167,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
     let tenant = tenant(&headers)?;
-    link_only(&headers)?;
+    link_only(&state.contexts, &headers).await?;
     find(&state, &tenant, &id)?;
     if state.unsubscribe(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
