@@ -1,12 +1,13 @@
 //! The control bus between master, workers and designer: FogFlow's envelope
 //! (`{"Type","RoutingKey","From","PayLoad"}`), its message types and routing keys, and the [`Bus`] trait the
-//! roles use. Implementations: [`memory::MemoryBus`] (in-process, for `--role all`); RabbitMQ comes with the
-//! distributed control plane. Delivery semantics are the same for all: a topic exchange with AMQP's matching
+//! roles use. Implementations: [`memory::MemoryBus`] (in-process, for `--role all`) and [`amqp::AmqpBus`]
+//! (RabbitMQ, for roles in separate processes; the only module that imports lapin). Delivery semantics are the same for all: a topic exchange with AMQP's matching
 //! rules, durable queues (messages wait for a consumer), at-least-once delivery with an explicit ack after
 //! processing (a delivery dropped or rejected with requeue comes back), and FIFO order per queue.
 //!
 //! Owns: message transport. Must not: interpret payloads (roles do), or import another role.
 
+pub mod amqp;
 pub mod envelope;
 pub mod memory;
 pub mod topic;
@@ -31,6 +32,10 @@ pub enum BusError {
     /// The queue has a consumer already.
     #[error("queue {0} already has a consumer")]
     Busy(String),
+    /// The bus refused the operation for a reason retrying will not fix (e.g. a queue declared with other
+    /// properties); the text says what to do.
+    #[error("bus refused: {0}")]
+    Refused(String),
     /// The bus is closed for good.
     #[error("bus closed")]
     Closed,

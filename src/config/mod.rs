@@ -83,7 +83,10 @@ pub struct Config {
     pub designer: DesignerConfig,
     /// Worker role (FogFlow keys, used by a later release).
     pub worker: WorkerConfig,
-    /// RabbitMQ connection (FogFlow keys, used by a later release).
+    /// (ours) The control bus of master, worker and designer: `auto` (default: in-process when the three run
+    /// in this process, else RabbitMQ), `memory` or `rabbitmq`.
+    pub bus: BusKind,
+    /// RabbitMQ connection (FogFlow keys), used when the bus is RabbitMQ.
     pub rabbitmq: RabbitMqConfig,
     /// TLS settings (FogFlow keys; not served yet).
     pub https: HttpsConfig,
@@ -106,6 +109,7 @@ impl Default for Config {
             master: MasterConfig::default(),
             designer: DesignerConfig::default(),
             worker: WorkerConfig::default(),
+            bus: BusKind::Auto,
             rabbitmq: RabbitMqConfig::default(),
             https: HttpsConfig::default(),
         }
@@ -238,6 +242,22 @@ impl Config {
                 self.worker.runtime
             ));
         }
+        let rabbitmq = &self.rabbitmq;
+        if !(1..=1000).contains(&rabbitmq.prefetch) {
+            return invalid(format!("rabbitmq.prefetch {} must be 1..1000", rabbitmq.prefetch));
+        }
+        if !(1..=1000).contains(&rabbitmq.delivery_limit) {
+            return invalid(format!("rabbitmq.delivery_limit {} must be 1..1000", rabbitmq.delivery_limit));
+        }
+        if !(1..=300).contains(&rabbitmq.publish_timeout_secs) {
+            return invalid(format!("rabbitmq.publish_timeout_secs {} must be 1..300", rabbitmq.publish_timeout_secs));
+        }
+        if !(1..=600).contains(&rabbitmq.reconnect_max_secs) {
+            return invalid(format!("rabbitmq.reconnect_max_secs {} must be 1..600", rabbitmq.reconnect_max_secs));
+        }
+        if rabbitmq.username.is_empty() {
+            return invalid("rabbitmq.username is empty".into());
+        }
         if self.master.task_confirm_timeout_secs == 0 {
             return invalid("master.task_confirm_timeout_secs must be positive".into());
         }
@@ -303,6 +323,11 @@ impl Config {
     pub fn designer_url(&self) -> String {
         let host = self.designer.host_ip.as_ref().unwrap_or(&self.my_hostip);
         format!("http://{}:{}", host, self.designer.web_srv_port)
+    }
+
+    /// The RabbitMQ host: `rabbitmq.host_ip`, else `coreservice_ip`, else `my_hostip` (spec §1.7).
+    pub fn rabbitmq_host(&self) -> &str {
+        self.rabbitmq.host_ip.as_ref().or(self.coreservice_ip.as_ref()).unwrap_or(&self.my_hostip)
     }
 
     /// The effective configuration as pretty JSON, with secrets masked.
