@@ -8,12 +8,13 @@
 //!   [`DEAD_LETTER_LIMIT`] messages (oldest dropped first);
 //! - consumer queues: durable, not auto-delete, non-exclusive **quorum** queues (`x-queue-type: quorum`) with
 //!   `x-delivery-limit` (RabbitMQ ≥ 3.8 counts deliveries of quorum-queue messages; Debian 12 ships 3.10) and
-//!   `x-dead-letter-exchange: fogflow.dlx`.
+//!   `x-dead-letter-exchange: fogflow.dlx`. Quorum queues ignore AMQP's exclusive-consumer flag, so a queue
+//!   that already has a consumer (in any process) is refused at declaration, from its consumer count.
 //!
 //! Must not: publish or consume (the supervisor and the bus do).
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
@@ -41,13 +42,23 @@ pub async fn declare_exchanges(channel: &Channel) -> Result<(), lapin::Error> {
         .await
 }
 
-/// Declares a consumer queue (quorum, durable, with its delivery limit and dead-letter exchange) and binds it.
+/// Declares a consumer queue (quorum, durable, with its delivery limit and dead-letter exchange) and binds it;
+/// refuses (`RESOURCE_LOCKED`) when the queue has a consumer already.
 pub async fn declare_queue(channel: &Channel, spec: &QueueSpec, options: &AmqpOptions) -> Result<(), lapin::Error> {
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     arguments.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(options.delivery_limit)));
     arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()));
-    channel.queue_declare(&spec.name, queue_options(), arguments).await?;
+    let queue = channel.queue_declare(&spec.name, queue_options(), arguments).await?;
+    // Quorum queues accept a second consumer even when the first asked for exclusivity: refuse it here
+    // (RabbitMQ counts the consumers of every connection).
+    if queue.consumer_count() > 0 {
+        let text = format!("RESOURCE_LOCKED - queue '{}' already has a consumer", spec.name);
+        return Err(lapin::Error::ProtocolError(AMQPError::new(
+            AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED),
+            text.as_str().into(),
+        )));
+    }
     for binding in &spec.bindings {
         channel.queue_bind(&spec.name, EXCHANGE, binding, QueueBindOptions::default(), FieldTable::default()).await?;
     }
