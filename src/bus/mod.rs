@@ -142,3 +142,9 @@ pub trait Bus: Send + Sync + 'static {
     /// What it is, for logs and `/ready` (`memory`, `rabbitmq`).
     fn kind(&self) -> &'static str;
 }
+
+/// A readiness check for a role that needs `bus`: `Err` while it is disconnected.
+pub fn readiness_check(bus: &std::sync::Arc<dyn Bus>) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+    let bus = bus.clone();
+    move || if bus.is_connected() { Ok(()) } else { Err(format!("the control bus ({}) is disconnected", bus.kind())) }
+}

@@ -13,6 +13,7 @@ mod delivery;
 mod designer;
 mod discovery;
 mod discovery_registration;
+mod distributed;
 mod docker_image;
 mod durability;
 mod federation;

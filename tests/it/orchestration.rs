@@ -112,7 +112,9 @@ fn converter_fog_function_runs_one_task_per_entity_and_follows_the_input() {
     wait_until(FLOW_TIMEOUT, "the task of the deleted entity removed", || {
         (master_tasks(&fogflow).len() == 2 && worker_tasks(&fogflow).len() == 2).then_some(())
     });
-    wait_until(FLOW_TIMEOUT, "the deleted entity's output removed", || fogflow.entity(&doomed_id).is_none().then_some(()));
+    wait_until(FLOW_TIMEOUT, "the deleted entity's output removed", || {
+        fogflow.entity(&doomed_id).is_none().then_some(())
+    });
 
     // Disabling the fog function removes every task.
     let response = fogflow.get(At::Designer, "/fogfunction/Convert/disable");
@@ -140,8 +142,11 @@ fn a_chained_topology_detects_anomalies_and_counts_them() {
     // No rule yet: the detector waits for both inputs.
     std::thread::sleep(Duration::from_secs(2));
     assert!(master_tasks(&fogflow).is_empty(), "{:?}", master_tasks(&fogflow));
-    fogflow.update("UPDATE", &[json!({"entityId": {"id": "Stream.Rule.01", "type": "Rule", "isPattern": false},
-        "attributes": [{"name": "threshold", "type": "integer", "value": 30}]})]);
+    fogflow.update(
+        "UPDATE",
+        &[json!({"entityId": {"id": "Stream.Rule.01", "type": "Rule", "isPattern": false},
+        "attributes": [{"name": "threshold", "type": "integer", "value": 30}]})],
+    );
     wait_until(FLOW_TIMEOUT, "the detector running", || {
         let tasks = master_tasks(&fogflow);
         tasks.iter().any(|t| t["TaskName"] == "Detector" && t["Status"] == "running").then_some(())
@@ -194,7 +199,9 @@ fn a_restart_neither_duplicates_nor_loses_tasks() {
     let before: Vec<Value> = master_tasks(&fogflow).iter().map(|t| t["TaskID"].clone()).collect();
     fogflow.kill9();
     fogflow.restart();
-    wait_until(FLOW_TIMEOUT, "the same 2 tasks running again", || (running(&worker_tasks(&fogflow)) == 2).then_some(()));
+    wait_until(FLOW_TIMEOUT, "the same 2 tasks running again", || {
+        (running(&worker_tasks(&fogflow)) == 2).then_some(())
+    });
     let mut after: Vec<Value> = master_tasks(&fogflow).iter().map(|t| t["TaskID"].clone()).collect();
     after.sort_by_key(|v| v.to_string());
     let mut expected = before.clone();

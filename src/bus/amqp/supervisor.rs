@@ -349,7 +349,9 @@ async fn connect(shared: &Shared, generation: u64) -> Result<(Link, ConnectionEr
         .with_connection_name(options.connection_name.clone().into());
     let connected = tokio::time::timeout(CONNECT_TIMEOUT * 2, Connection::connect_uri(options.uri(), properties)).await;
     let connection = match connected {
-        Err(_) => return Err(format!("no answer from RabbitMQ at {} within {:?}", options.masked_url(), CONNECT_TIMEOUT)),
+        Err(_) => {
+            return Err(format!("no answer from RabbitMQ at {} within {:?}", options.masked_url(), CONNECT_TIMEOUT))
+        }
         Ok(Err(error)) => return Err(topology::explain(&error, "connection", options)),
         Ok(Ok(connection)) => connection,
     };

@@ -38,7 +38,8 @@ pub async fn declare_exchanges(channel: &Channel) -> Result<(), lapin::Error> {
     let mut arguments = FieldTable::default();
     arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(DEAD_LETTER_LIMIT));
     channel.queue_declare(DEAD_LETTER_QUEUE, queue_options(), arguments).await?;
-    channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, "", QueueBindOptions::default(), FieldTable::default())
+    channel
+        .queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, "", QueueBindOptions::default(), FieldTable::default())
         .await
 }
 

@@ -116,16 +116,29 @@ impl RabbitMq {
     /// Stops the node (the Erlang VM and its epmd); data stays.
     pub fn stop(&self) {
         let _ = self.ctl(&["stop"]);
-        let _ = Command::new("epmd")
-            .args(["-port", &self.epmd_port.to_string(), "-kill"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // epmd refuses to stop while the node is still registered, which it may be for a moment.
+        for _ in 0..20 {
+            let Ok(output) = Command::new("epmd").args(["-port", &self.epmd_port.to_string(), "-kill"]).output() else {
+                return;
+            };
+            if !String::from_utf8_lossy(&output.stdout).contains("not allowed") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// Runs `rabbitmqctl -n <node> <args>` against this node.
     pub fn ctl(&self, args: &[&str]) -> Output {
         self.command(CTL).arg("-n").arg(&self.node).args(args).output().expect("run rabbitmqctl")
+    }
+
+    /// Adds a user with every permission on `/`.
+    pub fn add_user(&self, user: &str, password: &str) {
+        let added = self.ctl(&["add_user", user, password]);
+        assert!(added.status.success(), "add_user: {}", String::from_utf8_lossy(&added.stderr));
+        let allowed = self.ctl(&["set_permissions", "-p", "/", user, ".*", ".*", ".*"]);
+        assert!(allowed.status.success(), "set_permissions: {}", String::from_utf8_lossy(&allowed.stderr));
     }
 
     /// Messages waiting in `queue` (ready plus unacknowledged), `None` when it does not exist.
@@ -168,7 +181,8 @@ impl RabbitMq {
     fn watch_test_process(&self) {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {CTL} -n {node} stop >/dev/null 2>&1; \
-             epmd -port {epmd} -kill >/dev/null 2>&1; rm -rf {dir}",
+             for i in 1 2 3 4 5 6 7 8 9 10; do epmd -port {epmd} -kill 2>&1 | grep -q 'not allowed' || break; \
+             sleep 0.5; done; rm -rf {dir}",
             pid = std::process::id(),
             node = self.node,
             epmd = self.epmd_port,
