@@ -462,4 +462,30 @@ mod tests {
         let error = load(Some("{}"), &[("FOGFLOW__BROKER__HTTP_PORT", "99999")]).unwrap_err();
         assert!(error.to_string().contains("http_port"), "{error}");
     }
+
+    #[test]
+    fn bus_and_rabbitmq_keys() {
+        let env: HashMap<String, String> = [
+            ("FOGFLOW__BUS", "rabbitmq"),
+            ("FOGFLOW__RABBITMQ__PASSWORD", "from-env"),
+            ("FOGFLOW__RABBITMQ__PREFETCH", "4"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = Config::load(None, &env, &ConfigOverrides::default()).unwrap();
+        assert_eq!(config.bus, BusKind::Rabbitmq);
+        assert_eq!(config.rabbitmq.password, "from-env");
+        assert_eq!(config.rabbitmq.prefetch, 4);
+        assert_eq!(config.rabbitmq_host(), "127.0.0.1");
+        let core = Config { coreservice_ip: Some("10.0.0.9".into()), ..Config::default() };
+        assert_eq!(core.rabbitmq_host(), "10.0.0.9");
+        assert!(!config.to_masked_json().contains("from-env"));
+        assert_eq!(Config::default().bus, BusKind::Auto);
+        let mut bad = Config::default();
+        bad.rabbitmq.prefetch = 0;
+        assert!(bad.validate().is_err());
+        let env: HashMap<String, String> = [("FOGFLOW__BUS".to_string(), "pigeon".to_string())].into();
+        assert!(matches!(Config::load(None, &env, &ConfigOverrides::default()), Err(ConfigError::Parse(_))));
+    }
 }

@@ -267,3 +267,25 @@ fn role_outcome(finished: Result<(Role, Result<(), RoleError>), tokio::task::Joi
         Err(join_error) => Err(RunError::Startup(format!("a role task ended abnormally: {join_error}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(bus: BusKind, roles: &[Role]) -> Result<Option<BusKind>, RunError> {
+        choose_bus(&Config { bus, ..Config::default() }, &RoleSet::of(roles))
+    }
+
+    #[test]
+    fn the_bus_follows_the_roles_of_this_process() {
+        let all = Role::ALL;
+        let core = [Role::Broker, Role::Discovery];
+        assert!(matches!(choice(BusKind::Auto, &core), Ok(None)));
+        assert!(matches!(choice(BusKind::Auto, &all), Ok(Some(BusKind::Memory))));
+        assert!(matches!(choice(BusKind::Auto, &[Role::Master]), Ok(Some(BusKind::Rabbitmq))));
+        assert!(matches!(choice(BusKind::Rabbitmq, &all), Ok(Some(BusKind::Rabbitmq))));
+        assert!(matches!(choice(BusKind::Memory, &all), Ok(Some(BusKind::Memory))));
+        let apart = choice(BusKind::Memory, &[Role::Worker, Role::Designer]);
+        assert!(matches!(&apart, Err(error) if error.is_usage()), "{apart:?}");
+    }
+}
