@@ -1,8 +1,8 @@
 //! The RabbitMQ bus (`fogflow::bus::amqp::AmqpBus`) against a private RabbitMQ node: the behaviour the
 //! in-process bus's unit tests pin down (topic routing with FogFlow's keys, FIFO, unroutable refused, durable
-//! queues, requeue, dead letters, one consumer per queue), plus the capped delivery count and a RabbitMQ
-//! restart under a live consumer. Each test uses queue names and keys of its own on the shared node; the
-//! restart test has a node of its own.
+//! queues, requeue, dead letters, one consumer per queue), plus the capped delivery count, a RabbitMQ
+//! restart under a live consumer, wrong credentials, and FogFlow's auto-delete exchange in the way. Each test uses queue names and keys of its own on the shared node; the
+//! restart and exchange tests have a node of their own.
 
 use std::time::Duration;
 
@@ -246,4 +246,55 @@ async fn consumers_and_publishers_survive_a_rabbitmq_restart() {
     assert_eq!(after.envelope.payload["n"], 3);
     after.ack();
     bus.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_reported_as_such_and_never_connect() {
+    let Some(node) = shared_node().await else { return };
+    let mut wrong = options(node);
+    wrong.password = "not-the-password".into();
+    let bus = AmqpBus::start(wrong);
+    assert!(!bus.wait_connected(Duration::from_secs(3)).await);
+    assert!(!bus.is_connected());
+    let status = bus.status();
+    assert!(status.contains("refused access for user `guest`"), "{status}");
+    assert!(!status.contains("not-the-password"), "{status}");
+    assert!(matches!(bus.publish(message(1, "task.")).await, Err(BusError::Disconnected(_))));
+    bus.close().await;
+}
+
+/// FogFlow's Go components declare `fogflow` auto-delete; ours is durable. The clash is explained, and once the
+/// old exchange is deleted the bus connects by itself. (lapin plays the Go component here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fogflows_auto_delete_exchange_is_explained_and_the_bus_connects_once_it_is_gone() {
+    use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let Some(node) = tokio::task::spawn_blocking(RabbitMq::start).await.expect("start RabbitMQ") else { return };
+    let url = format!("amqp://{}:{}@127.0.0.1:{}/%2f", rabbitmq::USER, rabbitmq::PASSWORD, node.amqp_port);
+    let properties = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    let go = lapin::Connection::connect(&url, properties).await.expect("connect like FogFlow's Go worker");
+    let channel = go.create_channel().await.unwrap();
+    let auto_delete = ExchangeDeclareOptions { durable: true, auto_delete: true, ..Default::default() };
+    channel.exchange_declare("fogflow", lapin::ExchangeKind::Topic, auto_delete, FieldTable::default()).await.unwrap();
+    let queue = QueueDeclareOptions { durable: true, auto_delete: true, ..Default::default() };
+    channel.queue_declare("Worker.go", queue, FieldTable::default()).await.unwrap();
+    channel
+        .queue_bind("Worker.go", "fogflow", "Worker.go.*", QueueBindOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+
+    let bus = AmqpBus::start(options(&node));
+    assert!(!bus.wait_connected(Duration::from_secs(3)).await);
+    let status = bus.status();
+    assert!(status.contains("auto-delete") && status.contains("delete the exchange"), "{status}");
+
+    channel.exchange_delete("fogflow", ExchangeDeleteOptions::default()).await.unwrap();
+    assert!(bus.wait_connected(WAIT).await, "connected once the old exchange is gone: {}", bus.status());
+    let mut consumer = bus.consume(QueueSpec::new("Worker.amqp-clash", ["Worker.amqp-clash.*"])).await.unwrap();
+    bus.publish(message(1, "Worker.amqp-clash.")).await.unwrap();
+    next(&mut consumer).await.ack();
+    bus.close().await;
+    let _ = go.close(200, "done").await;
 }
