@@ -1,9 +1,10 @@
 //! The control bus between master, workers and designer: FogFlow's envelope
 //! (`{"Type","RoutingKey","From","PayLoad"}`), its message types and routing keys, and the [`Bus`] trait the
 //! roles use. Implementations: [`memory::MemoryBus`] (in-process, for `--role all`) and [`amqp::AmqpBus`]
-//! (RabbitMQ, for roles in separate processes; the only module that imports lapin). Delivery semantics are the same for all: a topic exchange with AMQP's matching
-//! rules, durable queues (messages wait for a consumer), at-least-once delivery with an explicit ack after
-//! processing (a delivery dropped or rejected with requeue comes back), and FIFO order per queue.
+//! (RabbitMQ, for roles in separate processes; the only module that imports lapin). Delivery semantics are the
+//! same for all: a topic exchange with AMQP's matching rules, durable queues (messages wait for a consumer),
+//! at-least-once delivery with an explicit ack after processing (a delivery dropped or rejected with requeue
+//! comes back), FIFO order per queue, and one consumer per queue.
 //!
 //! Owns: message transport. Must not: interpret payloads (roles do), or import another role.
 

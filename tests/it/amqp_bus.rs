@@ -1,8 +1,9 @@
 //! The RabbitMQ bus (`fogflow::bus::amqp::AmqpBus`) against a private RabbitMQ node: the behaviour the
 //! in-process bus's unit tests pin down (topic routing with FogFlow's keys, FIFO, unroutable refused, durable
 //! queues, requeue, dead letters, one consumer per queue), plus the capped delivery count, a RabbitMQ
-//! restart under a live consumer, wrong credentials, and FogFlow's auto-delete exchange in the way. Each test uses queue names and keys of its own on the shared node; the
-//! restart and exchange tests have a node of their own.
+//! restart under a live consumer, wrong credentials, and FogFlow's auto-delete exchange in the way. Each test
+//! uses queue names and keys of its own on the shared node; the restart and exchange tests have a node of their
+//! own.
 
 use std::time::Duration;
 

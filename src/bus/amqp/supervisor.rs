@@ -138,7 +138,8 @@ pub(super) async fn consume(shared: &Arc<Shared>, spec: QueueSpec) -> Result<Con
                     BusError::Refused(text)
                 });
             }
-            tracing::warn!(queue = %spec.name, error = %text, "bus: consumer not started yet; it starts on reconnection");
+            let queue = &spec.name;
+            tracing::warn!(%queue, error = %text, "bus: consumer not started yet; it starts on reconnection");
             shared.wake.notify_one();
         }
     }
