@@ -1,12 +1,14 @@
 //! The control bus between master, workers and designer: FogFlow's envelope
 //! (`{"Type","RoutingKey","From","PayLoad"}`), its message types and routing keys, and the [`Bus`] trait the
-//! roles use. Implementations: [`memory::MemoryBus`] (in-process, for `--role all`); RabbitMQ comes with the
-//! distributed control plane. Delivery semantics are the same for all: a topic exchange with AMQP's matching
-//! rules, durable queues (messages wait for a consumer), at-least-once delivery with an explicit ack after
-//! processing (a delivery dropped or rejected with requeue comes back), and FIFO order per queue.
+//! roles use. Implementations: [`memory::MemoryBus`] (in-process, for `--role all`) and [`amqp::AmqpBus`]
+//! (RabbitMQ, for roles in separate processes; the only module that imports lapin). Delivery semantics are the
+//! same for all: a topic exchange with AMQP's matching rules, durable queues (messages wait for a consumer),
+//! at-least-once delivery with an explicit ack after processing (a delivery dropped or rejected with requeue
+//! comes back), FIFO order per queue, and one consumer per queue.
 //!
 //! Owns: message transport. Must not: interpret payloads (roles do), or import another role.
 
+pub mod amqp;
 pub mod envelope;
 pub mod memory;
 pub mod topic;
@@ -31,6 +33,10 @@ pub enum BusError {
     /// The queue has a consumer already.
     #[error("queue {0} already has a consumer")]
     Busy(String),
+    /// The bus refused the operation for a reason retrying will not fix (e.g. a queue declared with other
+    /// properties); the text says what to do.
+    #[error("bus refused: {0}")]
+    Refused(String),
     /// The bus is closed for good.
     #[error("bus closed")]
     Closed,
@@ -136,4 +142,10 @@ pub trait Bus: Send + Sync + 'static {
 
     /// What it is, for logs and `/ready` (`memory`, `rabbitmq`).
     fn kind(&self) -> &'static str;
+}
+
+/// A readiness check for a role that needs `bus`: `Err` while it is disconnected.
+pub fn readiness_check(bus: &std::sync::Arc<dyn Bus>) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+    let bus = bus.clone();
+    move || if bus.is_connected() { Ok(()) } else { Err(format!("the control bus ({}) is disconnected", bus.kind())) }
 }

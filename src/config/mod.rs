@@ -84,7 +84,10 @@ pub struct Config {
     pub designer: DesignerConfig,
     /// Worker role (FogFlow keys, used by a later release).
     pub worker: WorkerConfig,
-    /// RabbitMQ connection (FogFlow keys, used by a later release).
+    /// (ours) The control bus of master, worker and designer: `auto` (default: in-process when the three run
+    /// in this process, else RabbitMQ), `memory` or `rabbitmq`.
+    pub bus: BusKind,
+    /// RabbitMQ connection (FogFlow keys), used when the bus is RabbitMQ.
     pub rabbitmq: RabbitMqConfig,
     /// TLS settings (FogFlow keys; not served yet).
     pub https: HttpsConfig,
@@ -109,6 +112,7 @@ impl Default for Config {
             master: MasterConfig::default(),
             designer: DesignerConfig::default(),
             worker: WorkerConfig::default(),
+            bus: BusKind::Auto,
             rabbitmq: RabbitMqConfig::default(),
             https: HttpsConfig::default(),
             context: ContextConfig::default(),
@@ -242,6 +246,22 @@ impl Config {
                 self.worker.runtime
             ));
         }
+        let rabbitmq = &self.rabbitmq;
+        if !(1..=1000).contains(&rabbitmq.prefetch) {
+            return invalid(format!("rabbitmq.prefetch {} must be 1..1000", rabbitmq.prefetch));
+        }
+        if !(1..=1000).contains(&rabbitmq.delivery_limit) {
+            return invalid(format!("rabbitmq.delivery_limit {} must be 1..1000", rabbitmq.delivery_limit));
+        }
+        if !(1..=300).contains(&rabbitmq.publish_timeout_secs) {
+            return invalid(format!("rabbitmq.publish_timeout_secs {} must be 1..300", rabbitmq.publish_timeout_secs));
+        }
+        if !(1..=600).contains(&rabbitmq.reconnect_max_secs) {
+            return invalid(format!("rabbitmq.reconnect_max_secs {} must be 1..600", rabbitmq.reconnect_max_secs));
+        }
+        if rabbitmq.username.is_empty() {
+            return invalid("rabbitmq.username is empty".into());
+        }
         if self.master.task_confirm_timeout_secs == 0 {
             return invalid("master.task_confirm_timeout_secs must be positive".into());
         }
@@ -307,6 +327,11 @@ impl Config {
     pub fn designer_url(&self) -> String {
         let host = self.designer.host_ip.as_ref().unwrap_or(&self.my_hostip);
         format!("http://{}:{}", host, self.designer.web_srv_port)
+    }
+
+    /// The RabbitMQ host: `rabbitmq.host_ip`, else `coreservice_ip`, else `my_hostip` (spec §1.7).
+    pub fn rabbitmq_host(&self) -> &str {
+        self.rabbitmq.host_ip.as_ref().or(self.coreservice_ip.as_ref()).unwrap_or(&self.my_hostip)
     }
 
     /// The effective configuration as pretty JSON, with secrets masked.
@@ -440,5 +465,31 @@ mod tests {
         assert!(error.to_string().contains("not a JSON object"), "{error}");
         let error = load(Some("{}"), &[("FOGFLOW__BROKER__HTTP_PORT", "99999")]).unwrap_err();
         assert!(error.to_string().contains("http_port"), "{error}");
+    }
+
+    #[test]
+    fn bus_and_rabbitmq_keys() {
+        let env: HashMap<String, String> = [
+            ("FOGFLOW__BUS", "rabbitmq"),
+            ("FOGFLOW__RABBITMQ__PASSWORD", "from-env"),
+            ("FOGFLOW__RABBITMQ__PREFETCH", "4"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = Config::load(None, &env, &ConfigOverrides::default()).unwrap();
+        assert_eq!(config.bus, BusKind::Rabbitmq);
+        assert_eq!(config.rabbitmq.password, "from-env");
+        assert_eq!(config.rabbitmq.prefetch, 4);
+        assert_eq!(config.rabbitmq_host(), "127.0.0.1");
+        let core = Config { coreservice_ip: Some("10.0.0.9".into()), ..Config::default() };
+        assert_eq!(core.rabbitmq_host(), "10.0.0.9");
+        assert!(!config.to_masked_json().contains("from-env"));
+        assert_eq!(Config::default().bus, BusKind::Auto);
+        let mut bad = Config::default();
+        bad.rabbitmq.prefetch = 0;
+        assert!(bad.validate().is_err());
+        let env: HashMap<String, String> = [("FOGFLOW__BUS".to_string(), "pigeon".to_string())].into();
+        assert!(matches!(Config::load(None, &env, &ConfigOverrides::default()), Err(ConfigError::Parse(_))));
     }
 }

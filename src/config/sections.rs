@@ -215,8 +215,33 @@ pub struct RabbitMqConfig {
     pub port: u16,
     /// User. Default `admin` (FogFlow's).
     pub username: String,
-    /// Password (secret: masked when printed). Default `mypass` (FogFlow's).
+    /// Password (secret: masked when printed; prefer `FOGFLOW__RABBITMQ__PASSWORD`). Default `mypass` (FogFlow's).
     pub password: String,
+    /// (ours) Deliveries a consumer may hold unacknowledged (AMQP prefetch). Default 1: one at a time, so a
+    /// delivery rejected with requeue comes back before the next one, as on the in-process bus. 1..1000.
+    pub prefetch: u16,
+    /// (ours) Deliveries of one message before RabbitMQ dead-letters it to `fogflow.dead` (quorum queues'
+    /// `x-delivery-limit`: redeliveries after a reject with requeue or a lost consumer count). Default 5. 1..1000.
+    pub delivery_limit: u32,
+    /// (ours) Seconds a publish waits for RabbitMQ's confirm before it fails. Default 10. 1..300.
+    pub publish_timeout_secs: u64,
+    /// (ours) Longest pause between reconnection attempts (the backoff doubles from 100 ms up to this, with
+    /// jitter; it never gives up). Default 30. 1..600.
+    pub reconnect_max_secs: u64,
+}
+
+/// (ours) Which control bus the master, worker and designer roles use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// The in-process bus when this process runs master, worker and designer together (`--role all`), else
+    /// RabbitMQ.
+    #[default]
+    Auto,
+    /// The in-process bus; only valid when master, worker and designer run in this one process.
+    Memory,
+    /// RabbitMQ (the `rabbitmq` section).
+    Rabbitmq,
 }
 
 /// TLS settings (FogFlow keys).
@@ -329,7 +354,16 @@ impl Default for WorkerConfig {
 
 impl Default for RabbitMqConfig {
     fn default() -> Self {
-        RabbitMqConfig { host_ip: None, port: 5672, username: "admin".into(), password: "mypass".into() }
+        RabbitMqConfig {
+            host_ip: None,
+            port: 5672,
+            username: "admin".into(),
+            password: "mypass".into(),
+            prefetch: 1,
+            delivery_limit: 5,
+            publish_timeout_secs: 10,
+            reconnect_max_secs: 30,
+        }
     }
 }
 

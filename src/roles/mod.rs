@@ -17,9 +17,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::amqp::{AmqpBus, AmqpOptions};
 use crate::bus::memory::MemoryBus;
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{BusKind, Config};
 use crate::http::Metrics;
 use crate::role::{Role, RoleSet};
 use crate::store::StoreError;
@@ -77,10 +78,10 @@ pub enum RoleError {
 /// Why the process stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The control-plane roles cannot reach each other with the bus this release has.
+    /// The in-process bus was asked for, but master, worker and designer do not all run in this process.
     #[error(
-        "the in-process bus only connects roles of one process: run master, worker and designer together \
-         (e.g. `fogflow --role all`); requested: {0}"
+        "the in-process bus (bus = memory) only connects roles of one process: run master, worker and designer \
+         together (e.g. `fogflow --role all`), or use RabbitMQ (bus = auto or rabbitmq); requested: {0}"
     )]
     BusUnavailable(String),
     /// A listener could not be bound.
@@ -128,14 +129,30 @@ fn listen_addr(config: &Config, role: Role) -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], port))
 }
 
-/// Runs `roles` until `shutdown` fires or one fails.
-pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToken) -> Result<(), RunError> {
+/// The bus this process needs: `None` without master, worker or designer; the in-process bus when
+/// `bus = memory`, or `auto` with all three here; RabbitMQ otherwise. `memory` with the three apart is a usage
+/// error.
+fn choose_bus(config: &Config, roles: &RoleSet) -> Result<Option<BusKind>, RunError> {
     let control_plane = [Role::Master, Role::Worker, Role::Designer];
     let wanted: Vec<Role> = control_plane.iter().copied().filter(|role| roles.contains(*role)).collect();
-    if !wanted.is_empty() && wanted.len() != control_plane.len() {
-        let names: Vec<&str> = wanted.iter().map(|role| role.as_str()).collect();
-        return Err(RunError::BusUnavailable(names.join(", ")));
+    if wanted.is_empty() {
+        return Ok(None);
     }
+    let together = wanted.len() == control_plane.len();
+    match config.bus {
+        BusKind::Memory if !together => {
+            let names: Vec<&str> = wanted.iter().map(|role| role.as_str()).collect();
+            Err(RunError::BusUnavailable(names.join(", ")))
+        }
+        BusKind::Memory => Ok(Some(BusKind::Memory)),
+        BusKind::Auto if together => Ok(Some(BusKind::Memory)),
+        BusKind::Auto | BusKind::Rabbitmq => Ok(Some(BusKind::Rabbitmq)),
+    }
+}
+
+/// Runs `roles` until `shutdown` fires or one fails.
+pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToken) -> Result<(), RunError> {
+    let bus_choice = choose_bus(&config, &roles)?;
     let mut listeners = Vec::new();
     let mut extra_listeners = HashMap::new();
     if roles.contains(Role::Master) && config.master.rest_api_port != config.master.ngsi_agent_port {
@@ -153,7 +170,16 @@ pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToke
         listeners.push((role, listener));
     }
     tracing::info!(roles = %roles, version = crate::http::common::VERSION, commit = crate::http::common::GIT_COMMIT, "starting");
-    let bus: Option<Arc<dyn Bus>> = if wanted.is_empty() { None } else { Some(Arc::new(MemoryBus::new())) };
+    let mut rabbitmq = None;
+    let bus: Option<Arc<dyn Bus>> = match bus_choice {
+        None => None,
+        Some(BusKind::Memory) => Some(Arc::new(MemoryBus::new())),
+        Some(_) => {
+            let amqp = AmqpBus::start(AmqpOptions::from_config(&config, format!("fogflow {roles}")));
+            rabbitmq = Some(amqp.clone());
+            Some(Arc::new(amqp))
+        }
+    };
     let context = RoleContext {
         config: config.clone(),
         metrics: Metrics::new(),
@@ -204,6 +230,9 @@ pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToke
         running.abort_all();
         return Err(RunError::DrainTimeout(grace));
     }
+    if let Some(rabbitmq) = rabbitmq {
+        rabbitmq.close().await;
+    }
     match first_error {
         Some(Err(error)) => Err(error),
         _ => {
@@ -236,5 +265,27 @@ fn role_outcome(finished: Result<(Role, Result<(), RoleError>), tokio::task::Joi
             Err(RunError::RoleFailed { role, source })
         }
         Err(join_error) => Err(RunError::Startup(format!("a role task ended abnormally: {join_error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(bus: BusKind, roles: &[Role]) -> Result<Option<BusKind>, RunError> {
+        choose_bus(&Config { bus, ..Config::default() }, &RoleSet::of(roles))
+    }
+
+    #[test]
+    fn the_bus_follows_the_roles_of_this_process() {
+        let all = Role::ALL;
+        let core = [Role::Broker, Role::Discovery];
+        assert!(matches!(choice(BusKind::Auto, &core), Ok(None)));
+        assert!(matches!(choice(BusKind::Auto, &all), Ok(Some(BusKind::Memory))));
+        assert!(matches!(choice(BusKind::Auto, &[Role::Master]), Ok(Some(BusKind::Rabbitmq))));
+        assert!(matches!(choice(BusKind::Rabbitmq, &all), Ok(Some(BusKind::Rabbitmq))));
+        assert!(matches!(choice(BusKind::Memory, &all), Ok(Some(BusKind::Memory))));
+        let apart = choice(BusKind::Memory, &[Role::Worker, Role::Designer]);
+        assert!(matches!(&apart, Err(error) if error.is_usage()), "{apart:?}");
     }
 }

@@ -33,13 +33,15 @@ fn unknown_role_exits_64_with_one_line_naming_it() {
 }
 
 #[test]
-fn control_plane_roles_apart_without_a_shared_bus_exit_64_with_a_clear_message() {
-    let output = run_cli(&["--role", "master"], &[]);
+fn control_plane_roles_apart_on_the_in_process_bus_exit_64_with_a_clear_message() {
+    let output = run_cli(&["--role", "master"], &[("FOGFLOW__BUS", "memory")]);
     assert_eq!(output.status.code(), Some(64), "stderr: {}", stderr(&output));
     let text = stderr(&output);
     assert!(text.contains("master") && text.contains("in-process bus"), "unclear message: {text}");
-    let output = run_cli(&["--role", "worker,designer"], &[]);
+    let output = run_cli(&["--role", "worker,designer"], &[("FOGFLOW__BUS", "memory")]);
     assert_eq!(output.status.code(), Some(64), "stderr: {}", stderr(&output));
+    let output = run_cli(&["config", "check"], &[("FOGFLOW__BUS", "carrier-pigeon")]);
+    assert_eq!(output.status.code(), Some(64), "an unknown bus is a usage error: {}", stderr(&output));
 }
 
 #[test]

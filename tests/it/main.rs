@@ -1,6 +1,7 @@
 //! The integration test binary: runs the real `fogflow` executable as child processes and talks to it over
 //! HTTP on 127.0.0.1. Shared harness in `common`; one module per area of behaviour.
 
+mod amqp_bus;
 mod bad_input;
 mod body_limits;
 mod cli;
@@ -12,6 +13,7 @@ mod delivery;
 mod designer;
 mod discovery;
 mod discovery_registration;
+mod distributed;
 mod docker_image;
 mod durability;
 mod federation;

@@ -43,6 +43,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     let config = ctx.config.clone();
     let bus = ctx.bus(Role::Designer)?;
     let readiness = Readiness::new("opening the store");
+    readiness.require(crate::bus::readiness_check(&bus));
     let store_dir = config.data_dir.join("designer");
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, StoreOptions::default()))
         .await

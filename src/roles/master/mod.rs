@@ -46,6 +46,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     let config = ctx.config.clone();
     let bus = ctx.bus(Role::Master)?;
     let readiness = Readiness::new("opening the store");
+    readiness.require(crate::bus::readiness_check(&bus));
     let id = config.master_id();
     let store_dir = config.data_dir.join("master");
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, StoreOptions::default()))

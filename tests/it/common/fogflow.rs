@@ -35,7 +35,8 @@ pub struct Ports {
 }
 
 impl Ports {
-    fn free() -> Ports {
+    /// Free ports for every role (share one set between processes with [`FogFlowOptions::ports`]).
+    pub fn free() -> Ports {
         Ports {
             discovery: free_port(),
             broker: free_port(),
@@ -69,11 +70,13 @@ pub enum At {
 pub struct FogFlowOptions {
     roles: String,
     env: Vec<(String, String)>,
+    ports: Option<Ports>,
+    wait_for: &'static str,
 }
 
 impl Default for FogFlowOptions {
     fn default() -> Self {
-        FogFlowOptions { roles: "all".into(), env: Vec::new() }
+        FogFlowOptions { roles: "all".into(), env: Vec::new(), ports: None, wait_for: "/ready" }
     }
 }
 
@@ -95,6 +98,19 @@ impl FogFlowOptions {
         self
     }
 
+    /// These ports instead of free ones of its own: processes given the same [`Ports`] find each other (each
+    /// listens only on the ports of its roles).
+    pub fn ports(mut self, ports: Ports) -> Self {
+        self.ports = Some(ports);
+        self
+    }
+
+    /// Start-up waits only until every role answers `/health` (for a process that cannot be ready yet).
+    pub fn alive_only(mut self) -> Self {
+        self.wait_for = "/health";
+        self
+    }
+
     /// Starts and waits until ready.
     pub fn start(self) -> FogFlow {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -103,7 +119,8 @@ impl FogFlowOptions {
             .timeout(REQUEST_TIMEOUT)
             .redirects(0)
             .build();
-        let mut fogflow = FogFlow { ports: Ports::free(), dir, options: self, child: None, agent };
+        let ports = self.ports.unwrap_or_else(Ports::free);
+        let mut fogflow = FogFlow { ports, dir, options: self, child: None, agent };
         fogflow.spawn_and_wait();
         fogflow
     }
@@ -211,7 +228,8 @@ impl FogFlow {
                 panic!("fogflow exited during start-up with {status}; log:\n{}", self.log());
             }
             let ready = roles.iter().all(|at| {
-                probe.get(&self.url(*at, "/ready")).call().map(|response| response.status() == 200).unwrap_or(false)
+                let url = self.url(*at, self.options.wait_for);
+                probe.get(&url).call().map(|response| response.status() == 200).unwrap_or(false)
             });
             if ready {
                 return;

@@ -8,6 +8,7 @@ pub mod broker;
 pub mod fogflow;
 pub mod ngsi;
 pub mod operator;
+pub mod rabbitmq;
 pub mod sink;
 pub mod static_server;
 
