@@ -66,10 +66,21 @@ fn fahrenheit_of(broker: &FogFlow, source: &str) -> Option<f64> {
     })
 }
 
-/// Runs once the worker role has landed (it is a stub on the branch that added this test):
-/// `cargo test --test it distributed -- --ignored`.
+/// The master's task table.
+fn master_tasks(master: &FogFlow) -> Vec<Value> {
+    master.get(At::Master, "/tasks").json().as_array().cloned().unwrap_or_default()
+}
+
+/// Tasks a worker process holds.
+fn held(worker: &FogFlow) -> usize {
+    worker.get(At::Worker, "/tasks").json().as_array().map(Vec::len).unwrap_or(0)
+}
+
+/// The converter fog function across discovery+broker, master, designer and two workers as separate processes:
+/// values end to end; `kill -9` of the worker running the task moves it to the other worker within the liveness
+/// window (3 heartbeats of 1 s); `kill -9` and restart of the master, then of the designer, neither duplicates
+/// nor loses the task.
 #[test]
-#[ignore = "needs the worker role from main; run after the merge with `-- --ignored`"]
 fn converter_fog_function_across_separate_processes_on_rabbitmq() {
     let Some(node) = rabbitmq::shared() else { return };
     let ports = Ports::free();
@@ -82,13 +93,15 @@ fn converter_fog_function_across_separate_processes_on_rabbitmq() {
         options.start()
     };
     let core = start("discovery,broker", ports, None);
-    let master = start("master", ports, None);
-    let designer = start("designer", ports, None);
-    let _first = start("worker", Ports { worker: free_port(), ..ports }, Some("1"));
-    let _second = start("worker", Ports { worker: free_port(), ..ports }, Some("2"));
+    let mut master = start("master", ports, None);
+    let mut designer = start("designer", ports, None);
+    let mut workers = vec![
+        ("Worker.001.1", start("worker", Ports { worker: free_port(), ..ports }, Some("1"))),
+        ("Worker.001.2", start("worker", Ports { worker: free_port(), ..ports }, Some("2"))),
+    ];
     wait_until(FLOW_TIMEOUT, "both workers joined the master", || {
         let workers = master.get(At::Master, "/workers");
-        (workers.status == 200 && workers.json().as_array().is_some_and(|list| list.len() == 2)).then_some(())
+        (workers.status == 200 && workers.json().as_object().is_some_and(|map| map.len() == 2)).then_some(())
     });
 
     let enabled = designer.get(At::Designer, "/fogfunction/Convert/enable");
@@ -96,5 +109,40 @@ fn converter_fog_function_across_separate_processes_on_rabbitmq() {
     core.update("UPDATE", &[temperature("Device.Temp001", 73.0)]);
     wait_until(FLOW_TIMEOUT, "73 °C converted to 163.4 °F", || {
         fahrenheit_of(&core, "Device.Temp001").filter(|f| (f - 163.4).abs() < 1e-6)
+    });
+    let running_on = |master: &FogFlow| -> Option<String> {
+        let tasks = master_tasks(master);
+        let [task] = tasks.as_slice() else { return None };
+        (task["Status"] == "running").then(|| task["Worker"].as_str().unwrap_or_default().to_string())
+    };
+    let first = wait_until(FLOW_TIMEOUT, "one running task", || running_on(&master));
+
+    // Kill the worker that runs it: the other one takes it over.
+    let index = workers.iter().position(|(id, _)| *id == first).expect("a known worker runs the task");
+    let (_, mut victim) = workers.remove(index);
+    victim.kill9();
+    let (survivor_id, survivor) = &workers[0];
+    wait_until(Duration::from_secs(20), "the task running on the surviving worker", || {
+        running_on(&master).filter(|worker| worker == survivor_id)
+    });
+    core.update("UPDATE", &[temperature("Device.Temp001", 100.0)]);
+    wait_until(FLOW_TIMEOUT, "100 °C converted by the surviving worker", || {
+        fahrenheit_of(&core, "Device.Temp001").filter(|f| (f - 212.0).abs() < 1e-6)
+    });
+
+    // Restarting the master, then the designer, neither duplicates nor loses the task.
+    master.kill9();
+    master.restart();
+    designer.kill9();
+    designer.restart();
+    wait_until(FLOW_TIMEOUT, "the task still running once, on the same worker", || {
+        running_on(&master).filter(|worker| worker == survivor_id)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(held(survivor), 1, "{:?}", survivor.get(At::Worker, "/tasks").json());
+    assert_eq!(master_tasks(&master).len(), 1);
+    core.update("UPDATE", &[temperature("Device.Temp001", 0.0)]);
+    wait_until(FLOW_TIMEOUT, "0 °C converted after the restarts", || {
+        fahrenheit_of(&core, "Device.Temp001").filter(|f| (f - 32.0).abs() < 1e-6)
     });
 }
