@@ -117,6 +117,14 @@ impl EntitySelector {
         self.matchers.iter().map(EntityMatcher::exact_id).collect()
     }
 
+    /// When every matcher requires a type, those types (so only entities of them can be selected).
+    pub fn required_types(&self) -> Option<Vec<String>> {
+        if self.matchers.is_empty() {
+            return None;
+        }
+        self.matchers.iter().map(|matcher| matcher.entity_type.clone()).collect()
+    }
+
     /// The matchers.
     pub fn matchers(&self) -> &[EntityMatcher] {
         &self.matchers
@@ -177,6 +185,14 @@ mod tests {
         assert_eq!(selector.exact_ids(), Some(vec!["a", "b"]));
         let mixed = EntitySelector::compile(&[entity("a", "", false), entity("b.*", "", true)]).unwrap();
         assert_eq!(mixed.exact_ids(), None);
+    }
+
+    #[test]
+    fn required_types_are_listed_only_when_every_matcher_has_one() {
+        let typed = EntitySelector::compile(&[entity("a", "T", false), entity(".*", "U", true)]).unwrap();
+        assert_eq!(typed.required_types(), Some(vec!["T".to_string(), "U".to_string()]));
+        let untyped = EntitySelector::compile(&[entity("a", "T", false), entity("b", "", false)]).unwrap();
+        assert_eq!(untyped.required_types(), None);
     }
 
     #[test]

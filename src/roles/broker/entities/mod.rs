@@ -5,6 +5,7 @@
 //! decide whom to notify and what to register.
 
 mod element;
+mod index;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::store::{Store, StoreError, Tree};
 
 pub use self::element::{has_all_attributes, project};
 use self::element::{merge, normalized_new, registration, validate_update};
+use self::index::Index;
 
 /// An entity as stored: its element plus system timestamps (milliseconds since the Unix epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +110,8 @@ pub struct Entities {
     /// "creation order" (NGSIv2's and NGSI-LD's default order) is a total order even for entities created in
     /// the same millisecond.
     last_created: Arc<std::sync::atomic::AtomicI64>,
+    /// Per tenant, the entities in creation order, overall and per type (see [`index`]).
+    index: Arc<Index>,
     tree: Tree<StoredEntity>,
     store: Store,
 }
@@ -130,14 +134,17 @@ impl Entities {
     pub fn open(store: &Store) -> Result<Entities, StoreError> {
         let tree = store.tree::<StoredEntity>("entities")?;
         let map = DashMap::new();
+        let index = Index::default();
         let mut last_created = 0;
         for entry in tree.iter() {
             let (key, entity) = entry?;
             last_created = last_created.max(entity.created_at);
-            map.insert(key, Arc::new(entity));
+            let entity = Arc::new(entity);
+            index.put(None, &entity);
+            map.insert(key, entity);
         }
         let last_created = Arc::new(std::sync::atomic::AtomicI64::new(last_created));
-        Ok(Entities { map: Arc::new(map), last_created, tree, store: store.clone() })
+        Ok(Entities { map: Arc::new(map), last_created, index: Arc::new(index), tree, store: store.clone() })
     }
 
     /// A creation time for a new entity: `now`, or one millisecond after the previous one when that is later.
@@ -180,6 +187,74 @@ impl Entities {
             .filter(|entry| entry.value().tenant == tenant && keep(entry.value()))
             .map(|entry| entry.value().clone())
             .collect()
+    }
+
+    /// Whether the tenant holds some entity.
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.index.has_tenant(tenant)
+    }
+
+    /// The entities of a tenant that `keep` accepts, in creation order (creation time, ties by id), visiting only
+    /// the entities of `types` when given (any of them) and stopping once `stop_after` have been accepted. Use it
+    /// instead of [`Entities::select`] when the types are known or only the first page in creation order is
+    /// needed: it does not scan the other tenants or types.
+    pub fn select_in_creation_order(
+        &self,
+        tenant: &str,
+        types: Option<&[String]>,
+        keep: impl Fn(&StoredEntity) -> bool,
+        stop_after: Option<usize>,
+    ) -> Vec<Arc<StoredEntity>> {
+        let Some(types) = types else {
+            return self.scan_ordered(tenant, None, &keep, stop_after);
+        };
+        let mut wanted: Vec<&str> = types.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if let [single] = wanted[..] {
+            return self.scan_ordered(tenant, Some(single), &keep, stop_after);
+        }
+        // An entity has one type, so the types' sets are disjoint; the first `stop_after` of their union are among
+        // the first `stop_after` of each.
+        let mut found: Vec<Arc<StoredEntity>> = wanted
+            .into_iter()
+            .flat_map(|entity_type| self.scan_ordered(tenant, Some(entity_type), &keep, stop_after))
+            .collect();
+        found.sort_by(|a, b| {
+            a.created_at.cmp(&b.created_at).then_with(|| a.element.entity_id.id.cmp(&b.element.entity_id.id))
+        });
+        if let Some(stop_after) = stop_after {
+            found.truncate(stop_after);
+        }
+        found
+    }
+
+    /// The accepted entities of a tenant (of one type when given) in creation order, at most `stop_after`.
+    fn scan_ordered(
+        &self,
+        tenant: &str,
+        entity_type: Option<&str>,
+        keep: &impl Fn(&StoredEntity) -> bool,
+        stop_after: Option<usize>,
+    ) -> Vec<Arc<StoredEntity>> {
+        let mut found = Vec::new();
+        if stop_after == Some(0) {
+            return found;
+        }
+        let mut cursor: Option<index::Key> = None;
+        loop {
+            let chunk = self.index.chunk(tenant, entity_type, cursor.as_ref());
+            let Some(last) = chunk.last() else { return found };
+            cursor = Some(index::key(last));
+            for entity in chunk {
+                if keep(&entity) {
+                    found.push(entity);
+                    if stop_after.is_some_and(|stop_after| found.len() >= stop_after) {
+                        return found;
+                    }
+                }
+            }
+        }
     }
 
     /// Validates every element, then applies them in order and makes the result durable before returning.
@@ -283,9 +358,12 @@ impl Entities {
         match entry {
             Entry::Occupied(mut occupied) => {
                 occupied.insert(stored.clone());
+                self.index.put(before.as_deref(), &stored);
             }
             Entry::Vacant(vacant) => {
-                vacant.insert(stored.clone());
+                // Still under the entry's lock: the index changes with the map.
+                let _slot = vacant.insert(stored.clone());
+                self.index.put(before.as_deref(), &stored);
             }
         }
         let change = EntityChange { before, after: Some(stored), touched, registration_changed };
@@ -340,6 +418,8 @@ impl Entities {
             return Err(error);
         }
         *slot.value_mut() = stored.clone();
+        self.index.put(before.as_deref(), &stored);
+        drop(slot);
         let touched = element.attributes.iter().map(|a| a.name.clone()).collect();
         Ok(ElementOutcome::Applied(EntityChange { before, after: Some(stored), touched, registration_changed }))
     }
@@ -352,7 +432,10 @@ impl Entities {
                 return Ok(ElementOutcome::NotFound(format!("entity `{id}` does not exist")));
             };
             self.tree.remove(&key)?;
-            self.map.remove(&key);
+            if let Entry::Occupied(occupied) = self.map.entry(key) {
+                let removed = occupied.remove();
+                self.index.remove(&removed);
+            }
             let touched = before.element.attributes.iter().map(|a| a.name.clone()).collect();
             return Ok(ElementOutcome::Applied(EntityChange {
                 before: Some(before),
@@ -380,6 +463,8 @@ impl Entities {
         });
         self.tree.insert(&key, &stored)?;
         *slot.value_mut() = stored.clone();
+        self.index.put(Some(&before), &stored);
+        drop(slot);
         let touched = names.iter().map(|name| name.to_string()).collect();
         Ok(ElementOutcome::Applied(EntityChange {
             before: Some(before),
@@ -412,7 +497,15 @@ impl Entities {
                 }
                 found
             }
-            None => self.list(tenant),
+            None => match selector.required_types() {
+                // Only the entities of the named types, then by id as below.
+                Some(types) => {
+                    let mut typed = self.select_in_creation_order(tenant, Some(&types), |_| true, None);
+                    typed.sort_by(|a, b| a.element.entity_id.id.cmp(&b.element.entity_id.id));
+                    typed
+                }
+                None => self.list(tenant),
+            },
         };
         let mut matching: Vec<ContextElement> = candidates
             .iter()

@@ -137,3 +137,136 @@ async fn service_paths_are_kept_enforced_for_v2_writes_and_persisted() {
     assert_eq!(old.service_path, "/", "entities stored before paths were kept are in /");
     assert!(serde_json::to_value(&old).unwrap().get("service_path").is_none(), "/ is not written");
 }
+
+fn ids(found: &[Arc<StoredEntity>]) -> Vec<&str> {
+    found.iter().map(|entity| entity.element.entity_id.id.as_str()).collect()
+}
+
+fn types(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
+}
+
+/// Checks that the index holds exactly the tenant's entities of the map, with the map's current versions.
+fn assert_index_matches_map(entities: &Entities, tenant: &str) {
+    let mut from_map = entities.select(tenant, |_| true);
+    from_map.sort_by_key(|entity| (entity.created_at, entity.element.entity_id.id.clone()));
+    let from_index = entities.select_in_creation_order(tenant, None, |_| true, None);
+    assert_eq!(from_index.len(), from_map.len());
+    assert_eq!(entities.index.len(tenant), from_map.len());
+    for (indexed, mapped) in from_index.iter().zip(&from_map) {
+        assert!(Arc::ptr_eq(indexed, mapped), "index holds the map's version of {}", mapped.element.entity_id.id);
+    }
+}
+
+#[tokio::test]
+async fn index_follows_inserts_type_changes_deletes_and_tenants() {
+    let store = Store::temporary().unwrap();
+    let entities = Entities::open(&store).unwrap();
+    let create = |id: &str, entity_type: &str, value: i64| {
+        element(json!({"entityId":{"id":id,"type":entity_type},"attributes":[{"name":"n","value":value}]}))
+    };
+    // Creation order differs from id order.
+    for (id, entity_type) in [("c", "T"), ("b", "U"), ("a", "T")] {
+        entities.apply_update("", &[create(id, entity_type, 1)], UpdateAction::Append).await.unwrap();
+    }
+    entities.apply_update("t2", &[create("x", "T", 1)], UpdateAction::Append).await.unwrap();
+    let all = |_: &StoredEntity| true;
+    assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["T"])), all, None)), ["c", "a"]);
+    assert_eq!(ids(&entities.select_in_creation_order("", None, all, None)), ["c", "b", "a"]);
+    assert_eq!(ids(&entities.select_in_creation_order("t2", Some(&types(&["T"])), all, None)), ["x"]);
+    assert!(entities.select_in_creation_order("t3", None, all, None).is_empty());
+    assert!(entities.select_in_creation_order("", Some(&types(&["V"])), all, None).is_empty());
+    assert!(entities.has_tenant("t2") && !entities.has_tenant("t3"));
+
+    // An update is seen with its new value; a type change moves the entity, keeping its creation order.
+    entities.apply_update("", &[create("a", "T", 2)], UpdateAction::Update).await.unwrap();
+    let found = entities.select_in_creation_order("", Some(&types(&["T"])), all, None);
+    assert_eq!(found[1].element.attributes[0].value, json!(2));
+    entities.apply_update("", &[create("c", "U", 3)], UpdateAction::Update).await.unwrap();
+    assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["T"])), all, None)), ["a"]);
+    assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["U"])), all, None)), ["c", "b"]);
+    let retyped = create("b", "V", 4);
+    entities.edit("", "b", None, |_| Ok::<_, ()>((retyped, vec!["n".to_string()]))).await.unwrap().unwrap();
+    assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["U"])), all, None)), ["c"]);
+    assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["V", "U"])), all, None)), ["c", "b"]);
+    assert_index_matches_map(&entities, "");
+
+    // Removing an attribute, then entities; an emptied type and tenant are forgotten.
+    let remove_attribute = element(json!({"entityId":{"id":"c"},"attributes":[{"name":"n"}]}));
+    entities.apply_update("", &[remove_attribute], UpdateAction::Delete).await.unwrap();
+    assert!(entities.select_in_creation_order("", Some(&types(&["U"])), all, None)[0].element.attributes.is_empty());
+    assert_index_matches_map(&entities, "");
+    entities.delete("", "b").await.unwrap().unwrap();
+    assert_eq!(entities.index.type_len("", "V"), 0);
+    assert_eq!(ids(&entities.select_in_creation_order("", None, all, None)), ["c", "a"]);
+    entities.delete("t2", "x").await.unwrap().unwrap();
+    assert!(!entities.has_tenant("t2") && entities.has_tenant(""));
+    assert!(entities.select_in_creation_order("t2", None, all, None).is_empty());
+    assert_index_matches_map(&entities, "");
+
+    // Recreating gets a new creation time: last.
+    entities.apply_update("", &[create("b", "U", 5)], UpdateAction::Append).await.unwrap();
+    assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["U"])), all, None)), ["c", "b"]);
+    assert_index_matches_map(&entities, "");
+
+    // Loaded at startup.
+    entities.apply_update("t2", &[create("y", "T", 1)], UpdateAction::Append).await.unwrap();
+    let reopened = Entities::open(&store).unwrap();
+    assert_eq!(ids(&reopened.select_in_creation_order("", None, all, None)), ["c", "a", "b"]);
+    assert_eq!(ids(&reopened.select_in_creation_order("", Some(&types(&["U"])), all, None)), ["c", "b"]);
+    assert_eq!(ids(&reopened.select_in_creation_order("t2", Some(&types(&["T"])), all, None)), ["y"]);
+    assert_index_matches_map(&reopened, "");
+    assert_index_matches_map(&reopened, "t2");
+}
+
+#[tokio::test]
+async fn typed_selection_stops_early_in_creation_order() {
+    let store = Store::temporary().unwrap();
+    let entities = Entities::open(&store).unwrap();
+    // More entities than one chunk of the index, types alternating, ids not in creation order.
+    let batch: Vec<ContextElement> = (0..700)
+        .map(|i| {
+            let entity_type = if i % 2 == 0 { "T" } else { "U" };
+            element(json!({"entityId":{"id":format!("e{}", 1000 - i),"type":entity_type},
+                "attributes":[{"name":"n","value":i}]}))
+        })
+        .collect();
+    entities.apply_update("", &batch, UpdateAction::Append).await.unwrap();
+    let n = |entity: &StoredEntity| entity.element.attributes[0].value.as_i64().unwrap();
+    let visited = std::cell::Cell::new(0);
+    let every_third = |entity: &StoredEntity| {
+        visited.set(visited.get() + 1);
+        n(entity) % 3 == 0
+    };
+    let page = entities.select_in_creation_order("", Some(&types(&["T"])), every_third, Some(5));
+    assert_eq!(page.iter().map(|e| n(e)).collect::<Vec<_>>(), [0, 6, 12, 18, 24]);
+    assert!(visited.get() <= 256, "stopped within the first chunk, visited {}", visited.get());
+    visited.set(0);
+    let all_t = entities.select_in_creation_order("", Some(&types(&["T"])), every_third, None);
+    assert_eq!(all_t.len(), (0..700).filter(|i| i % 2 == 0 && i % 3 == 0).count());
+    assert_eq!(visited.get(), 350, "only the entities of the type");
+    assert!(all_t.windows(2).all(|pair| pair[0].created_at < pair[1].created_at));
+    // Several types: their union in creation order, the same as filtering every entity.
+    let both = entities.select_in_creation_order("", Some(&types(&["U", "T", "U"])), every_third, Some(7));
+    assert_eq!(both.iter().map(|e| n(e)).collect::<Vec<_>>(), [0, 3, 6, 9, 12, 15, 18]);
+    let everything = entities.select_in_creation_order("", None, every_third, None);
+    assert_eq!(everything.len(), (0..700).filter(|i| i % 3 == 0).count());
+    assert_eq!(
+        entities.select_in_creation_order("", Some(&types(&["U", "T"])), every_third, None).len(),
+        everything.len()
+    );
+    assert!(entities.select_in_creation_order("", None, every_third, Some(0)).is_empty());
+    let late = entities.select_in_creation_order("", None, |entity| n(entity) >= 690, Some(20));
+    assert_eq!(late.iter().map(|e| n(e)).collect::<Vec<_>>(), (690..700).collect::<Vec<_>>(), "across chunks");
+
+    // NGSI10 queries naming a type scan only it and still answer by id with the full count.
+    let selector = EntitySelector::compile(&[crate::ngsi::v1::EntityId {
+        id: String::new(),
+        entity_type: "U".into(),
+        is_pattern: false,
+    }])
+    .unwrap();
+    let page = entities.query("", &selector, &ScopeFilter::default(), &[], 0, 3);
+    assert_eq!(page.total, 350);
+    assert_eq!(page.elements.iter().map(|e| e.entity_id.id.as_str()).collect::<Vec<_>>(), ["e301", "e303", "e305"]);
+}

@@ -234,7 +234,17 @@ fn page(
     }
     // Filter first, then order only what the page needs: a query over a large store costs one pass plus a
     // partial sort, not a full sort of every entity.
-    let mut matching: Vec<Arc<StoredEntity>> = state.entities.select(tenant, |entity| query.matches(&entity.element));
+    // Only the entities of the query's types are visited; a page in creation order of this broker's entities alone
+    // without a count stops at the page's end.
+    let stop_after =
+        (remote.is_empty() && query.geo.is_none() && !query.count).then(|| query.offset.saturating_add(query.limit));
+    let types = query.types();
+    let mut matching: Vec<Arc<StoredEntity>> = state.entities.select_in_creation_order(
+        tenant,
+        types.as_deref(),
+        |entity| query.matches(&entity.element),
+        stop_after,
+    );
     matching.extend(remote.into_iter().filter(|entity| query.matches(&entity.element)));
     let total = matching.len();
     let needed = query.offset.saturating_add(query.limit).min(total);

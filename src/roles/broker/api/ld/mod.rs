@@ -76,7 +76,7 @@ pub fn meta(tenant: String) -> RequestMeta {
 /// Whether a tenant exists: the default one always, another once something was written in it (it has
 /// entities or subscriptions).
 pub fn tenant_exists(state: &BrokerState, tenant: &str) -> bool {
-    tenant.is_empty() || !state.entities.list(tenant).is_empty() || !state.subscriptions(tenant).is_empty()
+    tenant.is_empty() || state.entities.has_tenant(tenant) || !state.subscriptions(tenant).is_empty()
 }
 
 /// The stored entity `id`, or 404 (`NonexistentTenant` when the tenant does not exist).

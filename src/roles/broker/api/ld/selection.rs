@@ -204,6 +204,14 @@ impl EntityQuery {
         entities
     }
 
+    /// When every selector names types, all of them: only entities of one of them can match.
+    pub fn types(&self) -> Option<Vec<String>> {
+        if self.selectors.is_empty() || self.selectors.iter().any(|selector| selector.types.is_empty()) {
+            return None;
+        }
+        Some(self.selectors.iter().flat_map(|selector| selector.types.iter().cloned()).collect())
+    }
+
     /// The attributes asked for (projection).
     pub fn attrs(&self) -> &[String] {
         &self.attrs
@@ -265,6 +273,21 @@ mod tests {
         assert!(exact.iter().all(|e| !e.is_pattern && e.entity_type == "Room") && exact.len() == 2);
         let any = ids("q=t%3E1");
         assert_eq!((any[0].id.as_str(), any[0].is_pattern), (".*", true));
+    }
+
+    #[test]
+    fn queries_name_their_types_only_when_every_selector_does() {
+        let types = |text: &str| query(text).unwrap().types();
+        let named = query("type=Room,Car&idPattern=^urn:a").unwrap();
+        assert_eq!(named.types().unwrap(), named.selectors[0].types, "as the selector compares them");
+        assert_eq!(named.types().unwrap().len(), 2);
+        assert_eq!(types("q=t%3E1"), None);
+        let read = |body: Value| EntityQuery::from_body(&params(""), &body, &Context::core()).unwrap().types();
+        assert_eq!(read(json!({"type": "Query", "entities": [{"type": "Room"}, {"idPattern": "^urn:b"}]})), None);
+        assert_eq!(
+            read(json!({"type": "Query", "entities": [{"type": "Room"}, {"type": "Car"}]})).map(|t| t.len()),
+            Some(2)
+        );
     }
 
     #[test]

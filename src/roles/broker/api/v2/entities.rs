@@ -84,10 +84,15 @@ pub fn page(
     remote: Vec<Arc<StoredEntity>>,
 ) -> Response {
     let scope = paths(meta);
-    let mut matching = state.entities.select(&meta.tenant, |entity| scope.matches(&entity.service_path));
-    matching.extend(remote.into_iter().filter(|entity| scope.matches(&entity.service_path)));
+    let selected = |entity: &StoredEntity| scope.matches(&entity.service_path) && filter.matches(&entity.element);
+    // Only the entities of the filter's types are visited; a page in creation order of this broker's entities
+    // alone without a count stops at the page's end.
+    let stop_after = (remote.is_empty() && filter.geo.is_none() && !params.count)
+        .then(|| params.offset.saturating_add(params.limit));
+    let types = filter.selector.required_types();
+    let mut matching = state.entities.select_in_creation_order(&meta.tenant, types.as_deref(), selected, stop_after);
+    matching.extend(remote.into_iter().filter(|entity| selected(entity)));
     matching.sort_by(|a, b| a.element.entity_id.id.cmp(&b.element.entity_id.id));
-    matching.retain(|entity| filter.matches(&entity.element));
     matching.sort_by_key(|entity| entity.created_at);
     if let Some(geo) = &filter.geo {
         let far = |entity: &StoredEntity| geo.distance(&entity.element).unwrap_or(f64::INFINITY);
