@@ -239,7 +239,9 @@ impl Orchestrator {
     }
 
     async fn remove_intent(&mut self, intent_id: &str) -> Result<(), RetryLater> {
-        let Some(record) = self.intents.remove(intent_id) else { return Ok(()) };
+        if self.intents.remove(intent_id).is_none() {
+            return Ok(());
+        }
         tracing::info!(intent = %intent_id, "intent removed");
         let keys: Vec<String> =
             self.flows.iter().filter(|(_, f)| f.intent_id == intent_id).map(|(k, _)| k.clone()).collect();
@@ -264,7 +266,6 @@ impl Orchestrator {
         for task_id in orphans {
             self.remove_task(&task_id).await;
         }
-        let _ = record;
         self.store.intents.remove(intent_id).map_err(|e| RetryLater::Store(e.to_string()))?;
         self.commit().await;
         Ok(())
