@@ -214,6 +214,26 @@ impl BrokerState {
         self.subscriptions.insert(id, Arc::new(LiveSubscription { compiled, delivery }));
     }
 
+    /// Replaces a live subscription by `record` (durably first), carrying its delivery counters over to the new
+    /// delivery; `reset_fails` clears the failure count (a subscription made active again).
+    async fn replace_subscription(
+        &self,
+        live: &LiveSubscription,
+        record: SubscriptionRecord,
+        reset_fails: bool,
+    ) -> Result<(), BrokerError> {
+        let compiled = CompiledSubscription::compile(record.clone())?;
+        self.subscription_tree.insert(&record.id, &record)?;
+        self.store.commit().await?;
+        let counters = live.delivery.status();
+        live.delivery.cancel();
+        self.activate(compiled);
+        if let Some(new) = self.subscriptions.get(&record.id) {
+            new.delivery.inherit(&counters, reset_fails);
+        }
+        Ok(())
+    }
+
     /// Applies an `updateContext` and answers with one status per element.
     pub async fn update(
         &self,

@@ -54,15 +54,7 @@ impl BrokerState {
         let old = &live.compiled.record;
         let record =
             SubscriptionRecord::ld(old.id.clone(), old.tenant.clone(), old.subscriber.clone(), old.created_at, updated);
-        let compiled = CompiledSubscription::compile(record.clone())?;
-        self.subscription_tree.insert(&record.id, &record)?;
-        self.store.commit().await?;
-        let counters = live.delivery.status();
-        live.delivery.cancel();
-        self.activate(compiled);
-        if let Some(new) = self.subscriptions.get(id) {
-            new.delivery.inherit(&counters, false);
-        }
+        self.replace_subscription(&live, record, false).await?;
         Ok(Ok(true))
     }
 }

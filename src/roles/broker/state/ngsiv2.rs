@@ -67,15 +67,7 @@ impl BrokerState {
         let old = &live.compiled.record;
         let record =
             SubscriptionRecord::v2(old.id.clone(), old.tenant.clone(), old.subscriber.clone(), old.created_at, updated);
-        let compiled = CompiledSubscription::compile(record.clone())?;
-        self.subscription_tree.insert(&record.id, &record)?;
-        self.store.commit().await?;
-        let counters = live.delivery.status();
-        live.delivery.cancel();
-        self.activate(compiled);
-        if let Some(new) = self.subscriptions.get(id) {
-            new.delivery.inherit(&counters, reset_fails);
-        }
+        self.replace_subscription(&live, record, reset_fails).await?;
         Ok(true)
     }
 
