@@ -75,11 +75,7 @@ fn cors() -> CorsLayer {
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown panic");
+    let message = crate::http::panic_message(panic.as_ref());
     tracing::error!(panic = message, "handler panicked");
     error::V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }

@@ -83,11 +83,7 @@ async fn wrong_method(method: Method, uri: Uri) -> Response {
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown panic");
+    let message = crate::http::panic_message(panic.as_ref());
     tracing::error!(panic = message, "designer handler panicked");
     error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal error".into())
 }
