@@ -240,11 +240,11 @@ impl Config {
         if self.worker.capacity > 10_000 {
             return invalid(format!("worker.capacity {} must be at most 10000", self.worker.capacity));
         }
-        if self.worker.runtime != "process" {
-            return invalid(format!(
-                "worker.runtime `{}` is not available in this release (available: process)",
-                self.worker.runtime
-            ));
+        if !["auto", "docker", "process"].contains(&self.worker.runtime.as_str()) {
+            return invalid(format!("worker.runtime `{}` must be auto, docker or process", self.worker.runtime));
+        }
+        if !["host", "bridge"].contains(&self.worker.docker_network.as_str()) {
+            return invalid(format!("worker.docker_network `{}` must be host or bridge", self.worker.docker_network));
         }
         let rabbitmq = &self.rabbitmq;
         if !(1..=1000).contains(&rabbitmq.prefetch) {

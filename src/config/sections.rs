@@ -181,8 +181,18 @@ pub struct WorkerConfig {
     pub instance: Option<String>,
     /// Port of the worker's own HTTP endpoint (`/health`, `/ready`, `/metrics`, `/tasks`). Default 8085.
     pub http_port: u16,
-    /// How tasks run: `process` (a child process per task). Default `process`.
+    /// How tasks run: `docker` (a container per task), `process` (a child process per task), or `auto`
+    /// (default): `process` on the in-process bus of `--role all`, otherwise `docker` when the Docker socket
+    /// answers at start, else `process`.
     pub runtime: String,
+    /// Docker runtime: the engine's socket (`unix:///var/run/docker.sock` or a path); default `DOCKER_HOST`
+    /// when it is a `unix://` URL, else `/var/run/docker.sock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_host: Option<String>,
+    /// Docker runtime: `host` (default; task containers share the host's network, so `my_hostip` may be
+    /// 127.0.0.1) or `bridge` (FogFlow's: `myport` and `service_port`s published; the broker must be reachable
+    /// from containers at `my_hostip`).
+    pub docker_network: String,
     /// Process runtime: image name (without tag) → command line for operators that are not built in, e.g.
     /// `{"acme/echo": "python3 /opt/echo.py"}`. Images `fogflow/<name>` of the built-in operators need no entry.
     pub operators: std::collections::BTreeMap<String, String>,
@@ -345,7 +355,9 @@ impl Default for WorkerConfig {
             id: None,
             instance: None,
             http_port: 8085,
-            runtime: "process".into(),
+            runtime: "auto".into(),
+            docker_host: None,
+            docker_network: "host".into(),
             operators: Default::default(),
             task_port_min: 0,
         }

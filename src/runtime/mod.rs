@@ -1,11 +1,13 @@
 //! Task runtimes: how a worker runs a task instance's operator. The [`TaskRuntime`] trait is the narrow seam
 //! the worker uses (launch, stop, list, exit events); [`process::ProcessRuntime`] runs each task as a child
-//! process of the worker (Docker comes later behind the same trait).
+//! process of the worker; [`docker::DockerRuntime`] runs each task as a container of the Docker engine.
 //!
 //! Owns: starting, stopping and reaping task processes, choosing their ports, and the launch contract's
 //! environment (`myport`, `adminCfg`, parameters — spec §5.1). Must not: talk to the bus or the broker, or
-//! decide what runs (the worker does). This is the only module that starts processes.
+//! decide what runs (the worker does). This is the only module that starts processes or containers, and
+//! [`docker`] the only one that imports bollard.
 
+pub mod docker;
 pub mod process;
 
 use std::collections::{BTreeMap, HashSet};
@@ -57,12 +59,36 @@ pub enum RuntimeError {
     /// No such run.
     #[error("no running task {0}")]
     NotFound(String),
+    /// An operator parameter the runtime interprets (a resource limit, a port) is malformed.
+    #[error("operator parameter {name}={value:?} is invalid: expected {expected}")]
+    InvalidParameter {
+        /// The parameter.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// The image is not on this node and could not be pulled (retried with backoff: it may be loaded later).
+    #[error("image {image} is not available: {reason}")]
+    ImageUnavailable {
+        /// The image.
+        image: String,
+        /// Why it could not be pulled.
+        reason: String,
+    },
+    /// The container engine does not answer (retried with backoff).
+    #[error("{0}")]
+    EngineUnavailable(String),
+    /// The container engine refused the operation.
+    #[error("the container engine refused to run the task: {0}")]
+    EngineRefused(String),
 }
 
 impl RuntimeError {
     /// Whether retrying the launch later may succeed.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, RuntimeError::UnknownImage { .. })
+        matches!(self, RuntimeError::UnknownImage { .. } | RuntimeError::InvalidParameter { .. })
     }
 }
 
@@ -239,6 +265,16 @@ pub trait TaskRuntime: Send + Sync + 'static {
 
     /// The exit events (every run ends with exactly one); `None` after the first call.
     fn take_exit_events(&self) -> Option<mpsc::UnboundedReceiver<ExitEvent>>;
+
+    /// Whether the runtime can launch tasks now (`Err` says why not, e.g. the Docker daemon is unreachable).
+    fn health(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Fetches an image ahead of use (FogFlow's `PREFETCH_IMAGE`); runtimes without images do nothing.
+    fn prefetch<'a>(&'a self, _image: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! The worker role (spec §4): runs task instances for the master through a [`TaskRuntime`] (the `process`
-//! runtime here), subscribes their inputs at the worker's broker, and reports over the bus.
+//! The worker role (spec §4): runs task instances for the master through a [`TaskRuntime`] (Docker containers
+//! or child processes, `worker.runtime`), subscribes their inputs at the worker's broker, and reports over the
+//! bus. While the runtime cannot launch (the Docker daemon is unreachable) the worker stays up, not ready, and
+//! advertises capacity 0.
 //!
 //! Bus behaviour: consumes its queue `<WorkerID>` (binding `<WorkerID>.*`) one message at a time, acking after
 //! processing and rejecting malformed payloads without requeue; then publishes `WORKER_JOIN`, a
@@ -13,6 +15,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod engine;
 pub mod executor;
 mod flows;
 pub mod inputs;
@@ -27,7 +30,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use self::api::TaskViews;
@@ -42,10 +45,12 @@ use crate::clients::http_client::HttpClient;
 use crate::config::Config;
 use crate::http::{serve, Metrics, Readiness, ServerLimits};
 use crate::model::worker::host_platform;
-use crate::model::{FlowInfo, GeoPoint, ScheduledTaskInstance, WorkerProfile};
+use crate::model::{DockerImage, FlowInfo, GeoPoint, ScheduledTaskInstance, WorkerProfile};
 use crate::role::Role;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::{PortAllocator, TaskRuntime};
+
+use self::engine::HEALTH_PERIOD;
 
 /// Time a task process gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -124,8 +129,8 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     if leftovers > 0 {
         tracing::warn!(count = leftovers, "killed task processes left behind by an earlier run of this worker");
     }
-    let runtime: Arc<dyn TaskRuntime> =
-        Arc::new(ProcessRuntime::new(config.worker.operators.clone(), STOP_GRACE.min(config.shutdown_grace() / 4)));
+    let grace = STOP_GRACE.min(config.shutdown_grace() / 4);
+    let runtime = engine::choose(&config, &worker_id, bus.kind(), grace).await;
     let http = HttpClient::new(Duration::from_secs(2), Duration::from_secs(5));
     let launcher = Launcher {
         worker_id: worker_id.clone(),
@@ -174,19 +179,25 @@ pub async fn run_worker(parts: WorkerParts, bus: Arc<dyn Bus>, shutdown: Cancell
         outbox.close();
         return;
     };
+    let runtime = launcher.runtime.clone();
+    let stop_probing = CancellationToken::new();
+    let mut health = engine::watch_health(runtime.clone(), HEALTH_PERIOD, stop_probing.clone()).await;
+    let readiness_health = health.clone();
+    readiness.require(move || readiness_health.borrow().clone());
     readiness.set_ready();
     let (internal_sender, mut internal) = mpsc::unbounded_channel();
     let capacity = profile.capacity;
-    let runtime = launcher.runtime.clone();
     let mut exec =
         Executor::new(worker_id.clone(), capacity, launcher, outbox.clone(), metrics, views, backoff, internal_sender);
     let (_keep_open, no_exits) = mpsc::unbounded_channel();
     let mut exits = runtime.take_exit_events().unwrap_or(no_exits);
-    let heartbeat_of = |exec: &Executor| {
+    // A runtime that cannot launch advertises no room, so the master places nothing here.
+    let heartbeat_of = |exec: &Executor, health: &watch::Receiver<Result<(), String>>| {
         let tasks = exec.reported();
-        WorkerProfile { workload: tasks.len() as u32, tasks: Some(tasks), ..profile.clone() }
+        let capacity = if health.borrow().is_ok() { profile.capacity } else { 0 };
+        WorkerProfile { workload: tasks.len() as u32, tasks: Some(tasks), capacity, ..profile.clone() }
     };
-    outbox.send(Envelope::new(MessageType::WorkerJoin, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec)));
+    outbox.send(Envelope::new(MessageType::WorkerJoin, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec, &health)));
     tracing::info!(worker = %worker_id, runtime = runtime.kind(), "worker joined");
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -196,29 +207,34 @@ pub async fn run_worker(parts: WorkerParts, bus: Arc<dyn Bus>, shutdown: Cancell
             biased;
             () = shutdown.cancelled() => break,
             delivery = consumer.next() => match delivery {
-                Some(delivery) => handle(&mut exec, delivery).await,
+                Some(delivery) => handle(&mut exec, &runtime, delivery).await,
                 None => {
                     tracing::error!("the bus closed the worker's queue; stopping");
                     break;
                 }
             },
             Some(message) = internal.recv() => exec.internal(message).await,
+            Ok(()) = health.changed() => {
+                health.borrow_and_update();
+                outbox.send(Envelope::new(MessageType::WorkerHeartbeat, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec, &health)));
+            }
             Some(event) = exits.recv() => exec.exited(event).await,
             _ = ticker.tick() => {
                 exec.resync_all().await;
-                outbox.send(Envelope::new(MessageType::WorkerHeartbeat, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec)));
+                outbox.send(Envelope::new(MessageType::WorkerHeartbeat, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec, &health)));
             }
         }
         exec.publish_views();
     }
     readiness.set_not_ready("shutting down");
+    stop_probing.cancel();
     drop(consumer);
     exec.remove_all(&mut internal, teardown_budget).await;
     for left in runtime.list().await {
         tracing::warn!(task = %left.task_id, "stopping a run left after teardown");
         let _ = runtime.stop(&left.run_id).await;
     }
-    outbox.send(Envelope::new(MessageType::WorkerLeave, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec)));
+    outbox.send(Envelope::new(MessageType::WorkerLeave, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec, &health)));
     outbox.close();
     if tokio::time::timeout(teardown_budget / 2 + Duration::from_millis(200), publisher).await.is_err() {
         tracing::warn!(pending = outbox.pending(), "bus messages not published before shutdown");
@@ -241,7 +257,7 @@ async fn consume(bus: &dyn Bus, worker_id: &str, shutdown: &CancellationToken) -
 }
 
 /// Handles one delivery and settles it: ack after processing, reject without requeue when malformed.
-async fn handle(exec: &mut Executor, delivery: Delivery) {
+async fn handle(exec: &mut Executor, runtime: &Arc<dyn TaskRuntime>, delivery: Delivery) {
     let envelope = &delivery.envelope;
     let kind = envelope.kind();
     let outcome = match kind {
@@ -273,10 +289,21 @@ async fn handle(exec: &mut Executor, delivery: Delivery) {
             }
             Err(error) => Err(error),
         },
-        Some(MessageType::PrefetchImage) => {
-            tracing::debug!("PREFETCH_IMAGE ignored: the process runtime has no images");
-            Ok(())
-        }
+        Some(MessageType::PrefetchImage) => match envelope.payload_as::<DockerImage>() {
+            Ok(image) if !image.name.trim().is_empty() => {
+                let reference = format!("{}:{}", image.name, if image.tag.is_empty() { "latest" } else { &image.tag });
+                let runtime = runtime.clone();
+                // In the background: a pull may take minutes and must not hold up commands.
+                tokio::spawn(async move {
+                    if let Err(error) = runtime.prefetch(&reference).await {
+                        tracing::warn!(image = %reference, %error, "PREFETCH_IMAGE failed");
+                    }
+                });
+                Ok(())
+            }
+            Ok(_) => Err("PREFETCH_IMAGE without an image name".into()),
+            Err(error) => Err(error.to_string()),
+        },
         _ => Err(format!("unexpected message type {:?}", envelope.message_type)),
     };
     match outcome {

@@ -214,6 +214,9 @@ impl FogFlow {
             .env("FOGFLOW__WORKER__HTTP_PORT", p.worker.to_string())
             .env("FOGFLOW__WORKER__HEARTBEAT_INTERVAL", "1")
             .env("FOGFLOW__WORKER__DETECTION_DURATION", "3")
+            // Tasks run as processes unless a test asks for Docker (`worker.runtime` auto would pick Docker
+            // wherever its socket answers, and the operator images exist only where a test built them).
+            .env("FOGFLOW__WORKER__RUNTIME", "process")
             .env("RUST_LOG", "info")
             .envs(self.options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().expect("clone log handle"))
