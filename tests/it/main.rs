@@ -15,6 +15,7 @@ mod discovery;
 mod discovery_registration;
 mod distributed;
 mod docker_image;
+mod docker_runtime;
 mod durability;
 mod federation;
 mod federation_reads;

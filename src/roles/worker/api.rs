@@ -26,8 +26,12 @@ pub struct TaskView {
     /// `http://<my_hostip>:<port>` while it runs.
     #[serde(rename = "refURL")]
     pub ref_url: Option<String>,
-    /// Its process id while it runs.
+    /// Its process id while it runs (process runtime).
     pub pid: Option<u32>,
+    /// What `TASK_INFO` reports as `containerID` while it runs: the container id (12 characters) for Docker,
+    /// the pid for processes.
+    #[serde(rename = "containerID")]
+    pub container_id: Option<String>,
     /// Why it failed last.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,

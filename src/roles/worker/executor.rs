@@ -424,6 +424,7 @@ impl Executor {
                     epoch: t.spec.epoch,
                     ref_url: run.map(|r| r.ref_url.clone()),
                     pid: run.and_then(|r| r.launched.pid),
+                    container_id: run.map(|r| r.launched.container_id.clone()),
                     reason: t.reason.clone(),
                     inputs: t.spec.inputs.clone(),
                     outputs: t.spec.outputs.clone(),

@@ -1,0 +1,204 @@
+//! The Docker runtime on the machine's real engine, with operator images built from the binary under test
+//! (`FROM scratch`, no registry): the converter fog function end to end with workers that run tasks as labelled
+//! containers, the roles as separate processes on a private RabbitMQ; `kill -9` of the worker running the task
+//! (the task moves on, and the dead worker's container is removed when it comes back); task removal removes the
+//! container; and a worker whose Docker daemon is unreachable stays up, not ready with capacity 0, and recovers,
+//! without losing or duplicating the task it runs.
+//!
+//! Needs Docker (skipped with a printed reason otherwise, a failure under `CI=true`) and, for the first test,
+//! RabbitMQ (`tests/it/common/rabbitmq.rs`).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::docker::{self, ContainerCleanup, DockerProxy};
+use crate::common::fogflow::{At, FogFlow, FogFlowOptions, Ports};
+use crate::common::free_port;
+use crate::common::rabbitmq;
+use crate::common::wait_until;
+
+const FLOW_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn temperature(id: &str, celsius: f64) -> Value {
+    json!({
+        "entityId": {"id": id, "type": "Temperature", "isPattern": false},
+        "attributes": [{"name": "temperature", "type": "float", "value": celsius}],
+        "domainMetadata": [{"name": "location", "type": "point",
+            "value": {"latitude": 35.69, "longitude": 139.70}}]
+    })
+}
+
+fn fahrenheit_of(broker: &FogFlow, source: &str) -> Option<f64> {
+    let body = json!({"entities": [{"type": "Fahrenheit", "isPattern": true, "id": ".*"}]});
+    let response = broker.post(At::Broker, "/ngsi10/queryContext", &body);
+    let responses = response.json()["contextResponses"].as_array().cloned().unwrap_or_default();
+    responses.iter().map(|r| &r["contextElement"]).find_map(|element| {
+        let attributes = element["attributes"].as_array()?;
+        let value = |name: &str| attributes.iter().find(|a| a["name"] == name).map(|a| a["value"].clone());
+        (value("source")?.as_str()? == source).then(|| value("temperature_f")?.as_f64()).flatten()
+    })
+}
+
+fn converted(broker: &FogFlow, source: &str, celsius: f64) {
+    broker.update("UPDATE", &[temperature(source, celsius)]);
+    let expected = celsius * 9.0 / 5.0 + 32.0;
+    wait_until(FLOW_TIMEOUT, &format!("{celsius} °C converted to {expected} °F"), || {
+        fahrenheit_of(broker, source).filter(|f| (f - expected).abs() < 1e-6)
+    });
+}
+
+/// The one task the master holds, when it runs: `(task id, worker id)`.
+fn running_task(master: &FogFlow) -> Option<(String, String)> {
+    let tasks = master.get(At::Master, "/tasks").json().as_array().cloned().unwrap_or_default();
+    let [task] = tasks.as_slice() else { return None };
+    if task["Status"] != "running" {
+        return None;
+    }
+    Some((task["ID"].as_str()?.to_string(), task["Worker"].as_str()?.to_string()))
+}
+
+fn unique_worker_id(n: u32) -> String {
+    format!("Worker.it-docker-{}-{n}", std::process::id())
+}
+
+#[test]
+fn converter_fog_function_runs_in_containers_and_survives_a_killed_worker() {
+    if !docker::usable("docker_runtime") {
+        return;
+    }
+    let Some(node) = rabbitmq::shared() else { return };
+    docker::operator_images();
+    let worker_ids = [unique_worker_id(1), unique_worker_id(2)];
+    let _cleanup = ContainerCleanup(worker_ids.to_vec());
+    let ports = Ports::free();
+    let options = |roles: &str, ports: Ports| {
+        FogFlowOptions::new()
+            .roles(roles)
+            .ports(ports)
+            .env("FOGFLOW__RABBITMQ__HOST_IP", "127.0.0.1")
+            .env("FOGFLOW__RABBITMQ__PORT", node.amqp_port)
+            .env("FOGFLOW__RABBITMQ__USERNAME", rabbitmq::USER)
+            .env("FOGFLOW__RABBITMQ__PASSWORD", rabbitmq::PASSWORD)
+    };
+    let worker = |id: &str| {
+        options("worker", Ports { worker: free_port(), ..ports })
+            .env("FOGFLOW__WORKER__ID", id)
+            .env("FOGFLOW__WORKER__RUNTIME", "docker")
+            .start()
+    };
+    let core = options("discovery,broker", ports).start();
+    let master = options("master", ports).start();
+    let designer = options("designer", ports).start();
+    let mut workers =
+        vec![(worker_ids[0].clone(), worker(&worker_ids[0])), (worker_ids[1].clone(), worker(&worker_ids[1]))];
+    for (_, worker) in &workers {
+        let ready = worker.get(At::Worker, "/ready");
+        assert_eq!(ready.status, 200, "a docker worker is ready when the engine answers: {ready:?}");
+    }
+    wait_until(FLOW_TIMEOUT, "both workers joined the master", || {
+        let listed = master.get(At::Master, "/workers").json();
+        let both = worker_ids.iter().all(|id| listed.get(id).is_some_and(|w| w["runtime"] == "docker"));
+        both.then_some(())
+    });
+
+    let enabled = designer.get(At::Designer, "/fogfunction/Convert/enable");
+    assert_eq!(enabled.status, 200, "{enabled:?}");
+    converted(&core, "Device.Temp001", 73.0);
+    let (task_id, first) = wait_until(FLOW_TIMEOUT, "one running task", || running_task(&master));
+    let containers = docker::task_containers(&first, Some(&task_id));
+    assert_eq!(containers.len(), 1, "exactly one container for the task on {first}: {containers:?}");
+    let container = &containers[0];
+    assert_eq!(docker::label(container, "fogflow.task_id"), task_id);
+    assert_eq!(docker::label(container, "fogflow.worker_id"), first);
+    assert!(docker::label(container, "fogflow.epoch").parse::<u64>().is_ok_and(|epoch| epoch > 0));
+    let image = docker::docker_ok(&["inspect", "-f", "{{.Config.Image}}", container]);
+    assert_eq!(image, "fogflow/converter:latest");
+    let view = workers.iter().find(|(id, _)| *id == first).map(|(_, w)| w.get(At::Worker, "/tasks").json());
+    let view = view.expect("the worker running the task is one of ours");
+    assert_eq!(view[0]["containerID"].as_str().map(str::len), Some(12), "{view}");
+
+    // kill -9 of that worker: its container keeps running (Docker owns it) but the task moves to the other one.
+    let index = workers.iter().position(|(id, _)| *id == first).expect("known worker");
+    let (victim_id, mut victim) = workers.remove(index);
+    victim.kill9();
+    let (survivor_id, _) = &workers[0];
+    wait_until(Duration::from_secs(30), "the task running on the surviving worker", || {
+        running_task(&master).filter(|(_, worker)| worker == survivor_id)
+    });
+    assert_eq!(docker::task_containers(survivor_id, Some(&task_id)).len(), 1);
+    converted(&core, "Device.Temp001", 100.0);
+    assert_eq!(docker::task_containers(&victim_id, None).len(), 1, "the dead worker's container is still there");
+
+    // The killed worker comes back: the container no task of its own needs is removed.
+    victim.restart();
+    wait_until(Duration::from_secs(20), "the returning worker removed its old container", || {
+        docker::task_containers(&victim_id, None).is_empty().then_some(())
+    });
+    converted(&core, "Device.Temp001", 0.0);
+    assert_eq!(docker::task_containers(survivor_id, None).len(), 1, "the task was not duplicated");
+
+    // Task removal removes its container.
+    let disabled = designer.get(At::Designer, "/fogfunction/Convert/disable");
+    assert_eq!(disabled.status, 200, "{disabled:?}");
+    wait_until(FLOW_TIMEOUT, "the task's container removed", || {
+        docker::task_containers(survivor_id, None).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn a_worker_whose_docker_daemon_is_unreachable_stays_up_and_recovers() {
+    if !docker::usable("docker_runtime") {
+        return;
+    }
+    docker::operator_images();
+    let worker_id = unique_worker_id(3);
+    let _cleanup = ContainerCleanup(vec![worker_id.clone()]);
+    let dir = tempfile::tempdir().expect("temp dir for the proxy socket");
+    let mut proxy = DockerProxy::start(&dir.path().join("docker.sock"));
+    proxy.cut();
+
+    // Started with the daemon unreachable: alive, not ready with the reason, capacity 0 at the master.
+    let fogflow = FogFlowOptions::new()
+        .env("FOGFLOW__WORKER__ID", &worker_id)
+        .env("FOGFLOW__WORKER__RUNTIME", "docker")
+        .env("FOGFLOW__WORKER__DOCKER_HOST", proxy.url())
+        .alive_only()
+        .start();
+    let capacity = |fogflow: &FogFlow| fogflow.get(At::Master, "/workers").json()[&worker_id]["capacity"].as_u64();
+    let ready = wait_until(Duration::from_secs(20), "the worker reports the daemon unreachable", || {
+        let ready = fogflow.get(At::Worker, "/ready");
+        (ready.status == 503 && ready.body.contains("Docker daemon unreachable")).then_some(ready)
+    });
+    assert!(ready.body.contains("docker.sock"), "the reason names the socket: {}", ready.body);
+    wait_until(Duration::from_secs(20), "capacity 0 at the master", || (capacity(&fogflow) == Some(0)).then_some(()));
+
+    // The daemon answers: ready, capacity back, and the fog function runs in a container.
+    proxy.restore();
+    wait_until(Duration::from_secs(20), "the worker ready once the daemon answers", || {
+        (fogflow.get(At::Worker, "/ready").status == 200).then_some(())
+    });
+    wait_until(Duration::from_secs(20), "capacity back at the master", || (capacity(&fogflow) > Some(0)).then_some(()));
+    assert_eq!(fogflow.get(At::Designer, "/fogfunction/Convert/enable").status, 200);
+    converted(&fogflow, "Device.Temp002", 20.0);
+    let (task_id, _) = wait_until(FLOW_TIMEOUT, "one running task", || running_task(&fogflow));
+    assert_eq!(docker::task_containers(&worker_id, Some(&task_id)).len(), 1);
+
+    // The daemon goes away again: no crash, not ready; the running container is not given up for dead.
+    proxy.cut();
+    wait_until(Duration::from_secs(20), "not ready while the daemon is unreachable", || {
+        (fogflow.get(At::Worker, "/ready").status == 503).then_some(())
+    });
+    converted(&fogflow, "Device.Temp002", 30.0);
+    assert_eq!(fogflow.get(At::Worker, "/health").status, 200, "the worker stays up");
+
+    // And back: the same task, the same single container, still converting.
+    proxy.restore();
+    wait_until(Duration::from_secs(20), "ready again", || {
+        (fogflow.get(At::Worker, "/ready").status == 200).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(running_task(&fogflow).map(|(id, _)| id), Some(task_id.clone()), "the task is the same");
+    assert_eq!(docker::task_containers(&worker_id, None).len(), 1, "one container, not a second launch");
+    converted(&fogflow, "Device.Temp002", 40.0);
+}
