@@ -4,6 +4,7 @@
 mod amqp_bus;
 mod bad_input;
 mod body_limits;
+mod bus_outage;
 mod cli;
 mod common;
 mod common_routes;

@@ -144,6 +144,7 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     let metrics = WorkerMetrics::default();
     metrics.register(&ctx.metrics);
     let readiness = Readiness::new("not consuming its queue yet");
+    readiness.require(crate::bus::readiness_check(&bus));
     let views = TaskViews::default();
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(serve(
