@@ -10,7 +10,9 @@
 //! - [`stats`]: per-connection HDR latency histograms and counters, merged.
 //! - [`report`]: the printed report (text and JSON).
 //! - [`task_latency`]: `fogflow bench task-latency`, the orchestration's reaction time.
+//! - [`bus`]: `fogflow bench bus`, the RabbitMQ control bus's throughput with confirms.
 
+pub mod bus;
 pub mod client;
 pub mod notify;
 pub mod payload;
@@ -75,8 +77,10 @@ pub struct BenchArgs {
 /// Benchmarks of other parts than the broker.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BenchCommand {
-    /// Entity appears → task configured → first output, over sequential launches (process runtime).
+    /// Entity appears → task configured → first output, over sequential launches (any runtime).
     TaskLatency(task_latency::TaskLatencyArgs),
+    /// Messages per second through RabbitMQ with persistence and publisher confirms, as the roles use it.
+    Bus(bus::BusArgs),
 }
 
 /// The run parameters, in the types the modules use.
@@ -105,8 +109,10 @@ impl From<&BenchArgs> for Settings {
 
 /// Runs the benchmark and prints the report on stdout (progress goes to stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchCommand::TaskLatency(latency)) = args.command {
-        return task_latency::run(latency).await;
+    match args.command {
+        Some(BenchCommand::TaskLatency(latency)) => return task_latency::run(latency).await,
+        Some(BenchCommand::Bus(bus)) => return bus::run(bus).await,
+        None => {}
     }
     let target = Arc::new(Target::parse(&args.url)?);
     let settings = Settings::from(&args);

@@ -299,3 +299,27 @@ async fn fogflows_auto_delete_exchange_is_explained_and_the_bus_connects_once_it
     bus.close().await;
     let _ = go.close(200, "done").await;
 }
+
+/// `fogflow bench bus` publishes with confirms, consumes every message, reports both rates, and deletes its
+/// queue (the figures themselves go to docs/performance.md; only the behaviour is asserted here).
+#[test]
+fn bench_bus_counts_confirmed_and_delivered_messages_and_cleans_up() {
+    let Some(node) = rabbitmq::shared() else { return };
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fogflow"))
+        .args(["bench", "bus", "--host", "127.0.0.1", "--port", &node.amqp_port.to_string()])
+        .args(["--username", rabbitmq::USER, "--password", rabbitmq::PASSWORD])
+        .args(["--messages", "500", "--publishers", "4", "--json"])
+        .output()
+        .expect("run fogflow bench bus");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "bench bus failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("published+confirmed") && stdout.contains("delivered+acked"), "{stdout}");
+    let figures: serde_json::Value =
+        stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok()).expect("a JSON line");
+    assert_eq!(figures["messages"], 500);
+    assert!(figures["publish_per_s"].as_f64().is_some_and(|rate| rate > 0.0), "{figures}");
+    assert!(figures["deliver_per_s"].as_f64().is_some_and(|rate| rate > 0.0), "{figures}");
+    let queues = node.ctl(&["list_queues", "-q", "--no-table-headers", "name"]);
+    let queues = String::from_utf8_lossy(&queues.stdout);
+    assert!(!queues.contains("fogflow.bench."), "the bench queue is deleted: {queues}");
+}

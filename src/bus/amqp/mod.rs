@@ -175,6 +175,17 @@ impl AmqpBus {
         let _ = tokio::time::timeout(Duration::from_secs(3), closed.wait_for(|closed| *closed)).await;
     }
 
+    /// Deletes a queue (and its messages); how many messages it held. For tools (`fogflow bench bus`), not roles.
+    pub async fn delete_queue(&self, name: &str) -> Result<u32, BusError> {
+        let Some(link) = self.shared.current_link() else {
+            return Err(BusError::Disconnected(self.shared.status()));
+        };
+        link.publisher
+            .queue_delete(name, lapin::options::QueueDeleteOptions::default())
+            .await
+            .map_err(|error| BusError::Refused(topology::explain(&error, "queue delete", &self.shared.options)))
+    }
+
     async fn publish_envelope(&self, envelope: Envelope) -> Result<(), BusError> {
         if self.shared.stop.is_cancelled() {
             return Err(BusError::Closed);
