@@ -367,3 +367,6 @@ impl TaskRuntime for DockerRuntime {
         Box::pin(self.ensure_image(image))
     }
 }
+
+#[cfg(test)]
+mod tests;
