@@ -1,6 +1,7 @@
 //! The Docker runtime on the machine's real engine, with operator images built from the binary under test
 //! (`FROM scratch`, no registry): the converter fog function end to end with workers that run tasks as labelled
-//! containers, the roles as separate processes on a private RabbitMQ; `kill -9` of the worker running the task
+//! containers, the roles as separate processes on a private RabbitMQ; a crashed container restarted; `kill -9`
+//! of the worker running the task
 //! (the task moves on, and the dead worker's container is removed when it comes back); task removal removes the
 //! container; and a worker whose Docker daemon is unreachable stays up, not ready with capacity 0, and recovers,
 //! without losing or duplicating the task it runs.
@@ -117,6 +118,21 @@ fn converter_fog_function_runs_in_containers_and_survives_a_killed_worker() {
     let view = workers.iter().find(|(id, _)| *id == first).map(|(_, w)| w.get(At::Worker, "/tasks").json());
     let view = view.expect("the worker running the task is one of ours");
     assert_eq!(view[0]["containerID"].as_str().map(str::len), Some(12), "{view}");
+
+    // The container crashes (killed from outside): reported, restarted as a new container, still converting.
+    docker::docker_ok(&["kill", container]);
+    let restarted = wait_until(Duration::from_secs(30), "a new container for the task", || {
+        let now = docker::task_containers(&first, Some(&task_id));
+        (now.len() == 1 && now[0] != *container).then(|| now[0].clone())
+    });
+    assert_eq!(docker::label(&restarted, "fogflow.task_id"), task_id);
+    converted(&core, "Device.Temp001", 50.0);
+    let crashed_worker = workers.iter().find(|(id, _)| *id == first).map(|(_, w)| w).expect("known worker");
+    let metrics = crashed_worker.get(At::Worker, "/metrics").body;
+    assert!(
+        metrics.lines().any(|line| line.starts_with("fogflow_worker_task_restarts_total") && !line.ends_with(" 0")),
+        "the restart is counted:\n{metrics}"
+    );
 
     // kill -9 of that worker: its container keeps running (Docker owns it) but the task moves to the other one.
     let index = workers.iter().position(|(id, _)| *id == first).expect("known worker");
