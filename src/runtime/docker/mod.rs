@@ -1,9 +1,10 @@
 //! The `docker` runtime: each task runs as a container of the Docker engine (spec §4.4, with our fixes).
 //!
-//! A launch checks the image (pulling it, with progress in the log, when it is missing; no image and no
+//! A launch removes any container left for the same task by an earlier run (when leftovers may exist), creates
+//! and starts the container planned by [`plan`] — labelled with task, worker, epoch and run — and, when the
+//! daemon says the image is missing, pulls it (progress in the log) and tries once more; no image and no
 //! registry → [`RuntimeError::ImageUnavailable`], which the worker reports as a `failed` task and retries with
-//! backoff), removes any container left for the same task by an earlier run, and creates and starts the
-//! container planned by [`plan`] — labelled with task, worker, epoch and run. A monitor per run waits for the
+//! backoff. A monitor per run waits for the
 //! container to end (riding out daemon outages: it re-attaches when the daemon answers again), forwards its
 //! output to the log, and reports exactly one [`ExitEvent`] with the exit code, or `out of memory`; stopping
 //! is `docker stop` with the grace, then removal. Containers of this worker that no live run owns (left by a
@@ -54,6 +55,9 @@ pub struct DockerRuntime {
     exit_receiver: Mutex<Option<mpsc::UnboundedReceiver<ExitEvent>>>,
     next_run: AtomicU64,
     healthy: AtomicBool,
+    /// Whether containers no run owns may exist (at start, and after a removal failed); launches then look
+    /// for earlier containers of their task first. Clear otherwise, saving a list call per launch.
+    leftovers_possible: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -118,6 +122,7 @@ impl DockerRuntime {
             exit_receiver: Mutex::new(Some(exit_receiver)),
             next_run: AtomicU64::new(1),
             healthy: AtomicBool::new(false),
+            leftovers_possible: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -132,6 +137,15 @@ impl DockerRuntime {
 
     /// Removes this worker's containers that no live run owns; returns how many.
     pub async fn sweep(&self) -> Result<usize, RuntimeError> {
+        self.leftovers_possible.store(false, Ordering::SeqCst);
+        let swept = self.sweep_once().await;
+        if swept.is_err() {
+            self.leftovers_possible.store(true, Ordering::SeqCst);
+        }
+        swept
+    }
+
+    async fn sweep_once(&self) -> Result<usize, RuntimeError> {
         let mine = [format!("{}=true", keys::MANAGED), format!("{}={}", keys::WORKER_ID, self.worker_id)];
         let found = self.engine.list_labelled(&mine).await.map_err(runtime_error)?;
         let mut removed = 0;
@@ -174,8 +188,9 @@ impl DockerRuntime {
     async fn start(&self, mut spec: LaunchSpec) -> Result<Launched, RuntimeError> {
         let run_id = format!("run-{}-{}", std::process::id(), self.next_run.fetch_add(1, Ordering::Relaxed));
         let plan = plan::plan(&spec, &run_id, self.network)?;
-        self.ensure_image(&spec.image).await?;
-        self.remove_earlier_containers(&spec.task_id).await?;
+        if self.leftovers_possible.load(Ordering::SeqCst) {
+            self.remove_earlier_containers(&spec.task_id).await?;
+        }
         let (stop, stop_requested) = oneshot::channel();
         let (done_sender, done) = watch::channel(false);
         // Registered before the container exists, so a concurrent sweep never takes it for a leftover.
@@ -183,7 +198,18 @@ impl DockerRuntime {
             .insert(run_id.clone(), Run { task_id: spec.task_id.clone(), container_id: None, stop: Some(stop), done });
         let port = spec.port.port();
         spec.port.unbind();
-        let container_id = match self.engine.run(&plan).await {
+        // Create first and pull only when the daemon says the image is missing: one call less per launch.
+        let mut created = self.engine.run(&plan).await;
+        if let Err(EngineError::NotFound(_)) = created {
+            created = match self.ensure_image(&spec.image).await {
+                Ok(()) => self.engine.run(&plan).await,
+                Err(error) => {
+                    lock(&self.runs).remove(&run_id);
+                    return Err(error);
+                }
+            };
+        }
+        let container_id = match created {
             Ok(id) => id,
             Err(error) => {
                 lock(&self.runs).remove(&run_id);
@@ -205,6 +231,7 @@ impl DockerRuntime {
             grace: self.grace,
             runs: self.runs.clone(),
             exits: self.exits.clone(),
+            leftovers_possible: self.leftovers_possible.clone(),
             _port: spec.port,
         };
         tokio::spawn(monitor.watch(stop_requested, done_sender));
@@ -276,6 +303,7 @@ struct Monitor {
     grace: Duration,
     runs: Arc<Mutex<HashMap<String, Run>>>,
     exits: mpsc::UnboundedSender<ExitEvent>,
+    leftovers_possible: Arc<AtomicBool>,
     _port: super::PortLease,
 }
 
@@ -318,6 +346,7 @@ impl Monitor {
             }
         };
         if let Err(error) = self.engine.remove(&self.container_id).await {
+            self.leftovers_possible.store(true, Ordering::SeqCst);
             tracing::warn!(task = %self.task_id, %error, "cannot remove the task container; the sweep will");
         }
         tracing::info!(task = %self.task_id, container = %short(&self.container_id), %reason, requested, "task container ended");
