@@ -273,3 +273,46 @@ fn ld_writes_are_read_through_ngsi10_and_notify_ngsi10_subscribers() {
     assert_eq!(broker.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:7").status, 204);
     assert_eq!(broker.get("/ngsi10/entity/urn:ngsi-ld:Room:7").status, 404);
 }
+
+#[test]
+fn language_properties_are_shown_in_the_language_asked() {
+    let broker = Broker::start();
+    let museum = json!({"id": "urn:ngsi-ld:Museum:1", "type": "Museum",
+        "name": {"type": "LanguageProperty", "languageMap": {"en": "Museum", "fr": "Musée", "de-CH": "Museum CH"}},
+        "motto": {"type": "LanguageProperty", "languageMap": {"@none": "Ars longa", "en": "Art lasts"}},
+        "visitors": {"type": "Property", "value": 10}});
+    create(&broker, &museum, &[]);
+    let get = |path: &str| {
+        let response = broker.get(path);
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        response.json()
+    };
+    let french = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=fr");
+    assert_eq!(french["name"], json!({"type": "Property", "value": "Musée", "lang": "fr"}));
+    assert_eq!(french["motto"], json!({"type": "Property", "value": "Ars longa", "lang": "@none"}), "@none fallback");
+    assert_eq!(french["visitors"], json!({"type": "Property", "value": 10}));
+    let weighted = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=it,de;q=0.5,en;q=0.4");
+    assert_eq!(weighted["name"]["value"], "Museum CH", "{weighted}");
+    assert_eq!(weighted["name"]["lang"], "de-CH", "{weighted}");
+    let concise = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=en&options=concise");
+    assert_eq!(concise["name"], json!({"value": "Museum", "lang": "en"}));
+    let key_values = get("/ngsi-ld/v1/entities?type=Museum&lang=fr&options=keyValues");
+    assert_eq!(
+        key_values,
+        json!([{"id": "urn:ngsi-ld:Museum:1", "type": "Museum", "name": "Musée",
+        "motto": "Ars longa", "visitors": 10}])
+    );
+    let any = get("/ngsi-ld/v1/entities?type=Museum&lang=it&attrs=name");
+    assert_eq!(any[0]["name"], json!({"type": "Property", "value": "Museum CH", "lang": "de-CH"}), "else any entry");
+    let queried = broker.request(
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?lang=fr",
+        Some(&json!({"type": "Query", "entities": [{"type": "Museum"}]}).to_string()),
+        &[],
+    );
+    assert_eq!(queried.json()[0]["name"]["value"], "Musée", "{queried:?}");
+    let stored = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1");
+    assert_eq!(stored["name"], museum["name"], "without lang the LanguageProperty is shown");
+    assert_problem(&broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=fr;q=2"), 400, "BadRequestData");
+    assert_problem(&broker.get("/ngsi-ld/v1/entities?type=Museum&lang=not%20a%20tag"), 400, "BadRequestData");
+}
