@@ -6,7 +6,7 @@
 //!
 //! Type and attribute names are compacted with the request's context (a `Link` header, named back in the
 //! answer's `Link`; or, for `application/ld+json`, echoed as `@context`), as entities are; `{type}` and `{attr}`
-//! in the path are expanded with it. The `id`s are the full IRIs.
+//! in the path are expanded with it. The `id`s are the full IRIs; lists are in the order of the names as shown.
 
 use std::collections::{BTreeMap, BTreeSet};
 
