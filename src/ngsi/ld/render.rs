@@ -1,7 +1,8 @@
 //! Rendering stored elements as NGSI-LD entities: normalized, `keyValues` (simplified) or `concise`, with the
 //! `sysAttrs` (`createdAt`/`modifiedAt` of the entity), an `attrs` projection and the language filter `lang`
-//! (LanguageProperties shown as Properties in one language, see [`super::lang`]). The inverse of
-//! [`super::entity`]; NGSI10-written elements read as Properties (see there).
+//! (LanguageProperties shown as Properties in one language, see [`super::lang`]). A multi-attribute shows as an
+//! array of its instances (in `keyValues`, of their values). The inverse of [`super::entity`]; NGSI10-written
+//! elements read as Properties (see there).
 
 use serde_json::{Map, Value};
 
@@ -136,6 +137,7 @@ pub fn render_entity(element: &ContextElement, created_at: i64, modified_at: i64
     let mut object = Map::new();
     object.insert("id".into(), Value::String(element.entity_id.id.clone()));
     object.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
+    let mut multi: Vec<String> = Vec::new();
     for attribute in view(element) {
         if !rendering.attrs.is_empty() && !rendering.attrs.contains(&attribute.name) {
             continue;
@@ -146,7 +148,17 @@ pub fn render_entity(element: &ContextElement, created_at: i64, modified_at: i64
             }
             _ => render_attribute(&attribute, rendering.format),
         };
-        object.insert(attribute.name.clone(), rendered);
+        // The instances of a multi-attribute (one attribute per `datasetId`) show as an array.
+        match object.get_mut(&attribute.name) {
+            Some(Value::Array(instances)) if multi.contains(&attribute.name) => instances.push(rendered),
+            Some(first) => {
+                *first = Value::Array(vec![first.take(), rendered]);
+                multi.push(attribute.name.clone());
+            }
+            None => {
+                object.insert(attribute.name.clone(), rendered);
+            }
+        }
     }
     if rendering.sys_attrs && rendering.format != Format::KeyValues {
         object.insert("createdAt".into(), date_time(created_at));
@@ -227,6 +239,20 @@ mod tests {
         assert_eq!(lang("en", Format::Normalized)["temperature"], sample()["temperature"], "other kinds unchanged");
         let without = render_entity(&element, 0, 0, &Rendering::default());
         assert_eq!(without["name"]["languageMap"]["fr"], "Salle", "without lang the languageMap is shown");
+    }
+
+    #[test]
+    fn multi_attributes_render_as_arrays_of_instances() {
+        let entity = json!({"id": "urn:a", "type": "T", "speed": [{"type": "Property", "value": 1},
+            {"type": "Property", "value": 2, "datasetId": "urn:gps"}, {"type": "Property", "value": 3, "datasetId": "urn:b"}]});
+        let element = parse_entity(&Context::core(), &entity).unwrap();
+        assert_eq!(render_entity(&element, 0, 0, &Rendering::default()), entity, "lossless");
+        let key_values = Rendering { format: Format::KeyValues, ..Rendering::default() };
+        assert_eq!(render_entity(&element, 0, 0, &key_values)["speed"], json!([1, 2, 3]));
+        assert_eq!(
+            parse_entity(&Context::core(), &render_entity(&element, 0, 0, &Rendering::default())).unwrap(),
+            element
+        );
     }
 
     #[test]

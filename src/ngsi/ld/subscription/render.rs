@@ -11,7 +11,37 @@ use crate::ngsi::ld::{DATASET_ID, OBSERVED_AT, UNIT_CODE};
 /// Members of a rendered attribute that are not sub-properties.
 const ATTRIBUTE_KEYS: &[&str] = &["type", "value", "object", "languageMap", "lang", OBSERVED_AT, UNIT_CODE, DATASET_ID];
 
-/// A rendered entity with its type and attribute / sub-property names compacted.
+/// Whether a rendered attribute object has a value member (normalized, or concise with sub-properties).
+fn has_value(object: &Map<String, Value>) -> bool {
+    ["value", "object", "languageMap"].iter().any(|key| object.contains_key(*key))
+}
+
+/// Whether a rendered attribute value is an attribute object.
+fn is_attribute(value: &Value) -> bool {
+    value.as_object().is_some_and(has_value)
+}
+
+/// A rendered attribute (instance) with its sub-property names compacted; a bare value as it is.
+fn compact_attribute(compactor: &Compactor, value: Value) -> Value {
+    match value {
+        Value::Object(attribute) if has_value(&attribute) => Value::Object(
+            attribute
+                .into_iter()
+                .map(|(name, sub)| {
+                    if ATTRIBUTE_KEYS.contains(&name.as_str()) {
+                        (name, sub)
+                    } else {
+                        (compactor.compact(&name), sub)
+                    }
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A rendered entity with its type and attribute / sub-property names compacted (each instance of a
+/// multi-attribute).
 pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
     let Value::Object(members) = entity else { return entity };
     let mut compacted = Map::new();
@@ -29,23 +59,10 @@ pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
             }
             _ => {
                 let value = match value {
-                    Value::Object(attribute)
-                        if ["value", "object", "languageMap"].iter().any(|key| attribute.contains_key(*key)) =>
-                    {
-                        Value::Object(
-                            attribute
-                                .into_iter()
-                                .map(|(name, sub)| {
-                                    if ATTRIBUTE_KEYS.contains(&name.as_str()) {
-                                        (name, sub)
-                                    } else {
-                                        (compactor.compact(&name), sub)
-                                    }
-                                })
-                                .collect(),
-                        )
-                    }
-                    other => other,
+                    Value::Array(instances) if instances.iter().all(is_attribute) => Value::Array(
+                        instances.into_iter().map(|instance| compact_attribute(compactor, instance)).collect(),
+                    ),
+                    other => compact_attribute(compactor, other),
                 };
                 compacted.insert(compactor.compact(&key), value);
             }

@@ -54,11 +54,16 @@ fn inventory(state: &BrokerState, tenant: &str) -> Result<Inventory, LdError> {
         let entity_type = entity.element.entity_id.entity_type.clone();
         let type_info = inventory.types.entry(entity_type.clone()).or_default();
         type_info.count += 1;
+        let mut seen: BTreeSet<String> = BTreeSet::new();
         for attribute in view(&entity.element) {
             let kind = Kind::of(&attribute.attribute_type).name();
             type_info.attributes.entry(attribute.name.clone()).or_default().insert(kind);
+            // The instances of a multi-attribute count once per entity.
+            let first = seen.insert(attribute.name.clone());
             let info = inventory.attributes.entry(attribute.name).or_default();
-            info.count += 1;
+            if first {
+                info.count += 1;
+            }
             info.kinds.insert(kind);
             info.types.insert(entity_type.clone());
         }
