@@ -25,6 +25,7 @@ mod ngsi10_subscribe;
 mod ngsi10_update;
 mod ngsi_ld_contexts;
 mod ngsi_ld_entities;
+mod ngsi_ld_periodic;
 mod ngsi_ld_queries;
 mod ngsi_ld_subscriptions;
 mod ngsi_mapping;

@@ -132,6 +132,69 @@ fn preloaded_contexts_work_offline() {
 }
 
 #[test]
+fn discovery_and_subscriptions_are_compacted_with_the_link_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ctx.jsonld");
+    std::fs::write(&file, context_document()).unwrap();
+    let url = "http://contexts.invalid/ngsi/ctx.jsonld";
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({"context": {"preload": {url: file}}}).to_string()).unwrap();
+    let broker = BrokerOptions::new().arg("--config").arg(config.display()).start();
+    let linked = link(url);
+    create(&broker, &room("urn:ngsi-ld:Room:1", 20.0), &[("Link", &linked)]);
+    let get = |path: &str| broker.request("GET", path, None, &[("Link", &linked)]);
+
+    let types = get("/ngsi-ld/v1/types");
+    assert_eq!(types.status, 200, "{types:?}");
+    assert!(types.header("link").is_some_and(|l| l.contains(url)), "the context is named back: {types:?}");
+    assert_eq!(types.json()["typeList"], json!(["Room"]));
+    assert_eq!(broker.get("/ngsi-ld/v1/types").json()["typeList"], json!(["https://example.org/ontology/Room"]));
+    let details = get("/ngsi-ld/v1/types?details=true").json();
+    assert_eq!(details[0]["typeName"], "Room", "{details}");
+    assert_eq!(details[0]["id"], "https://example.org/ontology/Room", "{details}");
+    assert_eq!(details[0]["attributeNames"], json!(["brand", "temperature"]), "{details}");
+    let info = get("/ngsi-ld/v1/types/Room");
+    assert_eq!(info.status, 200, "the short name is expanded with the Link context: {info:?}");
+    let info = info.json();
+    assert_eq!((info["typeName"].clone(), info["entityCount"].clone()), (json!("Room"), json!(1)), "{info}");
+    let names: Vec<&str> =
+        info["attributeDetails"].as_array().unwrap().iter().filter_map(|a| a["attributeName"].as_str()).collect();
+    assert_eq!(names, ["brand", "temperature"], "{info}");
+    assert_problem(&broker.get("/ngsi-ld/v1/types/Room"), 404, "ResourceNotFound");
+
+    assert_eq!(get("/ngsi-ld/v1/attributes").json()["attributeList"], json!(["brand", "temperature"]));
+    let temperature = get("/ngsi-ld/v1/attributes/temperature");
+    assert_eq!(temperature.status, 200, "{temperature:?}");
+    let temperature = temperature.json();
+    assert_eq!(
+        (temperature["attributeName"].clone(), temperature["typeNames"].clone(), temperature["id"].clone()),
+        (json!("temperature"), json!(["Room"]), json!("https://example.org/ontology/temperature"))
+    );
+    let details = get("/ngsi-ld/v1/attributes?details=true").json();
+    assert_eq!(details[0]["attributeName"], "brand", "{details}");
+    let ld = broker.request("GET", "/ngsi-ld/v1/types", None, &[("Link", &linked), ("Accept", "application/ld+json")]);
+    assert_eq!((ld.json()["typeList"].clone(), ld.json()["@context"].clone()), (json!(["Room"]), json!(url)));
+
+    let subscription = json!({"type": "Subscription", "entities": [{"type": "Room"}],
+        "watchedAttributes": ["temperature"], "notification": {"attributes": ["brand"],
+        "endpoint": {"uri": "http://127.0.0.1:9/n"}}});
+    let created = send(&broker, "POST", "/ngsi-ld/v1/subscriptions", &subscription, &[("Link", &linked)]);
+    assert_eq!(created.status, 201, "{created:?}");
+    let location = created.header("location").expect("Location").to_string();
+    let shown = get(&location);
+    assert!(shown.header("link").is_some_and(|l| l.contains(url)), "{shown:?}");
+    let shown = shown.json();
+    assert_eq!(shown["entities"], json!([{"type": "Room"}]), "{shown}");
+    assert_eq!(shown["watchedAttributes"], json!(["temperature"]), "{shown}");
+    assert_eq!(shown["notification"]["attributes"], json!(["brand"]), "{shown}");
+    let listed = get("/ngsi-ld/v1/subscriptions").json();
+    assert_eq!(listed[0]["entities"], json!([{"type": "Room"}]), "{listed}");
+    let plain = broker.get(&location).json();
+    assert_eq!(plain["entities"], json!([{"type": "https://example.org/ontology/Room"}]), "{plain}");
+    assert_eq!(plain["notification"]["attributes"], json!(["https://schema.org/brand"]), "{plain}");
+}
+
+#[test]
 fn unusable_contexts_are_ld_context_not_available() {
     let big = json!({"@context": {"t": "x".repeat(4096)}}).to_string();
     let server = StaticServer::start(&[

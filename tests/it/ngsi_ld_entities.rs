@@ -273,3 +273,110 @@ fn ld_writes_are_read_through_ngsi10_and_notify_ngsi10_subscribers() {
     assert_eq!(broker.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:7").status, 204);
     assert_eq!(broker.get("/ngsi10/entity/urn:ngsi-ld:Room:7").status, 404);
 }
+
+#[test]
+fn language_properties_are_shown_in_the_language_asked() {
+    let broker = Broker::start();
+    let museum = json!({"id": "urn:ngsi-ld:Museum:1", "type": "Museum",
+        "name": {"type": "LanguageProperty", "languageMap": {"en": "Museum", "fr": "Musée", "de-CH": "Museum CH"}},
+        "motto": {"type": "LanguageProperty", "languageMap": {"@none": "Ars longa", "en": "Art lasts"}},
+        "visitors": {"type": "Property", "value": 10}});
+    create(&broker, &museum, &[]);
+    let get = |path: &str| {
+        let response = broker.get(path);
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        response.json()
+    };
+    let french = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=fr");
+    assert_eq!(french["name"], json!({"type": "Property", "value": "Musée", "lang": "fr"}));
+    assert_eq!(french["motto"], json!({"type": "Property", "value": "Ars longa", "lang": "@none"}), "@none fallback");
+    assert_eq!(french["visitors"], json!({"type": "Property", "value": 10}));
+    let weighted = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=it,de;q=0.5,en;q=0.4");
+    assert_eq!(weighted["name"]["value"], "Museum CH", "{weighted}");
+    assert_eq!(weighted["name"]["lang"], "de-CH", "{weighted}");
+    let concise = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=en&options=concise");
+    assert_eq!(concise["name"], json!({"value": "Museum", "lang": "en"}));
+    let key_values = get("/ngsi-ld/v1/entities?type=Museum&lang=fr&options=keyValues");
+    assert_eq!(
+        key_values,
+        json!([{"id": "urn:ngsi-ld:Museum:1", "type": "Museum", "name": "Musée",
+        "motto": "Ars longa", "visitors": 10}])
+    );
+    let any = get("/ngsi-ld/v1/entities?type=Museum&lang=it&attrs=name");
+    assert_eq!(any[0]["name"], json!({"type": "Property", "value": "Museum CH", "lang": "de-CH"}), "else any entry");
+    let queried = broker.request(
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?lang=fr",
+        Some(&json!({"type": "Query", "entities": [{"type": "Museum"}]}).to_string()),
+        &[],
+    );
+    assert_eq!(queried.json()[0]["name"]["value"], "Musée", "{queried:?}");
+    let stored = get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1");
+    assert_eq!(stored["name"], museum["name"], "without lang the LanguageProperty is shown");
+    assert_problem(&broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Museum:1?lang=fr;q=2"), 400, "BadRequestData");
+    assert_problem(&broker.get("/ngsi-ld/v1/entities?type=Museum&lang=not%20a%20tag"), 400, "BadRequestData");
+}
+
+#[test]
+fn multi_attributes_keep_one_instance_per_dataset_id() {
+    let broker = Broker::start();
+    let car = json!({"id": "urn:ngsi-ld:Car:1", "type": "Car",
+        "speed": [{"type": "Property", "value": 50},
+            {"type": "Property", "value": 52, "datasetId": "urn:ngsi-ld:Dataset:gps"}]});
+    create(&broker, &car, &[]);
+    let path = "/ngsi-ld/v1/entities/urn:ngsi-ld:Car:1";
+    assert_eq!(broker.get(path).json(), car, "every instance, as written");
+    let ngsi10 =
+        broker.query_ok(&json!({"entities": [{"id": "urn:ngsi-ld:Car:1", "type": "Car", "isPattern": false}]}));
+    let attributes = &ngsi10["contextResponses"][0]["contextElement"]["attributes"];
+    assert_eq!(attributes.as_array().map(Vec::len), Some(2), "NGSI10 lists one attribute per instance: {ngsi10}");
+    let v2 = broker.get("/v2/entities/urn:ngsi-ld:Car:1?options=keyValues").json();
+    assert!(v2["speed"] == 50 || v2["speed"] == 52, "NGSIv2, keyed by name, shows one instance: {v2}");
+    let speeds = |entity: &Value| -> Vec<(Value, Value)> {
+        entity["speed"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|i| (i["value"].clone(), i["datasetId"].clone()))
+            .collect()
+    };
+
+    let radar = json!({"speed": {"type": "Property", "value": 49, "datasetId": "urn:ngsi-ld:Dataset:radar"}});
+    assert_eq!(send(&broker, "POST", &format!("{path}/attrs"), &radar, &[]).status, 204);
+    let patch = json!({"value": 55, "datasetId": "urn:ngsi-ld:Dataset:gps"});
+    assert_eq!(send(&broker, "PATCH", &format!("{path}/attrs/speed"), &patch, &[]).status, 204);
+    let default = json!({"speed": {"type": "Property", "value": 51}});
+    assert_eq!(send(&broker, "PATCH", &format!("{path}/attrs"), &default, &[]).status, 204);
+    assert_eq!(
+        speeds(&broker.get(path).json()),
+        vec![
+            (json!(51), Value::Null),
+            (json!(55), json!("urn:ngsi-ld:Dataset:gps")),
+            (json!(49), json!("urn:ngsi-ld:Dataset:radar"))
+        ],
+        "each write touched only the instance of its datasetId"
+    );
+    let other = json!({"value": 1, "datasetId": "urn:ngsi-ld:Dataset:none"});
+    assert_problem(&send(&broker, "PATCH", &format!("{path}/attrs/speed"), &other, &[]), 404, "ResourceNotFound");
+
+    let key_values = broker.get(&format!("{path}?options=keyValues")).json();
+    assert_eq!(key_values["speed"], json!([51, 55, 49]));
+    let found = broker.get("/ngsi-ld/v1/entities?type=Car&q=speed==49").json();
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "q holds when one instance does: {found}");
+    assert_eq!(broker.get("/ngsi-ld/v1/entities?type=Car&q=speed==30").json(), json!([]));
+    let attribute = broker.get("/ngsi-ld/v1/attributes/speed").json();
+    assert_eq!(attribute["attributeCount"], 1, "an entity counts once: {attribute}");
+
+    let deleted = broker.delete(&format!("{path}/attrs/speed?datasetId=urn:ngsi-ld:Dataset:radar"));
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    assert_eq!(speeds(&broker.get(path).json()).len(), 2);
+    assert_eq!(broker.delete(&format!("{path}/attrs/speed")).status, 204, "the default instance");
+    let left = broker.get(path).json();
+    assert_eq!(left["speed"]["datasetId"], "urn:ngsi-ld:Dataset:gps", "one instance left shows as an object: {left}");
+
+    let twice = json!({"id": "urn:ngsi-ld:Car:2", "type": "Car",
+        "speed": [{"type": "Property", "value": 1, "datasetId": "urn:d"}, {"type": "Property", "value": 2, "datasetId": "urn:d"}]});
+    assert_problem(&send(&broker, "POST", "/ngsi-ld/v1/entities", &twice, &[]), 400, "BadRequestData");
+    let defaults = json!({"id": "urn:ngsi-ld:Car:2", "type": "Car", "speed": [{"value": 1}, {"value": 2}]});
+    assert_problem(&send(&broker, "POST", "/ngsi-ld/v1/entities", &defaults, &[]), 400, "BadRequestData");
+}

@@ -170,7 +170,7 @@ fn invalid_subscriptions_are_refused_with_problem_details() {
         assert_problem(&send(&broker, "POST", SUBSCRIPTIONS, &bad, &[]), 400, "BadRequestData");
     }
     assert_problem(
-        &send(&broker, "POST", SUBSCRIPTIONS, &with("timeInterval", json!(10)), &[]),
+        &send(&broker, "POST", SUBSCRIPTIONS, &with("csf", json!("a==b")), &[]),
         422,
         "OperationNotSupported",
     );

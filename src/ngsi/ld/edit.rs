@@ -2,11 +2,15 @@
 //! by the broker state): create, replace, batch upsert/update, append (`noOverwrite`), update of existing
 //! attributes, partial update of one attribute (sub-properties merged), and deletion of one attribute
 //! (`datasetId`, `deleteAll`). Each answers the new element and the names it wrote or removed, or a refusal.
+//! Attributes are written instance by instance: an instance replaces the stored one of the same name and
+//! `datasetId` only (multi-attributes, [`super::multi`]); a partial update edits the instance of the fragment's
+//! `datasetId`.
 
 use serde_json::{Map, Value};
 
 use super::context::Context;
 use super::entity::{parse_attribute, refresh_location};
+use super::multi::{dataset_id, has_instance, put};
 use super::render::{render_attribute, Format};
 use super::DATASET_ID;
 use crate::ngsi::v1::{ContextAttribute, ContextElement};
@@ -79,15 +83,15 @@ fn not_found(id: &str) -> Refusal {
     Refusal::NotFound(format!("entity `{id}` does not exist"))
 }
 
+/// The distinct names of attributes (instances of one multi-attribute share theirs).
 fn names(attributes: &[ContextAttribute]) -> Vec<String> {
-    attributes.iter().map(|a| a.name.clone()).collect()
-}
-
-fn put(element: &mut ContextElement, attribute: ContextAttribute) {
-    match element.attributes.iter_mut().find(|a| a.name == attribute.name) {
-        Some(existing) => *existing = attribute,
-        None => element.attributes.push(attribute),
+    let mut names: Vec<String> = Vec::with_capacity(attributes.len());
+    for attribute in attributes {
+        if !names.contains(&attribute.name) {
+            names.push(attribute.name.clone());
+        }
     }
+    names
 }
 
 impl Edit {
@@ -106,7 +110,7 @@ impl Edit {
             (Edit::Replace(element), Some(before)) | (Edit::Upsert { element, replace: true }, Some(before)) => {
                 let mut touched = names(&element.attributes);
                 let removed: Vec<String> =
-                    before.attributes.iter().map(|a| a.name.clone()).filter(|n| !touched.contains(n)).collect();
+                    names(&before.attributes).into_iter().filter(|n| !touched.contains(n)).collect();
                 touched.extend(removed);
                 (element, touched)
             }
@@ -121,10 +125,12 @@ impl Edit {
                 let mut element = before.clone();
                 let mut touched = Vec::new();
                 for attribute in attributes {
-                    if no_overwrite && before.attributes.iter().any(|a| a.name == attribute.name) {
+                    if no_overwrite && has_instance(before, &attribute) {
                         continue;
                     }
-                    touched.push(attribute.name.clone());
+                    if !touched.contains(&attribute.name) {
+                        touched.push(attribute.name.clone());
+                    }
                     put(&mut element, attribute);
                 }
                 if touched.is_empty() {
@@ -136,8 +142,10 @@ impl Edit {
                 let mut element = before.clone();
                 let mut touched = Vec::new();
                 for attribute in attributes {
-                    if before.attributes.iter().any(|a| a.name == attribute.name) {
-                        touched.push(attribute.name.clone());
+                    if has_instance(before, &attribute) {
+                        if !touched.contains(&attribute.name) {
+                            touched.push(attribute.name.clone());
+                        }
                         put(&mut element, attribute);
                     }
                 }
@@ -147,8 +155,13 @@ impl Edit {
                 (element, touched)
             }
             (Edit::Patch { name, fragment, context }, Some(before)) => {
-                let Some(existing) = before.attributes.iter().find(|a| a.name == name) else {
-                    return Err(Refusal::NotFound(format!("entity `{id}` has no attribute `{name}`")));
+                // The instance of the fragment's `datasetId` (the default instance without one).
+                let dataset = fragment.get(DATASET_ID).and_then(Value::as_str);
+                let Some(existing) = before.attributes.iter().find(|a| a.name == name && dataset_id(a) == dataset)
+                else {
+                    return Err(Refusal::NotFound(format!(
+                        "entity `{id}` has no attribute `{name}` (of that datasetId)"
+                    )));
                 };
                 let Value::Object(mut merged) = render_attribute(existing, Format::Normalized) else {
                     return Err(Refusal::Invalid(ParseError::new("the stored attribute cannot be patched")));
@@ -243,5 +256,34 @@ mod tests {
         assert!(element.domain_metadata.is_empty(), "the location point goes with the GeoProperty");
         assert!(matches!(delete(Some("urn:d"), false).apply("urn:r", Some(&room())), Err(Refusal::NotFound(_))));
         assert!(delete(Some("urn:d"), true).apply("urn:r", Some(&room())).is_ok());
+    }
+
+    #[test]
+    fn instances_are_written_patched_and_deleted_by_dataset_id() {
+        let gps = |value: i64| {
+            parse_attribute(&Context::core(), "t", &json!({"type": "Property", "value": value, "datasetId": "urn:gps"}))
+                .unwrap()
+        };
+        let (element, touched) =
+            Edit::Append { attributes: vec![gps(7)], no_overwrite: false }.apply("urn:r", Some(&room())).unwrap();
+        let values = |element: &ContextElement| -> Vec<Value> {
+            element.attributes.iter().filter(|a| a.name == "t").map(|a| a.value.clone()).collect()
+        };
+        assert_eq!((values(&element), touched), (vec![json!(1), json!(7)], vec!["t".to_string()]));
+        let no_overwrite = Edit::Append { attributes: vec![gps(8)], no_overwrite: true };
+        assert_eq!(no_overwrite.apply("urn:r", Some(&element)), Err(Refusal::NothingUpdated));
+        let (updated, _) = Edit::UpdateExisting(vec![gps(9)]).apply("urn:r", Some(&element)).unwrap();
+        assert_eq!(values(&updated), [json!(1), json!(9)], "only the instance of that datasetId");
+        let fragment = json!({"value": 10, "datasetId": "urn:gps"}).as_object().unwrap().clone();
+        let (patched, _) = Edit::Patch { name: "t".into(), fragment, context: Context::core() }
+            .apply("urn:r", Some(&element))
+            .unwrap();
+        assert_eq!(values(&patched), [json!(1), json!(10)]);
+        let other = json!({"value": 10, "datasetId": "urn:other"}).as_object().unwrap().clone();
+        let patch = Edit::Patch { name: "t".into(), fragment: other, context: Context::core() };
+        assert!(matches!(patch.apply("urn:r", Some(&element)), Err(Refusal::NotFound(_))));
+        let delete = Edit::DeleteAttribute { name: "t".into(), dataset_id: Some("urn:gps".into()), delete_all: false };
+        let (deleted, _) = delete.apply("urn:r", Some(&element)).unwrap();
+        assert_eq!(values(&deleted), [json!(1)], "the default instance stays");
     }
 }

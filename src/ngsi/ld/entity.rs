@@ -10,6 +10,9 @@
 //!   (`{latitude, longitude}`), so NGSI10 geo scopes see LD positions; NGSI10 attributes of other types read as
 //!   Properties, and a `point` domain metadata without a `location` attribute reads as a `location` GeoProperty.
 //!
+//! * A multi-attribute (an array of instances told apart by `datasetId`) is stored as one attribute per instance,
+//!   of the same name (see [`super::multi`]).
+//!
 //! Names and types are stored canonical (see [`super::context`]). Input may be normalized or concise.
 
 use serde_json::{Map, Value};
@@ -168,17 +171,34 @@ fn parse_sub_property(attribute: &str, name: &str, body: &Value) -> Result<Conte
     Ok(ContextMetadata { name: name.to_string(), metadata_type, value })
 }
 
-/// Parses one attribute `name` (already canonical) from its normalized or concise body.
+/// The instances of a multi-attribute body: an array of attribute objects (each with a `type`, `value`,
+/// `object` or `languageMap`); `None` for one instance (or a concise array value).
+fn instances_of(body: &Value) -> Option<&[Value]> {
+    let is_instance = |item: &Value| ["type", "value", "object", "languageMap"].iter().any(|k| item.get(k).is_some());
+    match body {
+        Value::Array(instances) if !instances.is_empty() && instances.iter().all(is_instance) => Some(instances),
+        _ => None,
+    }
+}
+
+/// Parses every instance of attribute `name` (already canonical): one, or several told apart by `datasetId`
+/// (see [`super::multi`]).
+pub fn parse_instances(context: &Context, name: &str, body: &Value) -> Result<Vec<ContextAttribute>, ParseError> {
+    let Some(items) = instances_of(body) else { return Ok(vec![parse_attribute(context, name, body)?]) };
+    let instances =
+        items.iter().map(|item| parse_attribute(context, name, item)).collect::<Result<Vec<_>, ParseError>>()?;
+    super::multi::check_instances(name, &instances)?;
+    Ok(instances)
+}
+
+/// Parses one attribute instance `name` (already canonical) from its normalized or concise body (an array of one
+/// instance is that instance; of several, refused: see [`parse_instances`]).
 pub fn parse_attribute(context: &Context, name: &str, body: &Value) -> Result<ContextAttribute, ParseError> {
     check_name("attribute name", name)?;
-    let is_instance = |item: &Value| ["type", "value", "object", "languageMap"].iter().any(|k| item.get(k).is_some());
-    let body = match body {
-        Value::Array(instances) if !instances.iter().all(is_instance) || instances.is_empty() => body,
-        Value::Array(instances) if instances.len() == 1 => &instances[0],
-        Value::Array(_) => {
-            return Err(ParseError::new(format!("attribute `{name}`: multi-attributes (datasetId) are not supported")))
-        }
-        other => other,
+    let body = match instances_of(body) {
+        Some([single]) => single,
+        Some(_) => return Err(ParseError::new(format!("attribute `{name}`: give one instance here"))),
+        None => body,
     };
     let (kind, value) = kind_and_value(name, body)?;
     let mut metadata = Vec::new();
@@ -206,10 +226,10 @@ pub fn parse_attributes(context: &Context, body: &Map<String, Value>) -> Result<
         if ENTITY_KEYS.contains(&key.as_str()) {
             continue;
         }
-        if attributes.len() >= MAX_ATTRIBUTES_PER_ENTITY {
+        attributes.extend(parse_instances(context, &context.canonical(key), value)?);
+        if attributes.len() > MAX_ATTRIBUTES_PER_ENTITY {
             return Err(ParseError::new(format!("more than {MAX_ATTRIBUTES_PER_ENTITY} attributes")));
         }
-        attributes.push(parse_attribute(context, &context.canonical(key), value)?);
     }
     Ok(attributes)
 }
@@ -335,16 +355,32 @@ mod tests {
             json!({"type": "Room"}),
             json!({"id": "room1", "type": "Room"}),
             json!({"id": "urn:a", "type": 3}),
+            json!({"id": "urn:a", "type": ["A", "B"]}),
             json!({"id": "urn:a"}),
             json!({"id": "urn:a", "type": "T", "p": {"type": "Property"}}),
             json!({"id": "urn:a", "type": "T", "p": {"type": "Unknown", "value": 1}}),
             json!({"id": "urn:a", "type": "T", "r": {"type": "Relationship", "object": "not a uri"}}),
             json!({"id": "urn:a", "type": "T", "g": {"type": "GeoProperty", "value": {"lat": 1}}}),
             json!({"id": "urn:a", "type": "T", "p": {"type": "Property", "value": 1, "observedAt": "yesterday"}}),
-            json!({"id": "urn:a", "type": "T", "p": [{"value": 1}, {"value": 2, "datasetId": "urn:d"}]}),
+            json!({"id": "urn:a", "type": "T", "p": [{"value": 1}, {"value": 2}]}),
+            json!({"id": "urn:a", "type": "T", "p": [{"value": 1, "datasetId": "urn:d"}, {"value": 2, "datasetId": "urn:d"}]}),
+            json!({"id": "urn:a", "type": "T", "p": [{"value": 1}, {"type": "Property"}]}),
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn multi_attributes_are_instances_told_apart_by_dataset_id() {
+        let element = parse(json!({"id": "urn:a", "type": "T",
+            "speed": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:gps"}],
+            "list": [1, 2]}))
+        .unwrap();
+        let speeds: Vec<_> = element.attributes.iter().filter(|a| a.name == "speed").collect();
+        assert_eq!(speeds.len(), 2);
+        assert_eq!(super::super::multi::dataset_id(speeds[1]), Some("urn:gps"));
+        let list = element.attributes.iter().find(|a| a.name == "list").unwrap();
+        assert_eq!(list.value, json!([1, 2]), "a concise array value is one Property");
     }
 
     #[test]

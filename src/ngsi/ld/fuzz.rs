@@ -128,7 +128,8 @@ fn entities_never_panic_and_round_trip() {
             let again = parse_entity(&context, &rendered).map(sorted);
             assert_eq!(again, Ok(sorted(element.clone())), "{body} rendered {format:?} as {rendered}");
         }
-        let key_values = Rendering { format: Format::KeyValues, sys_attrs: true, attrs: vec!["temp".into()] };
+        let key_values =
+            Rendering { format: Format::KeyValues, sys_attrs: true, attrs: vec!["temp".into()], lang: None };
         render_entity(&element, i64::MAX, i64::MIN, &key_values);
         let fragment = value(&mut rng, 0).as_object().cloned().unwrap_or_default();
         let patch = Edit::Patch { name: pick(&mut rng, NAMES).to_string(), fragment, context: Context::core() };
@@ -249,7 +250,7 @@ fn subscriptions_never_panic() {
             .map(|element| parsed_subscription.project(element))
             .collect();
         notification_body(&parsed_subscription, "urn:s", "urn:n", i64::MAX, projected.iter());
-        render_subscription("urn:s", &parsed_subscription, &Shown::default(), i64::MIN);
+        render_subscription("urn:s", &parsed_subscription, &Shown::default(), i64::MIN, &Default::default());
         let _ = parsed_subscription.patch(&subscription(&mut rng), &context, Value::Null);
     }
     assert!(parsed > 300, "only {parsed} subscriptions parsed");

@@ -1,6 +1,7 @@
 //! NGSI-LD (ETSI GS CIM 009) codec over the NGSI10 data model: `@context` handling with the embedded core context
 //! ([`context`]), entities ↔ stored elements ([`entity`], [`render`]), the entity edits of the API ([`edit`]),
-//! the `q` query language ([`query`]), geo-queries ([`geo`]), subscriptions with their notifications
+//! the `q` query language ([`query`]), geo-queries ([`geo`]), the `lang` language filter ([`lang`]),
+//! multi-attributes ([`multi`]), subscriptions with their notifications
 //! ([`subscription`]) and context source registrations ([`csource`]).
 //!
 //! Pure: no I/O, no HTTP. Client input is validated into typed values with a [`ParseError`] (the API layer makes
@@ -13,6 +14,8 @@ pub mod entity;
 #[cfg(test)]
 mod fuzz;
 pub mod geo;
+pub mod lang;
+pub mod multi;
 pub mod query;
 pub mod render;
 pub mod subscription;

@@ -273,36 +273,54 @@ fn holds_one(target: &Value, op: Op, operand: &Operand) -> bool {
     }
 }
 
-/// The value a path designates in an element.
-fn resolve<'a>(element: &'a ContextElement, path: &Path) -> Option<&'a Value> {
-    let mut value = match element.attributes.iter().find(|a| a.name == path.attribute) {
-        Some(attribute) => match &path.sub {
-            Some(sub) => match attribute.metadata.iter().find(|m| &m.name == sub) {
-                Some(metadata) => &metadata.value,
-                None => attribute.value.get(sub)?,
-            },
-            None => &attribute.value,
-        },
-        None if path.sub.is_none() => &element.domain_metadata.iter().find(|m| m.name == path.attribute)?.value,
-        None => return None,
+/// The values a path designates in an element: one per instance of the attribute (several for a
+/// multi-attribute), or a domain metadata of that name.
+fn resolve<'a>(element: &'a ContextElement, path: &Path) -> Vec<&'a Value> {
+    let follow = |mut value: &'a Value| {
+        for key in &path.keys {
+            value = value.get(key)?;
+        }
+        Some(value)
     };
-    for key in &path.keys {
-        value = value.get(key)?;
+    let instances: Vec<_> = element.attributes.iter().filter(|a| a.name == path.attribute).collect();
+    if instances.is_empty() {
+        return match &path.sub {
+            None => element.domain_metadata.iter().filter(|m| m.name == path.attribute).find_map(|m| follow(&m.value)),
+            Some(_) => None,
+        }
+        .into_iter()
+        .collect();
     }
-    Some(value)
+    instances
+        .into_iter()
+        .filter_map(|attribute| match &path.sub {
+            Some(sub) => match attribute.metadata.iter().find(|m| &m.name == sub) {
+                Some(metadata) => follow(&metadata.value),
+                None => follow(attribute.value.get(sub)?),
+            },
+            None => follow(&attribute.value),
+        })
+        .collect()
 }
 
+/// Whether one designated value satisfies a comparison (an array value: any item, or all for `!=` / `!~=`).
+fn compare_value(target: &Value, op: Op, operand: &Operand) -> bool {
+    match target {
+        Value::Array(items) => match op {
+            Op::Ne | Op::NoMatch => items.iter().all(|item| holds_one(item, op, operand)),
+            _ => items.iter().any(|item| holds_one(item, op, operand)),
+        },
+        target => holds_one(target, op, operand),
+    }
+}
+
+/// Whether the element satisfies an expression; a comparison holds when it holds for some instance.
 fn evaluate(expr: &Expr, element: &ContextElement) -> bool {
     match expr {
-        Expr::Exists(path) => resolve(element, path).is_some(),
-        Expr::Compare(path, op, operand) => match resolve(element, path) {
-            Some(Value::Array(items)) => match op {
-                Op::Ne | Op::NoMatch => items.iter().all(|item| holds_one(item, *op, operand)),
-                _ => items.iter().any(|item| holds_one(item, *op, operand)),
-            },
-            Some(target) => holds_one(target, *op, operand),
-            None => false,
-        },
+        Expr::Exists(path) => !resolve(element, path).is_empty(),
+        Expr::Compare(path, op, operand) => {
+            resolve(element, path).into_iter().any(|target| compare_value(target, *op, operand))
+        }
         Expr::And(terms) => terms.iter().all(|term| evaluate(term, element)),
         Expr::Or(terms) => terms.iter().any(|term| evaluate(term, element)),
     }
@@ -404,5 +422,18 @@ mod tests {
         for bad in ["", "(a", "a)", "a==", "==3", "a==\"x", "a>1,2", "a~=(", "a[b", "a;;b", "a|", &deep, &long] {
             assert!(Query::parse(bad, &Context::core()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_multi_attribute_matches_when_one_instance_does() {
+        let element = parse_entity(
+            &Context::core(),
+            &json!({"id": "urn:a", "type": "T", "speed": [{"type": "Property", "value": 10, "unitCode": "KMH"},
+                {"type": "Property", "value": 80, "datasetId": "urn:gps", "unitCode": "MPH"}]}),
+        )
+        .unwrap();
+        let holds = |q: &str| Query::parse(q, &Context::core()).unwrap().matches(&element);
+        assert!(holds("speed==80") && holds("speed==10") && holds("speed>50") && holds("speed.unitCode==\"MPH\""));
+        assert!(!holds("speed==30") && !holds("speed>100") && holds("speed") && !holds("other"));
     }
 }

@@ -1,10 +1,13 @@
 //! Rendering stored elements as NGSI-LD entities: normalized, `keyValues` (simplified) or `concise`, with the
-//! `sysAttrs` (`createdAt`/`modifiedAt` of the entity) and an `attrs` projection. The inverse of
-//! [`super::entity`]; NGSI10-written elements read as Properties (see there).
+//! `sysAttrs` (`createdAt`/`modifiedAt` of the entity), an `attrs` projection and the language filter `lang`
+//! (LanguageProperties shown as Properties in one language, see [`super::lang`]). A multi-attribute shows as an
+//! array of its instances (in `keyValues`, of their values). The inverse of [`super::entity`]; NGSI10-written
+//! elements read as Properties (see there).
 
 use serde_json::{Map, Value};
 
 use super::entity::{is_geojson, Kind};
+use super::lang::LanguageFilter;
 use super::{DATASET_ID, LOCATION, OBSERVED_AT, UNIT_CODE};
 use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata};
 
@@ -29,6 +32,8 @@ pub struct Rendering {
     pub sys_attrs: bool,
     /// The attributes to keep (canonical names); all when empty.
     pub attrs: Vec<String>,
+    /// The language filter (`lang`): LanguageProperties as Properties in the language it picks.
+    pub lang: Option<LanguageFilter>,
 }
 
 /// Milliseconds since the epoch as an ISO 8601 UTC date-time.
@@ -78,6 +83,27 @@ pub fn render_attribute(attribute: &ContextAttribute, format: Format) -> Value {
     fragment(Kind::of(&attribute.attribute_type), &attribute.value, &attribute.metadata, format)
 }
 
+/// A LanguageProperty shown through a language filter: a Property with the value of the language picked and a
+/// `lang` member naming it (keyValues: the value alone); as stored when its languageMap is empty.
+fn render_in_language(attribute: &ContextAttribute, filter: &LanguageFilter, format: Format) -> Value {
+    let Some((tag, value)) = attribute.value.as_object().and_then(|map| filter.pick(map)) else {
+        return render_attribute(attribute, format);
+    };
+    if format == Format::KeyValues {
+        return value.clone();
+    }
+    let mut object = Map::new();
+    if format == Format::Normalized {
+        object.insert("type".into(), Value::String(Kind::Property.name().into()));
+    }
+    object.insert("value".into(), value.clone());
+    object.insert("lang".into(), Value::String(tag.to_string()));
+    for sub in &attribute.metadata {
+        object.insert(sub.name.clone(), sub_property(sub, format));
+    }
+    Value::Object(object)
+}
+
 /// The NGSI-LD view of an element's attributes: its attributes, then a `location` GeoProperty from a `point`
 /// domain metadata when no attribute is named `location`, then its other domain metadata as Properties.
 pub fn view(element: &ContextElement) -> Vec<ContextAttribute> {
@@ -111,11 +137,28 @@ pub fn render_entity(element: &ContextElement, created_at: i64, modified_at: i64
     let mut object = Map::new();
     object.insert("id".into(), Value::String(element.entity_id.id.clone()));
     object.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
+    let mut multi: Vec<String> = Vec::new();
     for attribute in view(element) {
         if !rendering.attrs.is_empty() && !rendering.attrs.contains(&attribute.name) {
             continue;
         }
-        object.insert(attribute.name.clone(), render_attribute(&attribute, rendering.format));
+        let rendered = match &rendering.lang {
+            Some(filter) if Kind::of(&attribute.attribute_type) == Kind::LanguageProperty => {
+                render_in_language(&attribute, filter, rendering.format)
+            }
+            _ => render_attribute(&attribute, rendering.format),
+        };
+        // The instances of a multi-attribute (one attribute per `datasetId`) show as an array.
+        match object.get_mut(&attribute.name) {
+            Some(Value::Array(instances)) if multi.contains(&attribute.name) => instances.push(rendered),
+            Some(first) => {
+                *first = Value::Array(vec![first.take(), rendered]);
+                multi.push(attribute.name.clone());
+            }
+            None => {
+                object.insert(attribute.name.clone(), rendered);
+            }
+        }
     }
     if rendering.sys_attrs && rendering.format != Format::KeyValues {
         object.insert("createdAt".into(), date_time(created_at));
@@ -173,6 +216,42 @@ mod tests {
             projected,
             json!({"id": "urn:ngsi-ld:Room:1", "type": "Room", "count": {"type": "Property", "value": 3},
                 "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.500Z"})
+        );
+    }
+
+    #[test]
+    fn a_language_filter_shows_language_properties_as_properties() {
+        let mut entity = sample();
+        entity["name"] = json!({"type": "LanguageProperty", "languageMap": {"en": "Room", "fr": "Salle", "@none": "R"},
+            "accuracy": {"type": "Property", "value": 1}});
+        let element = parse_entity(&Context::core(), &entity).unwrap();
+        let lang = |text: &str, format: Format| {
+            let rendering =
+                Rendering { format, lang: Some(LanguageFilter::parse(text).unwrap()), ..Rendering::default() };
+            render_entity(&element, 0, 0, &rendering)
+        };
+        assert_eq!(
+            lang("fr", Format::Normalized)["name"],
+            json!({"type": "Property", "value": "Salle", "lang": "fr", "accuracy": {"type": "Property", "value": 1}})
+        );
+        assert_eq!(lang("it", Format::Concise)["name"], json!({"value": "R", "lang": "@none", "accuracy": 1}));
+        assert_eq!(lang("en", Format::KeyValues)["name"], json!("Room"));
+        assert_eq!(lang("en", Format::Normalized)["temperature"], sample()["temperature"], "other kinds unchanged");
+        let without = render_entity(&element, 0, 0, &Rendering::default());
+        assert_eq!(without["name"]["languageMap"]["fr"], "Salle", "without lang the languageMap is shown");
+    }
+
+    #[test]
+    fn multi_attributes_render_as_arrays_of_instances() {
+        let entity = json!({"id": "urn:a", "type": "T", "speed": [{"type": "Property", "value": 1},
+            {"type": "Property", "value": 2, "datasetId": "urn:gps"}, {"type": "Property", "value": 3, "datasetId": "urn:b"}]});
+        let element = parse_entity(&Context::core(), &entity).unwrap();
+        assert_eq!(render_entity(&element, 0, 0, &Rendering::default()), entity, "lossless");
+        let key_values = Rendering { format: Format::KeyValues, ..Rendering::default() };
+        assert_eq!(render_entity(&element, 0, 0, &key_values)["speed"], json!([1, 2, 3]));
+        assert_eq!(
+            parse_entity(&Context::core(), &render_entity(&element, 0, 0, &Rendering::default())).unwrap(),
+            element
         );
     }
 

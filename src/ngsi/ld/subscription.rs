@@ -7,8 +7,9 @@
 //!
 //! Names (entity types, `watchedAttributes`, `notification.attributes`, `geoQ.geoproperty`) are stored canonical
 //! (see [`super::context`]); `q` is stored as written with the context it was written in, and compiled again
-//! from both. `timeInterval`, `csf`, `temporalQ`, `scopeQ`, `lang`, `notification.endpoint.receiverInfo` /
-//! `notifierInfo`, `notification.sysAttrs` / `showChanges` and `notificationTrigger` are refused with
+//! from both. A `timeInterval` (periodic notification, at least [`MIN_TIME_INTERVAL_MS`]) excludes
+//! `watchedAttributes` and `throttling`. `csf`, `temporalQ`, `scopeQ`, `lang`, `notification.endpoint.receiverInfo`
+//! / `notifierInfo`, `notification.sysAttrs` / `showChanges` and `notificationTrigger` are refused with
 //! [`SubscriptionError::NotSupported`].
 
 mod parse;
@@ -33,6 +34,8 @@ pub const MAX_LIST: usize = 100;
 const MAX_TEXT: usize = 1024;
 /// Longest endpoint URI.
 const MAX_URI: usize = 2048;
+/// Shortest `timeInterval` (ms): a periodic subscription reads every entity it selects at each period.
+pub const MIN_TIME_INTERVAL_MS: u64 = 1000;
 
 /// Why a subscription body cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,6 +190,9 @@ pub struct LdSubscription {
     /// `throttling`, ms.
     #[serde(default)]
     pub throttling_ms: Option<u64>,
+    /// `timeInterval`, ms: notified periodically with the current state of what it selects, not on changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_interval_ms: Option<u64>,
     /// The subscription's `@context` with no remote URL left (null: the core context): the body `@context`, or
     /// the inline equivalent of the remote contexts it named, resolved when it was written. Used to compact
     /// notifications (and to compile `q`), so notifying never fetches anything.
@@ -218,6 +224,7 @@ impl Default for LdSubscription {
             is_active: true,
             expires_at: None,
             throttling_ms: None,
+            time_interval_ms: None,
             context: Value::Null,
             written_context: Value::Null,
         }

@@ -2,7 +2,8 @@
 //! delays another (no head-of-line blocking). A backlog is sent in batches (in order); each request has
 //! connect and total timeouts; failed batches are retried with capped, jittered backoff (`max_attempts` times,
 //! or until they succeed for `Require-Reliability` subscriptions). Overflow drops the oldest element, counted
-//! and logged — never an unbounded buffer. Throttled subscriptions keep only the latest state per entity.
+//! and logged — never an unbounded buffer. Throttled and periodic subscriptions keep only the latest state per
+//! entity; a periodic subscription's queue is fed by a timer ([`periodic`]).
 //!
 //! Knows the notification formats (NGSIv1, and NGSIv2 / NGSI-LD for the `Destination` header, and Orion's
 //! `attrsFormat`s for NGSIv2 subscriptions, with `Fiware-Service`, `Fiware-Correlator` and `Ngsiv2-AttrsFormat`
@@ -15,28 +16,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::Rng;
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::request::build_request;
 use super::subscriptions::SubscriptionRecord;
 use crate::clients::http_client::HttpClient;
 use crate::config::NotificationConfig;
 use crate::http::Metrics;
-use crate::ngsi::convert::{to_ngsi_ld, to_ngsiv2};
-use crate::ngsi::ld::subscription::{notification_body as ld_notification_body, Accept, LdSubscription};
-use crate::ngsi::v1::{ContextElement, ContextElementResponse, NotifyContextRequest, StatusCode};
-use crate::ngsi::v2::subscription::{notification_body, AttrsFormat};
+use crate::ngsi::ld::subscription::LdSubscription;
+use crate::ngsi::v1::ContextElement;
+use crate::ngsi::v2::subscription::AttrsFormat;
 
-/// The core @context FogFlow links on NGSI-LD notifications.
-const LD_CORE_CONTEXT_LINK: &str = "<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.3.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Delivery counters shown with a subscription (Orion's names).
@@ -130,16 +126,24 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    /// Queues one element (of an entity living in `service_path`); drops the oldest when full (throttled
-    /// subscriptions replace a queued element of the same entity instead).
+    /// Queues one element (of an entity living in `service_path`); drops the oldest when full (throttled and
+    /// periodic subscriptions replace a queued element of the same entity instead).
     pub fn push(&self, element: ContextElement, correlator: Option<String>, service_path: &str) {
         if self.is_disabled() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        self.enqueue(&mut queue, Pending { element, correlator, service_path: service_path.to_string() });
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// Adds one element to the locked queue: coalesced with a queued element of the same entity, or appended
+    /// (dropping the oldest when full).
+    fn enqueue(&self, queue: &mut VecDeque<Pending>, pending: Pending) {
         if self.coalesce {
-            if let Some(queued) = queue.iter_mut().find(|p| p.element.entity_id.id == element.entity_id.id) {
-                *queued = Pending { element, correlator, service_path: service_path.to_string() };
+            if let Some(queued) = queue.iter_mut().find(|p| p.element.entity_id.id == pending.element.entity_id.id) {
+                *queued = pending;
                 return;
             }
         }
@@ -156,10 +160,8 @@ impl Delivery {
                 tracing::warn!(subscription = %self.subscription_id, dropped, capacity = self.capacity, "notification queue full, dropping the oldest element");
             }
         }
-        queue.push_back(Pending { element, correlator, service_path: service_path.to_string() });
+        queue.push_back(pending);
         self.metrics.queued.inc();
-        drop(queue);
-        self.wake.notify_one();
     }
 
     /// Queues the current state of every entity a new subscription selects. Not subject to the queue bound
@@ -328,7 +330,7 @@ impl Notifier {
             status: Mutex::new(DeliveryStatus::default()),
             wake: Notify::new(),
             cancel: self.shutdown.child_token(),
-            coalesce: throttling.is_some(),
+            coalesce: throttling.is_some() || record.ld.as_ref().is_some_and(|ld| ld.time_interval_ms.is_some()),
             capacity: self.config.queue_capacity,
             metrics: self.metrics.clone(),
             max_fails: record.v2.as_ref().and_then(|v2| v2.max_fails_limit),
@@ -404,106 +406,9 @@ fn retry_backoff(attempt: u32) -> Duration {
     capped + Duration::from_millis(jitter)
 }
 
-fn build_request(target: &Target, batch: &[Pending]) -> (String, HeaderMap, Bytes) {
-    let mut headers = HeaderMap::new();
-    let first = batch.first().and_then(|p| p.correlator.as_deref());
-    if let Some(correlator) = first.filter(|c| batch.iter().all(|p| p.correlator.as_deref() == Some(*c))) {
-        if let Ok(value) = HeaderValue::from_str(correlator) {
-            headers.insert(HeaderName::from_static("fiware-correlator"), value);
-        }
-    }
-    let elements = batch.iter().map(|p| &p.element);
-    let (url, body) = match target.destination {
-        Destination::NgsiV1 => {
-            let request = NotifyContextRequest {
-                subscription_id: target.subscription_id.clone(),
-                originator: String::new(),
-                context_responses: elements
-                    .map(|element| ContextElementResponse {
-                        context_element: element.clone(),
-                        status_code: StatusCode::ok(),
-                    })
-                    .collect(),
-            };
-            (format!("{}/notifyContext", target.reference), serde_json::to_vec(&request))
-        }
-        Destination::NgsiV2 => {
-            let data: Vec<_> = elements.map(to_ngsiv2).collect();
-            (
-                target.reference.clone(),
-                serde_json::to_vec(&json!({ "subscriptionId": target.subscription_id, "data": data })),
-            )
-        }
-        Destination::NgsiLd => {
-            headers.insert(http::header::LINK, HeaderValue::from_static(LD_CORE_CONTEXT_LINK));
-            // Only a named tenant is sent (FogFlow sent an empty header for the default one).
-            if let Some(tenant) = HeaderValue::from_str(&target.ld_tenant).ok().filter(|_| !target.ld_tenant.is_empty())
-            {
-                headers.insert(HeaderName::from_static("ngsild-tenant"), tenant);
-            }
-            let data: Vec<_> = elements.map(to_ngsi_ld).collect();
-            (format!("{}/ngsi-ld/v1/entityOperations/upsert", target.reference), serde_json::to_vec(&data))
-        }
-        Destination::Orion(format) => {
-            if !headers.contains_key("fiware-correlator") {
-                let fresh = uuid::Uuid::new_v4().to_string();
-                if let Ok(value) = HeaderValue::from_str(&fresh) {
-                    headers.insert(HeaderName::from_static("fiware-correlator"), value);
-                }
-            }
-            if let Ok(tenant) = HeaderValue::from_str(&target.tenant) {
-                if !target.tenant.is_empty() {
-                    headers.insert(HeaderName::from_static("fiware-service"), tenant);
-                }
-            }
-            let mut paths: Vec<&str> = Vec::new();
-            for pending in batch {
-                if !paths.contains(&pending.service_path.as_str()) {
-                    paths.push(&pending.service_path);
-                }
-            }
-            if let Ok(paths) = HeaderValue::from_str(&paths.join(",")) {
-                headers.insert(HeaderName::from_static("fiware-servicepath"), paths);
-            }
-            headers.insert(HeaderName::from_static("ngsiv2-attrsformat"), HeaderValue::from_static(format.name()));
-            let body = notification_body(&target.subscription_id, elements, format);
-            (target.reference.clone(), serde_json::to_vec(&body))
-        }
-        Destination::LdSubscription => {
-            let body = match &target.ld {
-                Some(ld) => ld_notification(target, ld, &mut headers, elements),
-                None => serde_json::Value::Null,
-            };
-            (target.reference.clone(), serde_json::to_vec(&body))
-        }
-    };
-    (url, headers, Bytes::from(body.unwrap_or_default()))
-}
-
-/// The Notification of an NGSI-LD subscription, with its media type, context `Link` (for `application/json`)
-/// and `NGSILD-Tenant` (for a named tenant) headers.
-fn ld_notification<'a>(
-    target: &Target,
-    ld: &LdSubscription,
-    headers: &mut HeaderMap,
-    elements: impl Iterator<Item = &'a ContextElement>,
-) -> serde_json::Value {
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ld.accept.media_type()));
-    if ld.accept == Accept::Json {
-        let link = ld.context_link().and_then(|url| {
-            HeaderValue::from_str(&format!(
-                "<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
-            ))
-            .ok()
-        });
-        headers.insert(http::header::LINK, link.unwrap_or(HeaderValue::from_static(LD_CORE_CONTEXT_LINK)));
-    }
-    if let Some(tenant) = HeaderValue::from_str(&target.tenant).ok().filter(|_| !target.tenant.is_empty()) {
-        headers.insert(HeaderName::from_static("ngsild-tenant"), tenant);
-    }
-    let id = format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4());
-    ld_notification_body(ld, &target.subscription_id, &id, chrono::Utc::now().timestamp_millis(), elements)
-}
-
+mod periodic;
+mod request;
 #[cfg(test)]
 mod tests;
+
+pub use self::periodic::Tick;

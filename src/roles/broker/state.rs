@@ -211,7 +211,11 @@ impl BrokerState {
     fn activate(&self, compiled: CompiledSubscription) {
         let delivery = self.notifier.start(&compiled.record, compiled.throttling);
         let id = compiled.record.id.clone();
-        self.subscriptions.insert(id, Arc::new(LiveSubscription { compiled, delivery }));
+        let period = compiled.period().filter(|_| compiled.record.ld.as_ref().is_some_and(|ld| ld.is_active));
+        self.subscriptions.insert(id.clone(), Arc::new(LiveSubscription { compiled, delivery: delivery.clone() }));
+        if let Some(period) = period {
+            self.notify_periodically(id, delivery, period);
+        }
     }
 
     /// Replaces a live subscription by `record` (durably first), carrying its delivery counters over to the new

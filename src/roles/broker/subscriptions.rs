@@ -3,7 +3,9 @@
 //! compiled form (entity selector, scopes or `q`/geo expression, trigger attributes, throttling, expiry) and the
 //! decision of which subscriptions a change concerns and with what content. NGSI10 `attributes` filter and
 //! project; NGSIv2 `condition.attrs` and NGSI-LD `watchedAttributes` only trigger, and NGSIv2
-//! `notification.attrs` and NGSI-LD `notification.attributes` only project. Delivery itself belongs to `notifier`.
+//! `notification.attrs` and NGSI-LD `notification.attributes` only project; an NGSI-LD subscription with a
+//! `timeInterval` is not notified of changes (the broker feeds it periodically). Delivery itself belongs to
+//! `notifier`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -232,6 +234,12 @@ impl CompiledSubscription {
             || self.record.ld.as_ref().is_some_and(|ld| !ld.is_active)
     }
 
+    /// The period of an NGSI-LD subscription with `timeInterval`: notified with the current state of what it
+    /// selects every period, never of changes.
+    pub fn period(&self) -> Option<Duration> {
+        self.record.ld.as_ref().and_then(|ld| ld.time_interval_ms).map(Duration::from_millis)
+    }
+
     /// Whether it notifies creations and updates only, with its own projection (NGSIv2 and NGSI-LD).
     fn notifies_current_state(&self) -> bool {
         self.record.v2.is_some() || self.record.ld.is_some()
@@ -286,7 +294,7 @@ impl CompiledSubscription {
         correlator: Option<&str>,
     ) -> Option<(ContextElement, &'c str)> {
         let own = self.record.subscriber.correlator.as_str();
-        if !own.is_empty() && correlator == Some(own) {
+        if (!own.is_empty() && correlator == Some(own)) || self.period().is_some() {
             return None;
         }
         if !self.triggers.is_empty() && !change.touched.iter().any(|name| self.triggers.contains(name)) {
@@ -316,6 +324,9 @@ impl CompiledSubscription {
     /// attribute filter, projection, scopes and trigger attributes as a local change, with the received
     /// element as the entity's state and its attributes as the changed ones, in the root service path.
     pub fn relay_for(&self, tenant: &str, element: &ContextElement) -> Option<ContextElement> {
+        if self.period().is_some() {
+            return None;
+        }
         if !self.triggers.is_empty() && !element.attributes.iter().any(|a| self.triggers.contains(&a.name)) {
             return None;
         }

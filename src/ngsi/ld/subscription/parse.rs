@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use super::{invalid, EntityInfo, GeoQ, LdSubscription, QText, SubscriptionError, MAX_LIST, MAX_TEXT, MAX_URI};
+use super::{
+    invalid, EntityInfo, GeoQ, LdSubscription, QText, SubscriptionError, MAX_LIST, MAX_TEXT, MAX_URI,
+    MIN_TIME_INTERVAL_MS,
+};
 use crate::ngsi::ld::context::Context;
 use crate::ngsi::ld::query::Query;
 use crate::ngsi::ld::{check_uri, LOCATION};
@@ -199,15 +202,23 @@ impl LdSubscription {
                 }
                 _ => return Err(invalid("throttling must be a non-negative number of seconds")),
             },
+            "timeInterval" => match value.as_f64() {
+                Some(seconds) if seconds.is_finite() && (0.0..=u32::MAX as f64).contains(&seconds) => {
+                    let ms = (seconds * 1000.0).round() as u64;
+                    if ms < MIN_TIME_INTERVAL_MS {
+                        return Err(invalid(format!(
+                            "timeInterval must be at least {} seconds",
+                            MIN_TIME_INTERVAL_MS as f64 / 1000.0
+                        )));
+                    }
+                    self.time_interval_ms = Some(ms);
+                }
+                _ => return Err(invalid("timeInterval must be a positive number of seconds")),
+            },
             "notification" => self.apply_notification(context, value)?,
-            "timeInterval"
-            | "csf"
-            | "temporalQ"
-            | "scopeQ"
-            | "lang"
-            | "notificationTrigger"
-            | "datasetId"
-            | "jsonKeys" => return Err(not_supported(key)),
+            "csf" | "temporalQ" | "scopeQ" | "lang" | "notificationTrigger" | "datasetId" | "jsonKeys" => {
+                return Err(not_supported(key))
+            }
             other => return Err(unknown(other, "the subscription")),
         }
         Ok(())
@@ -257,8 +268,20 @@ impl LdSubscription {
         Ok(())
     }
 
-    /// Checks the whole: a selection, an endpoint URI, and `q` / `geoQ` / patterns that compile.
+    /// Checks the whole: a selection, an endpoint URI, `q` / `geoQ` / patterns that compile, and a
+    /// `timeInterval` without `watchedAttributes` or `throttling`.
     fn check(&self) -> Result<(), SubscriptionError> {
+        if self.time_interval_ms.is_some() {
+            if !self.watched_attributes.is_empty() {
+                return Err(invalid("timeInterval and watchedAttributes exclude each other"));
+            }
+            if self.throttling_ms.is_some() {
+                return Err(invalid("timeInterval and throttling exclude each other"));
+            }
+            if self.entities.is_empty() {
+                return Err(invalid("a subscription with timeInterval needs entities"));
+            }
+        }
         if self.entities.is_empty() && self.watched_attributes.is_empty() {
             return Err(invalid("a subscription needs entities or watchedAttributes"));
         }

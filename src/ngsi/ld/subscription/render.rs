@@ -9,9 +9,39 @@ use crate::ngsi::ld::render::date_time;
 use crate::ngsi::ld::{DATASET_ID, OBSERVED_AT, UNIT_CODE};
 
 /// Members of a rendered attribute that are not sub-properties.
-const ATTRIBUTE_KEYS: &[&str] = &["type", "value", "object", "languageMap", OBSERVED_AT, UNIT_CODE, DATASET_ID];
+const ATTRIBUTE_KEYS: &[&str] = &["type", "value", "object", "languageMap", "lang", OBSERVED_AT, UNIT_CODE, DATASET_ID];
 
-/// A rendered entity with its type and attribute / sub-property names compacted.
+/// Whether a rendered attribute object has a value member (normalized, or concise with sub-properties).
+fn has_value(object: &Map<String, Value>) -> bool {
+    ["value", "object", "languageMap"].iter().any(|key| object.contains_key(*key))
+}
+
+/// Whether a rendered attribute value is an attribute object.
+fn is_attribute(value: &Value) -> bool {
+    value.as_object().is_some_and(has_value)
+}
+
+/// A rendered attribute (instance) with its sub-property names compacted; a bare value as it is.
+fn compact_attribute(compactor: &Compactor, value: Value) -> Value {
+    match value {
+        Value::Object(attribute) if has_value(&attribute) => Value::Object(
+            attribute
+                .into_iter()
+                .map(|(name, sub)| {
+                    if ATTRIBUTE_KEYS.contains(&name.as_str()) {
+                        (name, sub)
+                    } else {
+                        (compactor.compact(&name), sub)
+                    }
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A rendered entity with its type and attribute / sub-property names compacted (each instance of a
+/// multi-attribute).
 pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
     let Value::Object(members) = entity else { return entity };
     let mut compacted = Map::new();
@@ -29,21 +59,10 @@ pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
             }
             _ => {
                 let value = match value {
-                    Value::Object(attribute) if attribute.contains_key("value") || attribute.contains_key("object") => {
-                        Value::Object(
-                            attribute
-                                .into_iter()
-                                .map(|(name, sub)| {
-                                    if ATTRIBUTE_KEYS.contains(&name.as_str()) {
-                                        (name, sub)
-                                    } else {
-                                        (compactor.compact(&name), sub)
-                                    }
-                                })
-                                .collect(),
-                        )
-                    }
-                    other => other,
+                    Value::Array(instances) if instances.iter().all(is_attribute) => Value::Array(
+                        instances.into_iter().map(|instance| compact_attribute(compactor, instance)).collect(),
+                    ),
+                    other => compact_attribute(compactor, other),
                 };
                 compacted.insert(compactor.compact(&key), value);
             }
@@ -69,9 +88,18 @@ pub struct Shown {
     pub last_failure: Option<String>,
 }
 
-/// The subscription as the API shows it: its members with canonical names, `isActive`, `status` (`active`,
-/// `paused`, `expired`) and `notification.status` (`ok`, `failed`) with the delivery counters.
-pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Shown, now_ms: i64) -> Value {
+/// The subscription as the API shows it: its members with their names (entity types, `watchedAttributes`,
+/// `notification.attributes`, `geoQ.geoproperty`) compacted by `compactor` (the request's context; an empty
+/// compactor shows the stored, core-compacted names), `isActive`, `status` (`active`, `paused`, `expired`) and
+/// `notification.status` (`ok`, `failed`) with the delivery counters.
+pub fn render_subscription(
+    id: &str,
+    subscription: &LdSubscription,
+    shown: &Shown,
+    now_ms: i64,
+    compactor: &Compactor,
+) -> Value {
+    let names = |names: &[String]| names.iter().map(|name| compactor.compact(name)).collect::<Vec<_>>();
     let mut body = Map::new();
     body.insert("id".into(), json!(id));
     body.insert("type".into(), json!("Subscription"));
@@ -87,10 +115,13 @@ pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Show
             .iter()
             .map(|info| {
                 let mut entity = Map::new();
-                for (key, value) in [("id", &info.id), ("idPattern", &info.id_pattern), ("type", &info.entity_type)] {
+                for (key, value) in [("id", &info.id), ("idPattern", &info.id_pattern)] {
                     if let Some(value) = value {
                         entity.insert(key.into(), json!(value));
                     }
+                }
+                if let Some(entity_type) = &info.entity_type {
+                    entity.insert("type".into(), json!(compactor.compact(entity_type)));
                 }
                 Value::Object(entity)
             })
@@ -98,7 +129,7 @@ pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Show
         body.insert("entities".into(), Value::Array(entities));
     }
     if !subscription.watched_attributes.is_empty() {
-        body.insert("watchedAttributes".into(), json!(subscription.watched_attributes));
+        body.insert("watchedAttributes".into(), json!(names(&subscription.watched_attributes)));
     }
     if let Some(q) = &subscription.q {
         body.insert("q".into(), json!(q.text));
@@ -107,7 +138,7 @@ pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Show
         let coordinates = serde_json::from_str::<Value>(&geo.coordinates).unwrap_or_else(|_| json!(geo.coordinates));
         body.insert(
             "geoQ".into(),
-            json!({"georel": geo.georel, "geometry": geo.geometry, "coordinates": coordinates, "geoproperty": geo.geoproperty}),
+            json!({"georel": geo.georel, "geometry": geo.geometry, "coordinates": coordinates, "geoproperty": compactor.compact(&geo.geoproperty)}),
         );
     }
     body.insert("isActive".into(), json!(subscription.is_active));
@@ -121,7 +152,7 @@ pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Show
     body.insert("status".into(), json!(status));
     let mut notification = Map::new();
     if !subscription.attributes.is_empty() {
-        notification.insert("attributes".into(), json!(subscription.attributes));
+        notification.insert("attributes".into(), json!(names(&subscription.attributes)));
     }
     notification.insert("format".into(), json!(subscription.format.name()));
     notification
@@ -144,6 +175,9 @@ pub fn render_subscription(id: &str, subscription: &LdSubscription, shown: &Show
     }
     if let Some(ms) = subscription.throttling_ms {
         body.insert("throttling".into(), json!(ms as f64 / 1000.0));
+    }
+    if let Some(ms) = subscription.time_interval_ms {
+        body.insert("timeInterval".into(), json!(ms as f64 / 1000.0));
     }
     Value::Object(body)
 }

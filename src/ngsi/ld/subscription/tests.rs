@@ -88,7 +88,6 @@ fn invalid_subscriptions_are_bad_request_data() {
 #[test]
 fn unimplemented_members_are_operation_not_supported() {
     for body in [
-        json!({"entities": [{"type": "Room"}], "timeInterval": 10, "notification": endpoint()}),
         json!({"entities": [{"type": "Room"}], "temporalQ": {}, "notification": endpoint()}),
         json!({"entities": [{"type": "Room"}], "notification": {"sysAttrs": true, "endpoint": endpoint()["endpoint"]}}),
         json!({"entities": [{"type": "Room"}], "notification": {"endpoint": {"uri": "http://a/b", "receiverInfo": []}}}),
@@ -170,7 +169,7 @@ fn subscriptions_render_with_status_and_counters() {
         "expiresAt": "2030-01-01T00:00:00Z", "throttling": 2, "notification": endpoint()}))
     .unwrap();
     let shown = Shown { times_sent: 3, failing: true, ..Shown::default() };
-    let rendered = render_subscription("urn:s", &subscription, &shown, 0);
+    let rendered = render_subscription("urn:s", &subscription, &shown, 0, &Default::default());
     assert_eq!(rendered["status"], "paused");
     assert_eq!(rendered["entities"], json!([{"idPattern": ".*", "type": "Room"}]));
     assert_eq!(rendered["notification"]["status"], "failed");
@@ -180,7 +179,54 @@ fn subscriptions_render_with_status_and_counters() {
         (rendered["throttling"].as_f64(), rendered["expiresAt"].as_str()),
         (Some(2.0), Some("2030-01-01T00:00:00.000Z"))
     );
-    assert_eq!(render_subscription("urn:s", &subscription, &shown, i64::MAX)["status"], "expired");
+    assert_eq!(render_subscription("urn:s", &subscription, &shown, i64::MAX, &Default::default())["status"], "expired");
     let reparsed = parse(rendered).unwrap().1;
     assert_eq!(reparsed, subscription, "a retrieved subscription can be sent back");
+}
+
+#[test]
+fn subscriptions_render_their_names_compacted_with_a_context() {
+    let user = json!({"Room": "https://example.org/Room", "temp": "https://example.org/temperature",
+        "place": "https://example.org/place"});
+    let context = Context::from_body(&user).unwrap();
+    let (_, subscription) = LdSubscription::parse(
+        &json!({"entities": [{"type": "Room"}], "watchedAttributes": ["temp", "humidity"],
+            "geoQ": {"georel": "near;maxDistance==10", "geometry": "Point", "coordinates": [1, 2], "geoproperty": "place"},
+            "notification": {"attributes": ["temp"], "endpoint": {"uri": "http://127.0.0.1:9/n"}}}),
+        &context,
+        user,
+    )
+    .unwrap();
+    let stored = render_subscription("urn:s", &subscription, &Shown::default(), 0, &Default::default());
+    assert_eq!(stored["entities"], json!([{"type": "https://example.org/Room"}]), "stored names without a context");
+    let compacted = render_subscription("urn:s", &subscription, &Shown::default(), 0, &context.compactor());
+    assert_eq!(compacted["entities"], json!([{"type": "Room"}]));
+    assert_eq!(compacted["watchedAttributes"], json!(["temp", "humidity"]));
+    assert_eq!(compacted["notification"]["attributes"], json!(["temp"]));
+    assert_eq!(compacted["geoQ"]["geoproperty"], "place");
+}
+
+#[test]
+fn time_intervals_are_periodic_and_exclude_watched_attributes_and_throttling() {
+    let (_, subscription) =
+        parse(json!({"entities": [{"type": "Room"}], "timeInterval": 2.5, "notification": endpoint()})).unwrap();
+    assert_eq!(subscription.time_interval_ms, Some(2500));
+    let rendered = render_subscription("urn:s", &subscription, &Shown::default(), 0, &Default::default());
+    assert_eq!(rendered["timeInterval"], 2.5);
+    assert_eq!(parse(rendered).unwrap().1, subscription, "a retrieved periodic subscription can be sent back");
+    for bad in [
+        json!({"entities": [{"type": "Room"}], "timeInterval": 0, "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "timeInterval": 0.5, "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "timeInterval": -3, "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "timeInterval": "10", "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "timeInterval": 10, "watchedAttributes": ["t"], "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "timeInterval": 10, "throttling": 5, "notification": endpoint()}),
+        json!({"watchedAttributes": ["t"], "timeInterval": 10, "notification": endpoint()}),
+    ] {
+        assert!(matches!(parse(bad.clone()), Err(SubscriptionError::Invalid(_))), "{bad}");
+    }
+    let (_, watching) =
+        parse(json!({"entities": [{"type": "Room"}], "watchedAttributes": ["t"], "notification": endpoint()})).unwrap();
+    let patched = watching.patch(&json!({"timeInterval": 10}), &Context::core(), Value::Null);
+    assert!(matches!(patched, Err(SubscriptionError::Invalid(_))), "a PATCH cannot make them meet");
 }

@@ -1,6 +1,7 @@
 //! Unit tests of notification requests (formats, headers, correlators; NGSI-LD Notifications) and retry backoff.
 
 use super::*;
+use crate::ngsi::ld::subscription::Accept;
 use crate::ngsi::v1::EntityId;
 
 fn pending(id: &str, correlator: Option<&str>) -> Pending {

@@ -3,6 +3,10 @@
 //! (`EntityTypeInformation`: entity count and attribute details), `GET /ngsi-ld/v1/attributes` (`AttributeList`,
 //! or with `details=true` one `Attribute` each) and `GET /ngsi-ld/v1/attributes/{attr}` (`Attribute`: count,
 //! kinds, types of the entities having it). Computed from the tenant's entities at each request.
+//!
+//! Type and attribute names are compacted with the request's context (a `Link` header, named back in the
+//! answer's `Link`; or, for `application/ld+json`, echoed as `@context`), as entities are; `{type}` and `{attr}`
+//! in the path are expanded with it. The `id`s are the full IRIs; lists are in the order of the names as shown.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,10 +16,10 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::error::LdError;
-use super::negotiation::{accept, link_only, respond, tenant};
+use super::negotiation::{accept, answer_compactor, link_only, respond_named, tenant};
 use super::params::Params;
 use super::tenant_exists;
-use crate::ngsi::ld::context::Context;
+use crate::ngsi::ld::context::{Compactor, Context};
 use crate::ngsi::ld::entity::Kind;
 use crate::ngsi::ld::render::view;
 use crate::roles::broker::state::BrokerState;
@@ -50,11 +54,16 @@ fn inventory(state: &BrokerState, tenant: &str) -> Result<Inventory, LdError> {
         let entity_type = entity.element.entity_id.entity_type.clone();
         let type_info = inventory.types.entry(entity_type.clone()).or_default();
         type_info.count += 1;
+        let mut seen: BTreeSet<String> = BTreeSet::new();
         for attribute in view(&entity.element) {
             let kind = Kind::of(&attribute.attribute_type).name();
             type_info.attributes.entry(attribute.name.clone()).or_default().insert(kind);
+            // The instances of a multi-attribute count once per entity.
+            let first = seen.insert(attribute.name.clone());
             let info = inventory.attributes.entry(attribute.name).or_default();
-            info.count += 1;
+            if first {
+                info.count += 1;
+            }
             info.kinds.insert(kind);
             info.types.insert(entity_type.clone());
         }
@@ -69,25 +78,29 @@ fn list_id(kind: &str) -> String {
 /// `GET /ngsi-ld/v1/types[?details=true]`.
 pub async fn types(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
     let media = accept(&headers)?;
-    link_only(&state.contexts, &headers).await?;
+    let context = link_only(&state.contexts, &headers).await?;
+    let compactor = answer_compactor(media, &context);
     let details = Params::parse(&uri)?.flag("details")?;
     let inventory = inventory(&state, &tenant(&headers)?)?;
     let body = if details {
         let core = Context::core();
-        let types: Vec<Value> = inventory
-            .types
-            .iter()
-            .map(|(name, info)| {
-                json!({"id": core.expand(name), "type": "EntityType", "typeName": name,
-                    "attributeNames": info.attributes.keys().collect::<Vec<_>>()})
-            })
-            .collect();
-        Value::Array(types)
+        by_name(
+            inventory
+                .types
+                .iter()
+                .map(|(name, info)| {
+                    let shown = compactor.compact(name);
+                    let details = json!({"id": core.expand(name), "type": "EntityType", "typeName": shown,
+                        "attributeNames": compacted(&compactor, info.attributes.keys())});
+                    (shown, details)
+                })
+                .collect(),
+        )
     } else {
         json!({"id": list_id("EntityTypeList"), "type": "EntityTypeList",
-            "typeList": inventory.types.keys().collect::<Vec<_>>()})
+            "typeList": compacted(&compactor, inventory.types.keys())})
     };
-    Ok(respond(media, StatusCode::OK, body))
+    Ok(respond_named(media, StatusCode::OK, body, &context))
 }
 
 /// `GET /ngsi-ld/v1/types/{type}`: 404 when no entity has it.
@@ -104,37 +117,62 @@ pub async fn entity_type(
         return Err(LdError::not_found(format!("no entity has the type `{name}`")));
     };
     let core = Context::core();
-    let attributes: Vec<Value> = info
-        .attributes
-        .iter()
-        .map(|(attribute, kinds)| {
-            json!({"id": core.expand(attribute), "type": "Attribute", "attributeName": attribute,
-                "attributeTypes": kinds})
-        })
-        .collect();
-    let body = json!({"id": core.expand(&name), "type": "EntityTypeInformation", "typeName": name,
+    let compactor = answer_compactor(media, &context);
+    let attributes = by_name(
+        info.attributes
+            .iter()
+            .map(|(attribute, kinds)| {
+                let shown = compactor.compact(attribute);
+                let detail = json!({"id": core.expand(attribute), "type": "Attribute", "attributeName": shown,
+                    "attributeTypes": kinds});
+                (shown, detail)
+            })
+            .collect(),
+    );
+    let body = json!({"id": core.expand(&name), "type": "EntityTypeInformation", "typeName": compactor.compact(&name),
         "entityCount": info.count, "attributeDetails": attributes});
-    Ok(respond(media, StatusCode::OK, body))
+    Ok(respond_named(media, StatusCode::OK, body, &context))
 }
 
-fn attribute_body(name: &str, info: &AttributeInfo) -> Value {
-    json!({"id": Context::core().expand(name), "type": "Attribute", "attributeName": name,
-        "attributeCount": info.count, "attributeTypes": info.kinds, "typeNames": info.types})
+/// The details of each name, in the order of the names as shown.
+fn by_name(mut details: Vec<(String, Value)>) -> Value {
+    details.sort_by(|a, b| a.0.cmp(&b.0));
+    Value::Array(details.into_iter().map(|(_, detail)| detail).collect())
+}
+
+/// Names compacted, in the order of their compacted form.
+fn compacted<'a>(compactor: &Compactor, names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut shown: Vec<String> = names.map(|name| compactor.compact(name)).collect();
+    shown.sort();
+    shown
+}
+
+fn attribute_body(compactor: &Compactor, name: &str, info: &AttributeInfo) -> Value {
+    json!({"id": Context::core().expand(name), "type": "Attribute", "attributeName": compactor.compact(name),
+        "attributeCount": info.count, "attributeTypes": info.kinds,
+        "typeNames": compacted(compactor, info.types.iter())})
 }
 
 /// `GET /ngsi-ld/v1/attributes[?details=true]`.
 pub async fn attributes(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
     let media = accept(&headers)?;
-    link_only(&state.contexts, &headers).await?;
+    let context = link_only(&state.contexts, &headers).await?;
+    let compactor = answer_compactor(media, &context);
     let details = Params::parse(&uri)?.flag("details")?;
     let inventory = inventory(&state, &tenant(&headers)?)?;
     let body = if details {
-        Value::Array(inventory.attributes.iter().map(|(name, info)| attribute_body(name, info)).collect())
+        by_name(
+            inventory
+                .attributes
+                .iter()
+                .map(|(name, info)| (compactor.compact(name), attribute_body(&compactor, name, info)))
+                .collect(),
+        )
     } else {
         json!({"id": list_id("EntityAttributeList"), "type": "AttributeList",
-            "attributeList": inventory.attributes.keys().collect::<Vec<_>>()})
+            "attributeList": compacted(&compactor, inventory.attributes.keys())})
     };
-    Ok(respond(media, StatusCode::OK, body))
+    Ok(respond_named(media, StatusCode::OK, body, &context))
 }
 
 /// `GET /ngsi-ld/v1/attributes/{attr}`: 404 when no entity has it.
@@ -147,8 +185,9 @@ pub async fn attribute(
     let context = link_only(&state.contexts, &headers).await?;
     let name = context.canonical(&name);
     let inventory = inventory(&state, &tenant(&headers)?)?;
+    let compactor = answer_compactor(media, &context);
     match inventory.attributes.get(&name) {
-        Some(info) => Ok(respond(media, StatusCode::OK, attribute_body(&name, info))),
+        Some(info) => Ok(respond_named(media, StatusCode::OK, attribute_body(&compactor, &name, info), &context)),
         None => Err(LdError::not_found(format!("no entity has the attribute `{name}`"))),
     }
 }

@@ -5,6 +5,8 @@
 //! [`ContextResolver`]), and answers with the context as the spec says: a `Link` header for `application/json`, a
 //! body `@context` for `application/ld+json`, entities compacted with the request's context ([`respond_in`]).
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +14,7 @@ use serde_json::Value;
 
 use super::error::LdError;
 use crate::http::body::read_bytes;
-use crate::ngsi::ld::context::CORE_CONTEXT_URL;
+use crate::ngsi::ld::context::{Compactor, CORE_CONTEXT_URL};
 use crate::ngsi::ld::subscription::render::compact_entity;
 use crate::roles::broker::api::headers::MAX_TENANT_LEN;
 use crate::roles::broker::contexts::{ContextResolver, LdContext};
@@ -172,28 +174,40 @@ pub fn respond(media: Media, status: StatusCode, value: Value) -> Response {
     respond_linked(media, status, value, CORE_CONTEXT_URL, &Value::String(CORE_CONTEXT_URL.into()))
 }
 
+/// The compactor for an answer in `media` with the request's context: the context's user terms when the answer
+/// names that context (JSON with a `Link` URL, or JSON-LD with a body `@context`), else none (names as stored, with
+/// the core context named).
+pub fn answer_compactor(media: Media, context: &LdContext) -> Arc<Compactor> {
+    if context.is_core() || (media == Media::Json && context.link_url().is_none()) {
+        return Arc::new(Compactor::default());
+    }
+    context.compactor()
+}
+
 /// An answer of entities (one, or an array) with the request's context: for JSON compacted with it when one
 /// URL names it (in the `Link` header; else the core context), for JSON-LD compacted with it and carrying it as
 /// `@context` (as written, or its inline equivalent).
 pub fn respond_in(media: Media, status: StatusCode, value: Value, context: &LdContext) -> Response {
+    let compactor = answer_compactor(media, context);
+    let value = match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(|item| compact_entity(&compactor, item)).collect()),
+        single => compact_entity(&compactor, single),
+    };
+    respond_named(media, status, value, context)
+}
+
+/// An answer already compacted with [`answer_compactor`], naming the request's context as [`respond_in`] does:
+/// its URL in the `Link` header (JSON), or its `@context` in the body (JSON-LD); the core context otherwise.
+pub fn respond_named(media: Media, status: StatusCode, value: Value, context: &LdContext) -> Response {
     if context.is_core() {
         return respond(media, status, value);
     }
-    let compact = |value: Value| {
-        let compactor = context.compactor();
-        match value {
-            Value::Array(items) => {
-                Value::Array(items.into_iter().map(|item| compact_entity(&compactor, item)).collect())
-            }
-            single => compact_entity(&compactor, single),
-        }
-    };
     match (media, context.link_url()) {
-        (Media::Json, Some(url)) => respond_linked(media, status, compact(value), url, &Value::Null),
+        (Media::Json, Some(url)) => respond_linked(media, status, value, url, &Value::Null),
         (Media::Json, None) => respond(media, status, value),
         (Media::LdJson, _) => {
             let written = if context.written.is_null() { (*context.inline).clone() } else { context.written.clone() };
-            respond_linked(media, status, compact(value), CORE_CONTEXT_URL, &written)
+            respond_linked(media, status, value, CORE_CONTEXT_URL, &written)
         }
     }
 }

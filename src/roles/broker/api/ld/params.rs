@@ -1,5 +1,5 @@
 //! The URL parameters of the NGSI-LD entity routes: `options` (`keyValues`/`simplified`, `concise`,
-//! `normalized`, `sysAttrs`, `noOverwrite`, `replace`, `update`), `attrs`, comma lists and flags. Names are
+//! `normalized`, `sysAttrs`, `noOverwrite`, `replace`, `update`), `attrs`, `lang`, comma lists and flags. Names are
 //! expanded with the request's context; unknown options are refused. The query parameters of
 //! `GET /ngsi-ld/v1/entities` are read in [`super::selection`].
 
@@ -8,6 +8,7 @@ use axum::http::Uri;
 
 use super::error::LdError;
 use crate::ngsi::ld::context::Context;
+use crate::ngsi::ld::lang::LanguageFilter;
 use crate::ngsi::ld::render::{Format, Rendering};
 use crate::ngsi::limits::check_name;
 
@@ -83,7 +84,8 @@ impl Params {
             (false, true) => Format::Concise,
             (false, false) => Format::Normalized,
         };
-        Ok(Rendering { format, sys_attrs: has("sysAttrs"), attrs: self.list("attrs", context, true)? })
+        let lang = self.get("lang").map(LanguageFilter::parse).transpose()?;
+        Ok(Rendering { format, sys_attrs: has("sysAttrs"), attrs: self.list("attrs", context, true)?, lang })
     }
 }
 
@@ -101,6 +103,8 @@ mod tests {
         assert!(rendering("options=keyValues,sysAttrs").unwrap().sys_attrs);
         assert!(rendering("options=keyValues,concise").is_err());
         assert!(rendering("options=bogus").is_err());
+        assert!(rendering("lang=fr,en;q=0.5").unwrap().lang.is_some());
+        assert!(rendering("lang=fr;q=5").is_err());
         let uri: Uri = "/x?deleteAll=maybe".parse().unwrap();
         assert!(Params::parse(&uri).unwrap().flag("deleteAll").is_err());
     }

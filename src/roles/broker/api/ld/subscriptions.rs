@@ -3,7 +3,8 @@
 //! `count` → `NGSILD-Results-Count`), `GET`, `PATCH` (204) and `DELETE` (204) of
 //! `/ngsi-ld/v1/subscriptions/{id}`. Parsing is [`crate::ngsi::ld::subscription`]; the subscription engine and
 //! notifier are the broker's, shared with NGSI10 and NGSIv2. Only NGSI-LD subscriptions are listed and
-//! addressable here, per tenant (`NGSILD-Tenant`).
+//! addressable here, per tenant (`NGSILD-Tenant`). Subscriptions are shown with their names compacted with the
+//! request's context (a `Link` header, named back; or echoed as `@context` for `application/ld+json`).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -13,18 +14,19 @@ use serde_json::Value;
 
 use super::entities::encode_path;
 use super::error::LdError;
-use super::negotiation::{accept, body_context, link_only, read_body, respond, tenant};
+use super::negotiation::{accept, answer_compactor, body_context, link_only, read_body, respond_named, tenant};
 use super::params::Params;
 use super::selection::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::tenant_exists;
 use crate::ngsi::ld::check_uri;
+use crate::ngsi::ld::context::Compactor;
 use crate::ngsi::ld::subscription::render::{render_subscription, Shown};
 use crate::ngsi::ld::subscription::LdSubscription;
 use crate::roles::broker::contexts::LdContext;
 use crate::roles::broker::state::{BrokerState, LiveSubscription};
 
-/// The subscription as shown, with its delivery counters.
-fn describe(live: &LiveSubscription) -> Value {
+/// The subscription as shown, with its delivery counters and names compacted by `compactor`.
+fn describe(live: &LiveSubscription, compactor: &Compactor) -> Value {
     let record = &live.compiled.record;
     let Some(ld) = &record.ld else { return Value::Null };
     let status = live.delivery.status();
@@ -36,7 +38,7 @@ fn describe(live: &LiveSubscription) -> Value {
         last_success: status.last_success,
         last_failure: status.last_failure,
     };
-    render_subscription(&record.id, ld, &shown, chrono::Utc::now().timestamp_millis())
+    render_subscription(&record.id, ld, &shown, chrono::Utc::now().timestamp_millis(), compactor)
 }
 
 /// The NGSI-LD subscription `id` of `tenant`, or 404 (`NonexistentTenant` when the tenant does not exist).
@@ -87,7 +89,8 @@ pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: 
 pub async fn list(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap) -> Result<Response, LdError> {
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
-    link_only(&state.contexts, &headers).await?;
+    let context = link_only(&state.contexts, &headers).await?;
+    let compactor = answer_compactor(media, &context);
     let params = Params::parse(&uri)?;
     let number = |name: &str, default: usize| match params.get(name) {
         None => Ok(default),
@@ -107,8 +110,8 @@ pub async fn list(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap
     }
     let all: Vec<_> =
         state.subscriptions(&tenant).into_iter().filter(|live| live.compiled.record.ld.is_some()).collect();
-    let page: Vec<Value> = all.iter().skip(offset).take(limit).map(|live| describe(live)).collect();
-    let mut response = respond(media, StatusCode::OK, Value::Array(page));
+    let page: Vec<Value> = all.iter().skip(offset).take(limit).map(|live| describe(live, &compactor)).collect();
+    let mut response = respond_named(media, StatusCode::OK, Value::Array(page), &context);
     if count {
         response.headers_mut().insert("ngsild-results-count", HeaderValue::from(all.len()));
     }
@@ -123,9 +126,10 @@ pub async fn retrieve(
 ) -> Result<Response, LdError> {
     let media = accept(&headers)?;
     let tenant = tenant(&headers)?;
-    link_only(&state.contexts, &headers).await?;
+    let context = link_only(&state.contexts, &headers).await?;
     let live = find(&state, &tenant, &id)?;
-    Ok(respond(media, StatusCode::OK, describe(&live)))
+    let body = describe(&live, &answer_compactor(media, &context));
+    Ok(respond_named(media, StatusCode::OK, body, &context))
 }
 
 /// `PATCH /ngsi-ld/v1/subscriptions/{id}`: replaces the members given (`notification` member by member); 204, or
