@@ -162,7 +162,7 @@ struct Harness {
     views: TaskViews,
     metrics: WorkerMetrics,
     shutdown: CancellationToken,
-    worker: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<Result<(), crate::roles::RoleError>>,
 }
 
 async fn start(capacity: u32, heartbeat: Duration, gate: Option<Arc<tokio::sync::Semaphore>>) -> Harness {
@@ -271,7 +271,7 @@ impl Harness {
                 break;
             }
         }
-        tokio::time::timeout(Duration::from_secs(5), this.worker).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), this.worker).await.unwrap().unwrap().unwrap();
         (rest, this.runtime, this.broker)
     }
 }
