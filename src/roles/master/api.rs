@@ -48,19 +48,19 @@ impl ApiState {
         *self.status.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(503)` unless this master is the active one (or, with `activating`, taking over: availability
+    /// A 503 answer unless this master is the active one (or, with `activating`, taking over: availability
     /// notifications for its new subscriptions arrive while it rebuilds, and wait in its queue).
-    fn require_active(&self, activating: bool) -> Result<(), Response> {
+    fn refusal(&self, activating: bool) -> Option<Response> {
         let status = self.status();
         if status.activity == Activity::Active || (activating && status.activity == Activity::Activating) {
-            return Ok(());
+            return None;
         }
         let details = format!(
             "master {} is {}: another master is the active one, or this one is taking over; ask the active master",
             self.profile.id,
             status.activity.as_str()
         );
-        Err(error(StatusCode::SERVICE_UNAVAILABLE, details))
+        Some(error(StatusCode::SERVICE_UNAVAILABLE, details))
     }
 }
 
@@ -87,7 +87,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn notify_availability(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(response) = state.require_active(true) {
+    if let Some(response) = state.refusal(true) {
         return response;
     }
     let notification: NotifyContextAvailabilityRequest = match read_json(&headers, body, MAX_BODY_BYTES).await {
@@ -110,7 +110,7 @@ fn read(state: &ApiState) -> Snapshot {
 }
 
 async fn workers(State(state): State<ApiState>) -> Response {
-    if let Err(response) = state.require_active(false) {
+    if let Some(response) = state.refusal(false) {
         return response;
     }
     let snapshot = read(&state);
@@ -133,7 +133,7 @@ async fn status(State(state): State<ApiState>) -> Response {
 }
 
 async fn tasks(State(state): State<ApiState>) -> Response {
-    if let Err(response) = state.require_active(false) {
+    if let Some(response) = state.refusal(false) {
         return response;
     }
     let snapshot = read(&state);
@@ -163,7 +163,7 @@ async fn tasks(State(state): State<ApiState>) -> Response {
 }
 
 async fn intents(State(state): State<ApiState>) -> Response {
-    if let Err(response) = state.require_active(false) {
+    if let Some(response) = state.refusal(false) {
         return response;
     }
     Json(read(&state).intents).into_response()
