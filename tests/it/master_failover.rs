@@ -164,7 +164,7 @@ fn the_standby_master_takes_over_from_a_killed_one_and_fences_it() {
     wait_until(Duration::from_secs(15), "the standby active", || (status(&second).0 == "active").then_some(()));
     let takeover = killed.elapsed();
     eprintln!("takeover in {takeover:?}");
-    assert!(takeover < Duration::from_secs(8), "takeover took {takeover:?}");
+    assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
     let (_, new_epoch) = status(&second);
     assert!(new_epoch > old_epoch, "epoch {new_epoch} not above the old master's {old_epoch}");
     let adopted = wait_until(FLOW_TIMEOUT, "the task running under the new master", || running_task(&second));
