@@ -415,7 +415,11 @@ impl Orchestrator {
         for task_id in unconfirmed {
             self.send_add(&task_id).await;
         }
-        if now.duration_since(self.started) > liveness * 2 + Duration::from_secs(5) {
+        if self.designer_retry.is_some_and(|at| now >= at) {
+            self.retry_designer().await;
+        }
+        // Not while the intents in force are unknown (the designer did not answer at a takeover).
+        if self.designer_retry.is_none() && now.duration_since(self.started) > liveness * 2 + Duration::from_secs(5) {
             let unclaimed: Vec<String> =
                 self.tasks.iter().filter(|(_, t)| !t.claimed).map(|(id, _)| id.clone()).collect();
             for task_id in unclaimed {

@@ -44,6 +44,9 @@ pub const MASTER_QUEUE: &str = "fogflow.master";
 /// How often every master probes the shared queue.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often an active master that could not read the designer's intents at its takeover asks again.
+const DESIGNER_RETRY: Duration = Duration::from_secs(5);
+
 /// The masters' shared queue with its bindings.
 pub fn shared_queue() -> QueueSpec {
     QueueSpec::single_active(MASTER_QUEUE, ["heartbeat.*", keys::TASK, "orchestration.*", keys::MASTER_PROBE])
@@ -240,10 +243,9 @@ impl Orchestrator {
             self.drop_stale_intents(wanted).await;
         }
         self.resume().await;
-        for intent in designer.into_iter().flatten() {
-            if let Err(error) = self.add_intent(intent).await {
-                tracing::warn!(%error, "an intent of the designer could not be taken over yet; it is re-announced");
-            }
+        match designer {
+            Some(intents) => self.add_designer_intents(intents).await,
+            None => self.designer_retry = Some(std::time::Instant::now() + DESIGNER_RETRY),
         }
         for profile in takeover.heartbeats.values() {
             self.on_worker_alive(profile.clone()).await;
@@ -257,6 +259,39 @@ impl Orchestrator {
         self.announce(MessageType::MasterJoin).await;
         self.commit().await;
         self.refresh_snapshot();
+    }
+
+    async fn add_designer_intents(&mut self, intents: Vec<ServiceIntent>) {
+        for intent in intents {
+            if let Err(error) = self.add_intent(intent).await {
+                tracing::warn!(%error, "an intent of the designer could not be taken over yet; it is re-announced");
+            }
+        }
+    }
+
+    /// Asks the designer again for the intents in force (its answer was missing at the takeover); once it
+    /// answers, aligns the intents with it and starts the window after which unclaimed tasks are removed.
+    pub(super) async fn retry_designer(&mut self) {
+        match designer_intents(&self.links.http, &self.config.designer_url()).await {
+            Ok(intents) => {
+                tracing::info!(intents = intents.len(), "intents read from the designer after the takeover");
+                self.designer_retry = None;
+                self.started = std::time::Instant::now();
+                let stale: Vec<String> =
+                    self.intents.keys().filter(|id| !intents.iter().any(|i| &i.id == *id)).cloned().collect();
+                for id in stale {
+                    tracing::info!(intent = %id, "stored intent no longer at the designer; removed");
+                    if let Err(error) = self.remove_intent(&id).await {
+                        tracing::warn!(%error, intent = %id, "stale intent not removed yet");
+                    }
+                }
+                self.add_designer_intents(intents).await;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "designer still unreachable");
+                self.designer_retry = Some(std::time::Instant::now() + DESIGNER_RETRY);
+            }
+        }
     }
 
     /// Places every task where a worker reports running it (the first worker by id when two do; the other

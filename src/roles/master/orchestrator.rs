@@ -96,6 +96,9 @@ pub struct Orchestrator {
     pub(super) workers: BTreeMap<String, WorkerState>,
     pub(super) removals: HashMap<(String, String), Instant>,
     pub(super) started: Instant,
+    /// After a takeover without an answer from the designer: when to ask it again for the intents in force
+    /// (`None` once they are known). Unclaimed tasks are not removed meanwhile.
+    pub(super) designer_retry: Option<Instant>,
     snapshot: Arc<RwLock<Snapshot>>,
 }
 
@@ -143,6 +146,7 @@ impl Orchestrator {
             workers: BTreeMap::new(),
             removals: HashMap::new(),
             started: Instant::now(),
+            designer_retry: None,
             snapshot,
         })
     }
@@ -239,7 +243,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    async fn remove_intent(&mut self, intent_id: &str) -> Result<(), RetryLater> {
+    pub(super) async fn remove_intent(&mut self, intent_id: &str) -> Result<(), RetryLater> {
         if self.intents.remove(intent_id).is_none() {
             return Ok(());
         }

@@ -250,6 +250,7 @@ async fn a_takeover_adopts_reported_tasks_where_they_run_and_fences_the_workers(
     assert_eq!(master.tasks[&task_id].record.worker.as_deref(), Some("Worker.A"));
     assert!(!master.tasks[&task_id].claimed);
     assert_eq!(master.tasks["Task.Gone"].record.worker.as_deref(), Some("Worker.B"), "adopted until the window");
+    assert!(master.designer_retry.is_some(), "the designer did not answer: asked again, unclaimed tasks kept");
 
     // Its flow claims it where it runs: no second launch, only its input confirmed; the record is complete.
     master.handle(availability(201, "Device.1")).await;
@@ -264,4 +265,30 @@ async fn a_takeover_adopts_reported_tasks_where_they_run_and_fences_the_workers(
     );
     assert_eq!(instance.outputs.len(), 1);
     assert!(tokio::time::timeout(Duration::from_millis(300), a.next()).await.is_err(), "no ADD_TASK");
+}
+
+#[tokio::test]
+async fn the_intents_in_force_are_the_designers_intents_and_enabled_fog_functions() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/intent", get(|| async { axum::Json(json!({"ServiceIntent.1": {"id":"ServiceIntent.1","topology":"Convert"}})) }))
+        .route(
+            "/fogfunction",
+            get(|| async {
+                axum::Json(json!({
+                    "On": {"name":"On","topology":{"name":"On","tasks":[]},"intent":{"id":"ServiceIntent.On","topology":"On"},"status":"enabled"},
+                    "Off": {"name":"Off","topology":{"name":"Off","tasks":[]},"intent":{"id":"ServiceIntent.Off","topology":"Off"},"status":"disabled"}
+                }))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = HttpClient::new(Duration::from_millis(500), Duration::from_secs(2));
+    let mut ids: Vec<String> =
+        super::failover::designer_intents(&http, &url).await.unwrap().into_iter().map(|i| i.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["ServiceIntent.1", "ServiceIntent.On"]);
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    assert!(super::failover::designer_intents(&http, &closed).await.is_err());
 }
