@@ -223,7 +223,9 @@ pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToke
         None => None,
         Some(BusKind::Memory) => Some(Arc::new(MemoryBus::new())),
         Some(_) => {
-            let amqp = AmqpBus::start(AmqpOptions::from_config(&config, format!("fogflow {roles}")));
+            // The name RabbitMQ shows for the connection: the roles and the process, to tell replicas apart.
+            let name = format!("fogflow {roles} pid {}", std::process::id());
+            let amqp = AmqpBus::start(AmqpOptions::from_config(&config, name));
             rabbitmq = Some(amqp.clone());
             Some(Arc::new(amqp))
         }

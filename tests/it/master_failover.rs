@@ -3,7 +3,8 @@
 //! designer. A second worker and a second master with an id already in use are refused with a clear error;
 //! `kill -9` of the active master makes the standby active within seconds with a higher epoch, the converter
 //! keeps converting with its task neither duplicated nor lost, and commands replayed with the old master's
-//! epoch are refused by the workers.
+//! epoch are refused by the workers. The killed master, restarted, stands by; when RabbitMQ cuts the active
+//! master's connection, that one steps down and the other takes over.
 
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -202,5 +203,34 @@ fn the_standby_master_takes_over_from_a_killed_one_and_fences_it() {
     });
     assert_eq!(all_held(), vec![task.clone()], "a replayed command changed the workers' tasks");
     converts(&core, 0.0, 32.0, "0 °C converted after the replay");
-    assert_eq!(running_task(&second), Some((task, holder)));
+    assert_eq!(running_task(&second), Some((task.clone(), holder.clone())));
+
+    // The killed master comes back as a standby; then RabbitMQ cuts the active master's connection: it steps
+    // down (and queues up again as standby) while the other takes over with a still higher epoch.
+    first.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(status(&first).0, "standby", "a restarted master waits behind the active one");
+    assert_eq!(status(&second).0, "active");
+    close_connection_of(&node, second.pid());
+    wait_until(Duration::from_secs(15), "the restarted master active", || (status(&first).0 == "active").then_some(()));
+    wait_until(Duration::from_secs(15), "the cut master standing by", || {
+        (status(&second).0 == "standby").then_some(())
+    });
+    assert!(status(&first).1 > new_epoch, "epoch {} not above {new_epoch}", status(&first).1);
+    let readopted = wait_until(FLOW_TIMEOUT, "the task running under the restarted master", || running_task(&first));
+    assert_eq!(readopted, (task.clone(), holder));
+    converts(&core, 50.0, 122.0, "50 °C converted after the second takeover");
+    assert_eq!(all_held(), vec![task]);
+}
+
+/// Has RabbitMQ close the AMQP connection of the fogflow process `pid` (named `fogflow <roles> pid <pid>`).
+fn close_connection_of(node: &RabbitMq, pid: u32) {
+    let listed = node.ctl(&["list_connections", "-q", "--no-table-headers", "pid", "client_properties"]);
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    let marker = format!("pid {pid}\"");
+    let line =
+        text.lines().find(|line| line.contains(&marker)).unwrap_or_else(|| panic!("no connection of {pid}: {text}"));
+    let connection = line.split_whitespace().next().expect("the connection's pid");
+    let closed = node.ctl(&["close_connection", connection, "test: the active master's connection is cut"]);
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
 }
