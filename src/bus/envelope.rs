@@ -33,6 +33,9 @@ pub enum MessageType {
     MasterLeave,
     /// Designer → master: add or delete an intent.
     ServiceIntent,
+    /// Master → the active master (additive): a probe every master publishes each second on the masters'
+    /// single-active queue, so a standby learns promptly that it became the active one; acked and ignored.
+    MasterProbe,
 }
 
 impl MessageType {
@@ -52,12 +55,13 @@ impl MessageType {
             MessageType::MasterJoin => "MASTER_JOIN",
             MessageType::MasterLeave => "MASTER_LEAVE",
             MessageType::ServiceIntent => "ServiceIntent",
+            MessageType::MasterProbe => "MASTER_PROBE",
         }
     }
 
     /// Parses a `Type` text.
     pub fn parse(text: &str) -> Option<MessageType> {
-        const ALL: [MessageType; 13] = [
+        const ALL: [MessageType; 14] = [
             MessageType::WorkerJoin,
             MessageType::WorkerHeartbeat,
             MessageType::WorkerLeave,
@@ -71,6 +75,7 @@ impl MessageType {
             MessageType::MasterJoin,
             MessageType::MasterLeave,
             MessageType::ServiceIntent,
+            MessageType::MasterProbe,
         ];
         ALL.into_iter().find(|t| t.as_str() == text)
     }
@@ -86,6 +91,8 @@ pub mod keys {
     pub const DESIGNER: &str = "designer.";
     /// Intents to the master.
     pub const ORCHESTRATION: &str = "orchestration.";
+    /// Masters' probes to the active master (bound only to the masters' shared queue).
+    pub const MASTER_PROBE: &str = "master.probe.";
 
     /// The key addressing one component by id (`Worker.001.`).
     pub fn direct(id: &str) -> String {

@@ -2,13 +2,14 @@
 //! semantics of the RabbitMQ bus — FIFO per queue, one consumer per queue, one unsettled delivery at a time,
 //! ack after processing, and redelivery (at the head of the queue) of a delivery that is rejected with requeue
 //! or dropped unsettled. Messages published before a consumer starts wait in the queue; a key no queue is bound
-//! to is refused as unroutable, as a `mandatory` publish on RabbitMQ is.
+//! to is refused as unroutable, as a `mandatory` publish on RabbitMQ is. A single-active queue accepts more
+//! consumers: the first gets the deliveries, the others wait in line and the next takes over once it is dropped
+//! (its unsettled delivery comes back first), as RabbitMQ's `x-single-active-consumer` does.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{topic, BoxFuture, Bus, BusError, Consumer, Delivery, Envelope, QueueSpec, Settle};
 
@@ -21,12 +22,26 @@ pub struct MemoryBus {
     queues: Arc<Mutex<HashMap<String, Arc<Queue>>>>,
 }
 
-#[derive(Default)]
 struct Queue {
     bindings: Mutex<Vec<String>>,
     items: Mutex<VecDeque<(Envelope, bool)>>,
     ready: Notify,
-    consumed: AtomicBool,
+    /// One permit: held by the pump of the consumer that gets the deliveries.
+    active: Arc<Semaphore>,
+    /// Whether it was declared single-active (fixed by its first declaration, as on RabbitMQ).
+    single_active: Mutex<Option<bool>>,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            bindings: Mutex::default(),
+            items: Mutex::default(),
+            ready: Notify::new(),
+            active: Arc::new(Semaphore::new(1)),
+            single_active: Mutex::new(None),
+        }
+    }
 }
 
 impl Queue {
@@ -120,17 +135,44 @@ impl MemoryBus {
             drop(bindings);
             queue
         };
-        if queue.consumed.swap(true, Ordering::SeqCst) {
-            return Err(BusError::Busy(spec.name));
+        {
+            let mut kind = lock(&queue.single_active);
+            match *kind {
+                None => *kind = Some(spec.single_active),
+                Some(declared) if declared != spec.single_active => {
+                    return Err(BusError::Refused(format!(
+                        "queue {} was declared {}single-active; declare it the same way",
+                        spec.name,
+                        if declared { "" } else { "not " }
+                    )))
+                }
+                Some(_) => {}
+            }
         }
+        let permit = if spec.single_active {
+            None
+        } else {
+            Some(queue.active.clone().try_acquire_owned().map_err(|_| BusError::Busy(spec.name))?)
+        };
         let (sender, receiver) = mpsc::channel(1);
-        tokio::spawn(pump(queue, sender));
+        tokio::spawn(pump(queue, sender, permit));
         Ok(Consumer::new(receiver))
     }
 }
 
-/// Moves messages from the queue to its consumer, one unsettled delivery at a time.
-async fn pump(queue: Arc<Queue>, sender: mpsc::Sender<Delivery>) {
+/// Moves messages from the queue to its consumer, one unsettled delivery at a time; a consumer of a
+/// single-active queue first waits for its turn (`permit` is `None` then).
+async fn pump(queue: Arc<Queue>, sender: mpsc::Sender<Delivery>, permit: Option<OwnedSemaphorePermit>) {
+    let _active = match permit {
+        Some(permit) => permit,
+        None => tokio::select! {
+            permit = queue.active.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = sender.closed() => return,
+        },
+    };
     loop {
         let next = lock(&queue.items).pop_front();
         let Some((envelope, redelivered)) = next else {
@@ -153,7 +195,6 @@ async fn pump(queue: Arc<Queue>, sender: mpsc::Sender<Delivery>) {
             break;
         }
     }
-    queue.consumed.store(false, Ordering::SeqCst);
 }
 
 impl Bus for MemoryBus {
@@ -239,5 +280,47 @@ mod tests {
         bus.publish(message(7, keys::TASK)).await.unwrap();
         master.next().await.unwrap().ack();
         designer.next().await.unwrap().ack();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn single_active_queue_hands_over_to_the_next_consumer_with_unsettled_messages() {
+        let bus = MemoryBus::new();
+        let spec = QueueSpec::single_active("fogflow.master", ["heartbeat.*"]);
+        let mut first = bus.consume(spec.clone()).await.unwrap();
+        let mut second = bus.consume(spec.clone()).await.unwrap();
+        // Declared single-active: a plain consumer of the same queue is refused.
+        let plain = bus.consume(QueueSpec::new("fogflow.master", ["heartbeat.*"])).await.map(|_| ());
+        assert!(matches!(plain, Err(BusError::Refused(_))), "{plain:?}");
+        bus.publish(message(1, keys::HEARTBEAT)).await.unwrap();
+        bus.publish(message(2, keys::HEARTBEAT)).await.unwrap();
+        let one = first.next().await.unwrap();
+        assert_eq!(one.envelope.payload["n"], 1);
+        one.ack();
+        let held = first.next().await.unwrap();
+        assert_eq!(held.envelope.payload["n"], 2);
+        // The standby receives nothing while the active one lives.
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), second.next()).await;
+        assert!(waited.is_err(), "the standby got a delivery");
+        // The active one goes with a delivery unsettled: the standby takes over and gets it first.
+        drop(held);
+        drop(first);
+        let again = tokio::time::timeout(std::time::Duration::from_secs(2), second.next()).await.unwrap().unwrap();
+        assert_eq!(again.envelope.payload["n"], 2);
+        assert!(again.redelivered);
+        again.ack();
+        bus.publish(message(3, keys::HEARTBEAT)).await.unwrap();
+        let three = second.next().await.unwrap();
+        assert_eq!(three.envelope.payload["n"], 3);
+        three.ack();
+        // A third consumer waits behind the second.
+        let mut third = bus.consume(spec).await.unwrap();
+        bus.publish(message(4, keys::HEARTBEAT)).await.unwrap();
+        let four = second.next().await.unwrap();
+        assert_eq!(four.envelope.payload["n"], 4);
+        four.ack();
+        drop(second);
+        bus.publish(message(5, keys::HEARTBEAT)).await.unwrap();
+        let five = tokio::time::timeout(std::time::Duration::from_secs(2), third.next()).await.unwrap().unwrap();
+        assert_eq!(five.envelope.payload["n"], 5);
     }
 }

@@ -4,7 +4,10 @@
 //! (RabbitMQ, for roles in separate processes; the only module that imports lapin). Delivery semantics are the
 //! same for all: a topic exchange with AMQP's matching rules, durable queues (messages wait for a consumer),
 //! at-least-once delivery with an explicit ack after processing (a delivery dropped or rejected with requeue
-//! comes back), FIFO order per queue, and one consumer per queue.
+//! comes back), FIFO order per queue, and one consumer per queue — except a *single-active* queue
+//! ([`QueueSpec::single_active`]), which accepts more consumers but delivers to one of them at a time: the
+//! others wait, and the next takes over (with the messages the previous one left unacknowledged) once it is
+//! gone. That is how masters elect the active one (RabbitMQ's `x-single-active-consumer`).
 //!
 //! Owns: message transport. Must not: interpret payloads (roles do), or import another role.
 
@@ -30,7 +33,7 @@ pub enum BusError {
     /// The bus is not connected.
     #[error("bus disconnected: {0}")]
     Disconnected(String),
-    /// The queue has a consumer already.
+    /// The queue has a consumer already (for a process-owned queue, another process uses the same id).
     #[error("queue {0} already has a consumer")]
     Busy(String),
     /// The bus refused the operation for a reason retrying will not fix (e.g. a queue declared with other
@@ -49,12 +52,21 @@ pub struct QueueSpec {
     pub name: String,
     /// Binding patterns (`heartbeat.*`, `task.`, `Worker.001.*` …).
     pub bindings: Vec<String>,
+    /// Several consumers allowed, one active at a time (the others wait to take over). A consumer of such a
+    /// queue ends (its stream yields `None`) when the bus loses it, e.g. on a reconnection, instead of being
+    /// resumed silently: its owner may no longer be the active one.
+    pub single_active: bool,
 }
 
 impl QueueSpec {
-    /// A queue with its bindings.
+    /// A queue with its bindings and one consumer.
     pub fn new(name: impl Into<String>, bindings: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        QueueSpec { name: name.into(), bindings: bindings.into_iter().map(Into::into).collect() }
+        QueueSpec { name: name.into(), bindings: bindings.into_iter().map(Into::into).collect(), single_active: false }
+    }
+
+    /// A single-active-consumer queue with its bindings.
+    pub fn single_active(name: impl Into<String>, bindings: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        QueueSpec { single_active: true, ..QueueSpec::new(name, bindings) }
     }
 }
 
@@ -134,7 +146,8 @@ pub trait Bus: Send + Sync + 'static {
     /// [`BusError::Unroutable`] when no queue is bound to its key.
     fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), BusError>>;
 
-    /// Declares `queue` (durable) with its bindings and starts consuming it.
+    /// Declares `queue` (durable) with its bindings and starts consuming it; [`BusError::Busy`] when it has a
+    /// consumer already (unless it is single-active).
     fn consume(&self, queue: QueueSpec) -> BoxFuture<'_, Result<Consumer, BusError>>;
 
     /// Whether the bus is usable now (readiness).

@@ -1,6 +1,7 @@
 //! Worker and master profiles (spec §1.5, §3.1): what a worker announces with `WORKER_JOIN` /
 //! `WORKER_HEARTBEAT`, and what the master answers on `GET /status`. Additive: `tasks` in a worker profile, the
-//! tasks it runs with their epochs, so a master can reconcile after a restart or failover.
+//! tasks it runs with their epochs, so a master can reconcile after a restart or failover, and `epoch`, the
+//! highest master epoch the worker has accepted, so a newly active master can fence every earlier one.
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,13 @@ pub struct WorkerProfile {
     /// The runtime it uses, e.g. `process` or `docker` (additive).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub runtime: String,
+    /// The highest master epoch it has accepted a command with (additive; 0: none yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// The master's profile (`GET /status`, `MASTER_JOIN`).
@@ -96,6 +104,9 @@ pub struct MasterProfile {
     /// Its NGSI agent URL.
     #[serde(default)]
     pub agent: String,
+    /// Its fencing epoch (additive; sent with `MASTER_JOIN` to every worker when it becomes active).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
 }
 
 /// The host's OS and hardware in FogFlow's spelling (Go's GOOS / GOARCH).
@@ -124,6 +135,9 @@ mod tests {
         assert!(profile.tasks.is_none());
         let wire = serde_json::to_value(&profile).unwrap();
         assert!(wire.get("tasks").is_none());
+        assert!(wire.get("epoch").is_none());
+        let fenced = WorkerProfile { epoch: 4, ..profile.clone() };
+        assert_eq!(serde_json::to_value(&fenced).unwrap()["epoch"], 4);
         assert_eq!(wire["Last_Heartbeat_Update"], "0001-01-01T00:00:00Z");
     }
 

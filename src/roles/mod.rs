@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::amqp::{AmqpBus, AmqpOptions};
 use crate::bus::memory::MemoryBus;
-use crate::bus::Bus;
+use crate::bus::{Bus, BusError, Consumer, QueueSpec};
 use crate::config::{BusKind, Config};
 use crate::http::Metrics;
 use crate::role::{Role, RoleSet};
@@ -61,6 +61,51 @@ impl std::fmt::Debug for dyn Bus {
     }
 }
 
+/// How long a process-owned queue may stay taken by another consumer before the process gives up: covers a
+/// predecessor killed a moment ago whose connection RabbitMQ has not closed yet.
+const ID_TAKEN_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts consuming the queue named after this process's id (`what`, e.g. `worker`, identifies the role),
+/// once the bus is connected. `Ok(None)` when `shutdown` fired first. A queue that another process keeps
+/// consuming (the same id twice, FogFlow's `Worker.<site_id>` collision) is refused with an error that says
+/// what to change (`hint`), never shared silently.
+pub(crate) async fn consume_own_queue(
+    bus: &dyn Bus,
+    spec: QueueSpec,
+    what: &str,
+    hint: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<Consumer>, RoleError> {
+    let mut backoff = Duration::from_millis(100);
+    let mut taken_since: Option<tokio::time::Instant> = None;
+    loop {
+        if bus.is_connected() {
+            match bus.consume(spec.clone()).await {
+                Ok(consumer) => return Ok(Some(consumer)),
+                Err(BusError::Busy(queue)) => {
+                    let since = *taken_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= ID_TAKEN_WAIT {
+                        return Err(RoleError::DuplicateId(format!(
+                            "another {what} with id `{}` is running (its bus queue `{queue}` has a consumer                              in another process); every {what} needs a unique id: {hint}",
+                            spec.name
+                        )));
+                    }
+                    tracing::info!(%queue, "the queue of this {what}'s id has a consumer; waiting for it to go");
+                    backoff = Duration::from_millis(250);
+                }
+                Err(error) => {
+                    taken_since = None;
+                    tracing::warn!(%error, ?backoff, "cannot consume the {what}'s queue; retrying");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(2)),
+        }
+    }
+}
+
 /// Name of the master's REST listener in [`RoleContext::take_listener`].
 pub const MASTER_REST_LISTENER: &str = "master-rest";
 
@@ -70,6 +115,9 @@ pub enum RoleError {
     /// Its store could not be opened or used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another process runs with this role's id.
+    #[error("{0}")]
+    DuplicateId(String),
     /// Anything else, described.
     #[error("{0}")]
     Other(String),
@@ -175,7 +223,9 @@ pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToke
         None => None,
         Some(BusKind::Memory) => Some(Arc::new(MemoryBus::new())),
         Some(_) => {
-            let amqp = AmqpBus::start(AmqpOptions::from_config(&config, format!("fogflow {roles}")));
+            // The name RabbitMQ shows for the connection: the roles and the process, to tell replicas apart.
+            let name = format!("fogflow {roles} pid {}", std::process::id());
+            let amqp = AmqpBus::start(AmqpOptions::from_config(&config, name));
             rabbitmq = Some(amqp.clone());
             Some(Arc::new(amqp))
         }

@@ -323,3 +323,54 @@ fn bench_bus_counts_confirmed_and_delivered_messages_and_cleans_up() {
     let queues = String::from_utf8_lossy(&queues.stdout);
     assert!(!queues.contains("fogflow.bench."), "the bench queue is deleted: {queues}");
 }
+
+/// A single-active queue (the masters' election): a consumer per connection is accepted, one gets the
+/// deliveries, and when its connection is closed by RabbitMQ the next one takes over with the unacknowledged
+/// message; the bus that lost its consumer reconnects but ends that consumer's stream instead of resuming it
+/// silently (its owner may no longer be the active one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_active_queue_delivers_to_one_consumer_and_hands_over_when_it_goes() {
+    let Some(node) = shared_node().await else { return };
+    let mut named = options(node);
+    named.connection_name = "amqp-sac-first".into();
+    let first = connect(named).await;
+    let second = connect(options(node)).await;
+    let spec = QueueSpec::single_active("fogflow.amqp-sac", ["amqp-sac.*"]);
+    let mut active = first.consume(spec.clone()).await.unwrap();
+    let mut standby = second.consume(spec.clone()).await.unwrap();
+    for n in 1..=2 {
+        first.publish(message(n, "amqp-sac.")).await.unwrap();
+    }
+    let one = next(&mut active).await;
+    assert_eq!(one.envelope.payload["n"], 1);
+    one.ack();
+    let held = next(&mut active).await;
+    assert_eq!(held.envelope.payload["n"], 2);
+    assert!(nothing_within(&mut standby, Duration::from_millis(500)).await, "the standby got a delivery");
+
+    // RabbitMQ closes the active one's connection with message 2 unacknowledged: the standby takes over with it.
+    tokio::task::spawn_blocking(move || {
+        let listed = node.ctl(&["list_connections", "-q", "--no-table-headers", "pid", "client_properties"]);
+        let text = String::from_utf8_lossy(&listed.stdout).to_string();
+        let line = text.lines().find(|line| line.contains("amqp-sac-first")).expect("the first connection listed");
+        let pid = line.split_whitespace().next().expect("its pid");
+        let closed = node.ctl(&["close_connection", pid, "test: the active consumer goes"]);
+        assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    })
+    .await
+    .unwrap();
+    drop(held);
+    let again = next(&mut standby).await;
+    assert_eq!(again.envelope.payload["n"], 2);
+    assert!(again.redelivered);
+    again.ack();
+    // The first bus reconnects, but its lost single-active consumer's stream ends instead of resuming.
+    assert!(tokio::time::timeout(WAIT, active.next()).await.expect("the lost consumer's stream ends").is_none());
+    assert!(first.wait_connected(WAIT).await, "the first bus reconnected: {}", first.status());
+    first.publish(message(3, "amqp-sac.")).await.unwrap();
+    let three = next(&mut standby).await;
+    assert_eq!(three.envelope.payload["n"], 3);
+    three.ack();
+    first.close().await;
+    second.close().await;
+}

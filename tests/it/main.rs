@@ -20,6 +20,7 @@ mod docker_runtime;
 mod durability;
 mod federation;
 mod federation_reads;
+mod master_failover;
 mod ngsi10_query;
 mod ngsi10_subscribe;
 mod ngsi10_update;

@@ -9,7 +9,8 @@
 //!   not an envelope, or a message delivered `rabbitmq.delivery_limit` times goes to the dead-letter exchange
 //!   `fogflow.dlx` (queue `fogflow.dead`);
 //! - one consumer per queue: consumers are AMQP-exclusive, so a second consumer of the same queue (in this
-//!   process or another, e.g. two workers with the same id) is refused with [`BusError::Busy`];
+//!   process or another, e.g. two workers with the same id) is refused with [`BusError::Busy`]; a
+//!   single-active queue (`x-single-active-consumer`) takes a consumer per process and delivers to one;
 //! - `rabbitmq.prefetch` unacknowledged deliveries per consumer (default 1, the in-process bus's semantics);
 //! - reconnection forever with capped, jittered backoff, re-declaring the topology and resuming every
 //!   consumer: a [`Consumer`] keeps yielding across reconnections ([`supervisor`]); [`Bus::is_connected`] is

@@ -2,7 +2,9 @@
 //! and opens the confirm-mode publishing channel, resumes every registered consumer on each new connection,
 //! and watches the link (lapin's error callback, plus a one-second check of the connection, the publishing
 //! channel and the consumers). Each consumer runs on its own channel with its prefetch; a pump task turns
-//! lapin deliveries into [`Delivery`]s on the consumer's stream, which outlives connections.
+//! lapin deliveries into [`Delivery`]s on the consumer's stream, which outlives connections — except the stream
+//! of a single-active queue's consumer, which ends when its AMQP consumer is lost (RabbitMQ may have made
+//! another process's consumer the active one meanwhile; the owner decides what to do).
 //!
 //! Must not: decide what a message means (a body that is not an envelope is dead-lettered, nothing more).
 
@@ -154,6 +156,11 @@ async fn start_consumer(shared: &Arc<Shared>, link: &Link, name: &str) -> Result
         if registration.running_on == link.generation || registration.sender.is_closed() {
             return Ok(());
         }
+        if registration.spec.single_active && registration.running_on != 0 {
+            // It ran on a connection that is gone: not resumed silently (its stream ends).
+            registry.queues.remove(name);
+            return Ok(());
+        }
         registration.running_on = link.generation;
         (registration.spec.clone(), registration.sender.clone(), registration.id)
     };
@@ -191,7 +198,7 @@ async fn open_consumer(
     let consumed = async {
         channel.basic_qos(shared.options.prefetch, BasicQosOptions::default()).await?;
         topology::declare_queue(&channel, spec, &shared.options).await?;
-        let options = BasicConsumeOptions { exclusive: true, no_ack: false, ..Default::default() };
+        let options = BasicConsumeOptions { exclusive: !spec.single_active, no_ack: false, ..Default::default() };
         channel.basic_consume(&spec.name, &format!("fogflow:{}", spec.name), options, FieldTable::default()).await
     }
     .await;
@@ -241,7 +248,8 @@ impl Pump {
         {
             let mut registry = lock(&self.shared.registry);
             if let Some(registration) = registry.queues.get_mut(&self.queue).filter(|r| r.id == self.id) {
-                if dropped {
+                if dropped || registration.spec.single_active {
+                    // A single-active consumer that lost its channel is not resumed: its stream ends.
                     registry.queues.remove(&self.queue);
                 } else if registration.running_on == self.generation {
                     registration.running_on = 0;

@@ -9,7 +9,10 @@
 //! - consumer queues: durable, not auto-delete, non-exclusive **quorum** queues (`x-queue-type: quorum`) with
 //!   `x-delivery-limit` (RabbitMQ ≥ 3.8 counts deliveries of quorum-queue messages; Debian 12 ships 3.10) and
 //!   `x-dead-letter-exchange: fogflow.dlx`. Quorum queues ignore AMQP's exclusive-consumer flag, so a queue
-//!   that already has a consumer (in any process) is refused at declaration, from its consumer count.
+//!   that already has a consumer (in any process) is refused at declaration, from its consumer count;
+//! - single-active queues ([`QueueSpec::single_active`]) are the same quorum queues with
+//!   `x-single-active-consumer: true` (RabbitMQ ≥ 3.8): every consumer is accepted, RabbitMQ delivers to one at
+//!   a time and hands over to the next (with the unacknowledged messages) when its channel closes.
 //!
 //! Must not: publish or consume (the supervisor and the bus do).
 
@@ -44,16 +47,19 @@ pub async fn declare_exchanges(channel: &Channel) -> Result<(), lapin::Error> {
 }
 
 /// Declares a consumer queue (quorum, durable, with its delivery limit and dead-letter exchange) and binds it;
-/// refuses (`RESOURCE_LOCKED`) when the queue has a consumer already.
+/// refuses (`RESOURCE_LOCKED`) when the queue has a consumer already, unless it is single-active.
 pub async fn declare_queue(channel: &Channel, spec: &QueueSpec, options: &AmqpOptions) -> Result<(), lapin::Error> {
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     arguments.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(options.delivery_limit)));
     arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()));
+    if spec.single_active {
+        arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
     let queue = channel.queue_declare(&spec.name, queue_options(), arguments).await?;
     // Quorum queues accept a second consumer even when the first asked for exclusivity: refuse it here
     // (RabbitMQ counts the consumers of every connection).
-    if queue.consumer_count() > 0 {
+    if queue.consumer_count() > 0 && !spec.single_active {
         let text = format!("RESOURCE_LOCKED - queue '{}' already has a consumer", spec.name);
         return Err(lapin::Error::ProtocolError(AMQPError::new(
             AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED),

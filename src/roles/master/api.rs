@@ -1,8 +1,10 @@
 //! The master's HTTP side, on both of its ports: FogFlow's NGSI agent (`POST /notifyContextAvailability`,
 //! `POST /notifyContext`) and REST (`GET /workers` as an object keyed by worker id, `GET /status` with the
-//! master's profile, `GET /tasks` in the designer's task-table shape, `GET /intents`), plus the common routes.
-//! Availability notifications are queued for the orchestrator and acknowledged once queued (503 when the queue is
-//! full, so discovery retries); nothing here touches orchestration state directly.
+//! master's profile plus `state` (`standby`, `activating`, `active`) and `epoch`, `GET /tasks` in the designer's
+//! task-table shape, `GET /intents`), plus the common routes. Availability notifications are queued for the
+//! orchestrator and acknowledged once queued (503 when the queue is full, so discovery retries); nothing here
+//! touches orchestration state directly. A master that is not active answers the orchestration routes with 503
+//! and a body saying so (its `/health` and `/ready` stay 200: a standby is a healthy replica).
 
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +19,7 @@ use tokio::sync::mpsc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 
+use super::failover::{Activity, Status};
 use super::orchestrator::{Input, Snapshot};
 use crate::http::body::read_json;
 use crate::http::metrics::RequestMetricsLayer;
@@ -36,6 +39,29 @@ pub struct ApiState {
     pub snapshot: Arc<RwLock<Snapshot>>,
     /// This master's profile.
     pub profile: MasterProfile,
+    /// Whether it is active, and its epoch.
+    pub status: Arc<RwLock<Status>>,
+}
+
+impl ApiState {
+    fn status(&self) -> Status {
+        *self.status.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A 503 answer unless this master is the active one (or, with `activating`, taking over: availability
+    /// notifications for its new subscriptions arrive while it rebuilds, and wait in its queue).
+    fn refusal(&self, activating: bool) -> Option<Response> {
+        let status = self.status();
+        if status.activity == Activity::Active || (activating && status.activity == Activity::Activating) {
+            return None;
+        }
+        let details = format!(
+            "master {} is {}: another master is the active one, or this one is taking over; ask the active master",
+            self.profile.id,
+            status.activity.as_str()
+        );
+        Some(error(StatusCode::SERVICE_UNAVAILABLE, details))
+    }
 }
 
 /// The whole router.
@@ -61,6 +87,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn notify_availability(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    if let Some(response) = state.refusal(true) {
+        return response;
+    }
     let notification: NotifyContextAvailabilityRequest = match read_json(&headers, body, MAX_BODY_BYTES).await {
         Ok(notification) => notification,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -81,6 +110,9 @@ fn read(state: &ApiState) -> Snapshot {
 }
 
 async fn workers(State(state): State<ApiState>) -> Response {
+    if let Some(response) = state.refusal(false) {
+        return response;
+    }
     let snapshot = read(&state);
     let mut object = Map::new();
     for worker in snapshot.workers {
@@ -90,10 +122,20 @@ async fn workers(State(state): State<ApiState>) -> Response {
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
-    Json(state.profile.clone()).into_response()
+    let status = state.status();
+    let mut body = serde_json::to_value(MasterProfile { epoch: status.epoch, ..state.profile.clone() })
+        .unwrap_or_else(|_| json!({}));
+    if let Some(object) = body.as_object_mut() {
+        object.insert("state".into(), json!(status.activity.as_str()));
+        object.insert("epoch".into(), json!(status.epoch));
+    }
+    Json(body).into_response()
 }
 
 async fn tasks(State(state): State<ApiState>) -> Response {
+    if let Some(response) = state.refusal(false) {
+        return response;
+    }
     let snapshot = read(&state);
     let list: Vec<Value> = snapshot
         .tasks
@@ -121,6 +163,9 @@ async fn tasks(State(state): State<ApiState>) -> Response {
 }
 
 async fn intents(State(state): State<ApiState>) -> Response {
+    if let Some(response) = state.refusal(false) {
+        return response;
+    }
     Json(read(&state).intents).into_response()
 }
 

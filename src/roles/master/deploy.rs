@@ -41,18 +41,6 @@ impl Orchestrator {
     }
 
     async fn add_task(&mut self, flow_key: &str, desired: DesiredTask) {
-        if let Some(task) = self.tasks.get_mut(&desired.task_id) {
-            // Known (loaded from the store, or wanted by a second intent): claim it and bring its inputs up to date.
-            task.claimed = true;
-            let old: Vec<InputEntity> = task.record.instance.inputs.clone();
-            for input in desired.inputs.iter().filter(|i| !old.contains(i)) {
-                self.change_input(&desired.task_id, input.clone(), true).await;
-            }
-            for input in old.iter().filter(|i| !desired.inputs.contains(i)) {
-                self.change_input(&desired.task_id, input.clone(), false).await;
-            }
-            return;
-        }
         let Some(entry) = self.flows.get(flow_key) else { return };
         let Some(record) = self.intents.get(&entry.intent_id) else { return };
         let spec = entry.flow.task();
@@ -71,6 +59,10 @@ impl Orchestrator {
             epoch: self.epoch,
             ..Default::default()
         };
+        if self.tasks.contains_key(&desired.task_id) {
+            self.claim(flow_key, instance).await;
+            return;
+        }
         tracing::info!(task = %instance.id, "task instance wanted");
         let record = TaskRecord {
             instance,
@@ -81,6 +73,45 @@ impl Orchestrator {
         };
         self.tasks.insert(desired.task_id.clone(), TaskState { record, sent_at: None, claimed: true });
         self.place(&desired.task_id).await;
+    }
+
+    /// A flow wants a task the master knows already (loaded from the store, adopted from a worker's report at
+    /// a takeover, or wanted by a second intent): claims it, completes what an adopted record lacks (the
+    /// operator, outputs, image), and brings its inputs up to date with `ADD_INPUT` / `REMOVE_INPUT`, which
+    /// the worker takes idempotently.
+    async fn claim(&mut self, flow_key: &str, desired: ScheduledTaskInstance) {
+        let image = self.image_on_current_worker(flow_key, &desired.id);
+        let Some(task) = self.tasks.get_mut(&desired.id) else { return };
+        task.claimed = true;
+        task.record.flow = flow_key.into();
+        let held = &mut task.record.instance;
+        let old: Vec<InputEntity> = std::mem::take(&mut held.inputs);
+        *held = ScheduledTaskInstance {
+            inputs: old.clone(),
+            worker_id: held.worker_id.clone(),
+            docker_image: if held.docker_image.is_empty() { image } else { held.docker_image.clone() },
+            epoch: held.epoch,
+            status: held.status,
+            ..desired.clone()
+        };
+        self.persist(&desired.id);
+        for input in desired.inputs.iter().filter(|i| !old.contains(i)) {
+            self.change_input(&desired.id, input.clone(), true).await;
+        }
+        for input in old.iter().filter(|i| !desired.inputs.contains(i)) {
+            self.change_input(&desired.id, input.clone(), false).await;
+        }
+    }
+
+    /// The image of the flow's operator for the hardware of the worker a task is on (empty when unknown).
+    fn image_on_current_worker(&self, flow_key: &str, task_id: &str) -> String {
+        let worker = self.tasks.get(task_id).and_then(|t| t.record.worker.as_deref());
+        let hardware = worker.and_then(|w| self.workers.get(w)).map(|w| w.profile.hardware.as_str());
+        let operator = self.flows.get(flow_key).and_then(|f| f.operator.as_ref());
+        match (operator, hardware) {
+            (Some(operator), Some(hardware)) => operator.image_for(hardware).map(|i| i.reference()).unwrap_or_default(),
+            _ => String::new(),
+        }
     }
 
     /// Stops wanting a task: REMOVE_TASK to its worker, forget it.
@@ -288,7 +319,9 @@ impl Orchestrator {
             .tasks
             .iter()
             .filter(|(id, t)| {
-                t.record.worker.as_deref() == Some(worker)
+                // Only tasks a flow wants now: a record loaded or adopted and not claimed yet may be stale.
+                t.claimed
+                    && t.record.worker.as_deref() == Some(worker)
                     && !reported.iter().any(|r| &r.id == *id)
                     && t.sent_at.is_none_or(|at| now.duration_since(at) > grace)
             })
@@ -341,8 +374,13 @@ impl Orchestrator {
     }
 
     async fn place_pending(&mut self) {
-        let pending: Vec<String> =
-            self.tasks.iter().filter(|(_, t)| t.record.worker.is_none()).map(|(id, _)| id.clone()).collect();
+        // Unclaimed records (loaded or adopted, no flow wants them yet) are not placed: they may be stale.
+        let pending: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.claimed && t.record.worker.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
         for task_id in pending {
             self.place(&task_id).await;
         }
@@ -377,7 +415,11 @@ impl Orchestrator {
         for task_id in unconfirmed {
             self.send_add(&task_id).await;
         }
-        if now.duration_since(self.started) > liveness * 2 + Duration::from_secs(5) {
+        if self.designer_retry.is_some_and(|at| now >= at) {
+            self.retry_designer().await;
+        }
+        // Not while the intents in force are unknown (the designer did not answer at a takeover).
+        if self.designer_retry.is_none() && now.duration_since(self.started) > liveness * 2 + Duration::from_secs(5) {
             let unclaimed: Vec<String> =
                 self.tasks.iter().filter(|(_, t)| !t.claimed).map(|(id, _)| id.clone()).collect();
             for task_id in unclaimed {

@@ -70,6 +70,7 @@ pub struct Snapshot {
 }
 
 /// Outside systems the orchestrator talks to.
+#[derive(Clone)]
 pub struct Links {
     /// The bus.
     pub bus: Arc<dyn Bus>,
@@ -95,6 +96,9 @@ pub struct Orchestrator {
     pub(super) workers: BTreeMap<String, WorkerState>,
     pub(super) removals: HashMap<(String, String), Instant>,
     pub(super) started: Instant,
+    /// After a takeover without an answer from the designer: when to ask it again for the intents in force
+    /// (`None` once they are known). Unclaimed tasks are not removed meanwhile.
+    pub(super) designer_retry: Option<Instant>,
     snapshot: Arc<RwLock<Snapshot>>,
 }
 
@@ -142,6 +146,7 @@ impl Orchestrator {
             workers: BTreeMap::new(),
             removals: HashMap::new(),
             started: Instant::now(),
+            designer_retry: None,
             snapshot,
         })
     }
@@ -178,7 +183,7 @@ impl Orchestrator {
         self.refresh_snapshot();
     }
 
-    async fn on_message(&mut self, envelope: &Envelope) -> Result<(), RetryLater> {
+    pub(super) async fn on_message(&mut self, envelope: &Envelope) -> Result<(), RetryLater> {
         let Some(kind) = envelope.kind() else {
             tracing::debug!(message_type = %envelope.message_type, "unknown bus message ignored");
             return Ok(());
@@ -216,7 +221,7 @@ impl Orchestrator {
     }
 
     /// Adds (or, when it changed, replaces) an intent; an identical repeat is a no-op.
-    async fn add_intent(&mut self, mut intent: ServiceIntent) -> Result<(), RetryLater> {
+    pub(super) async fn add_intent(&mut self, mut intent: ServiceIntent) -> Result<(), RetryLater> {
         intent.action = None;
         if let Some(known) = self.intents.get(&intent.id) {
             if known.intent == intent {
@@ -238,7 +243,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    async fn remove_intent(&mut self, intent_id: &str) -> Result<(), RetryLater> {
+    pub(super) async fn remove_intent(&mut self, intent_id: &str) -> Result<(), RetryLater> {
         if self.intents.remove(intent_id).is_none() {
             return Ok(());
         }
@@ -449,16 +454,22 @@ impl Orchestrator {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 
-    /// Tells the designer (and anyone listening) that this master is here or leaving.
-    pub async fn announce(&self, kind: MessageType) {
-        let profile = crate::model::MasterProfile {
+    /// This master's profile with its epoch.
+    pub(super) fn profile(&self) -> crate::model::MasterProfile {
+        crate::model::MasterProfile {
             id: self.id.clone(),
             location: crate::model::GeoPoint {
                 latitude: self.config.physical_location.latitude,
                 longitude: self.config.physical_location.longitude,
             },
             agent: self.config.master_agent_url(),
-        };
+            epoch: self.epoch,
+        }
+    }
+
+    /// Tells the designer (and anyone listening) that this master is here or leaving.
+    pub async fn announce(&self, kind: MessageType) {
+        let profile = self.profile();
         let envelope = Envelope::new(kind, crate::bus::envelope::keys::DESIGNER, &self.id, &profile);
         if let Err(error) = self.links.bus.publish(envelope).await {
             tracing::debug!(%error, "master presence not delivered");

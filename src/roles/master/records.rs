@@ -62,11 +62,14 @@ impl MasterStore {
         })
     }
 
-    /// Raises the stored epoch by one and returns it (durably).
-    pub async fn next_epoch(&self) -> Result<u64, StoreError> {
-        let epoch = self.meta.get("epoch")?.unwrap_or(0) + 1;
+    /// The stored epoch (0 before the first activation).
+    pub fn epoch(&self) -> Result<u64, StoreError> {
+        Ok(self.meta.get("epoch")?.unwrap_or(0))
+    }
+
+    /// Stores `epoch` (durably).
+    pub async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
         self.meta.insert("epoch", &epoch)?;
-        self.store.commit().await?;
-        Ok(epoch)
+        self.store.commit().await
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::failover::Takeover;
 use super::orchestrator::{Input, Links, Orchestrator, Snapshot};
 use super::records::{IntentRecord, MasterStore};
 use crate::bus::memory::MemoryBus;
@@ -208,4 +209,86 @@ async fn tasks_go_to_the_worker_nearest_their_input_and_follow_it_when_it_moves(
     // A refresh without a move changes nothing.
     master.handle(availability_from(301, "Device.1", &broker)).await;
     assert!(tokio::time::timeout(Duration::from_millis(300), a.next()).await.is_err());
+}
+
+async fn next_envelope(consumer: &mut Consumer) -> crate::bus::Envelope {
+    let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.expect("a message").unwrap();
+    let envelope = delivery.envelope.clone();
+    delivery.ack();
+    envelope
+}
+
+#[tokio::test]
+async fn a_takeover_adopts_reported_tasks_where_they_run_and_fences_the_workers() {
+    let bus = MemoryBus::new();
+    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
+    let mut b = bus.consume(QueueSpec::new("Worker.B", ["Worker.B.*"])).await.unwrap();
+    // The id the flow derives for Device.1 (deterministic), as a previous master placed it.
+    let task_id = {
+        let mut before = orchestrator(&MemoryBus::new()).await;
+        before.handle(availability(201, "Device.1")).await;
+        before.tasks.keys().next().unwrap().clone()
+    };
+    let running = |id: &str, epoch| ReportedTask { id: id.into(), epoch, status: "running".into() };
+    let mut takeover = Takeover::default();
+    let mut reported_by_a = worker("Worker.A", 35.0, Some(vec![running(&task_id, 5)]));
+    reported_by_a.epoch = 6;
+    let reported_by_b = worker("Worker.B", 36.0, Some(vec![running(&task_id, 5), running("Task.Gone", 4)]));
+    takeover.heartbeats.insert("Worker.A".into(), reported_by_a);
+    takeover.heartbeats.insert("Worker.B".into(), reported_by_b);
+    assert_eq!(takeover.epoch(3), 7, "above every epoch a worker reports");
+
+    let mut master = orchestrator(&bus).await;
+    master.take_over(takeover, None).await;
+    // Held twice: A (first by id) keeps it, B is told to remove its copy; then both hear the new epoch.
+    let to_b = next_envelope(&mut b).await;
+    assert_eq!((to_b.kind(), to_b.payload["ID"].as_str()), (Some(MessageType::RemoveTask), Some(task_id.as_str())));
+    for worker in [&mut a, &mut b] {
+        let join = next_envelope(worker).await;
+        assert_eq!((join.kind(), join.payload["epoch"].as_u64()), (Some(MessageType::MasterJoin), Some(7)));
+    }
+    assert_eq!(master.tasks[&task_id].record.worker.as_deref(), Some("Worker.A"));
+    assert!(!master.tasks[&task_id].claimed);
+    assert_eq!(master.tasks["Task.Gone"].record.worker.as_deref(), Some("Worker.B"), "adopted until the window");
+    assert!(master.designer_retry.is_some(), "the designer did not answer: asked again, unclaimed tasks kept");
+
+    // Its flow claims it where it runs: no second launch, only its input confirmed; the record is complete.
+    master.handle(availability(201, "Device.1")).await;
+    let confirm = next_envelope(&mut a).await;
+    assert_eq!(confirm.kind(), Some(MessageType::AddInput));
+    let task = &master.tasks[&task_id];
+    assert!(task.claimed);
+    let instance = &task.record.instance;
+    assert_eq!(
+        (instance.operator_name.as_str(), instance.docker_image.as_str(), instance.worker_id.as_str()),
+        ("converter", "fogflow/converter:latest", "Worker.A")
+    );
+    assert_eq!(instance.outputs.len(), 1);
+    assert!(tokio::time::timeout(Duration::from_millis(300), a.next()).await.is_err(), "no ADD_TASK");
+}
+
+#[tokio::test]
+async fn the_intents_in_force_are_the_designers_intents_and_enabled_fog_functions() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/intent", get(|| async { axum::Json(json!({"ServiceIntent.1": {"id":"ServiceIntent.1","topology":"Convert"}})) }))
+        .route(
+            "/fogfunction",
+            get(|| async {
+                axum::Json(json!({
+                    "On": {"name":"On","topology":{"name":"On","tasks":[]},"intent":{"id":"ServiceIntent.On","topology":"On"},"status":"enabled"},
+                    "Off": {"name":"Off","topology":{"name":"Off","tasks":[]},"intent":{"id":"ServiceIntent.Off","topology":"Off"},"status":"disabled"}
+                }))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = HttpClient::new(Duration::from_millis(500), Duration::from_secs(2));
+    let mut ids: Vec<String> =
+        super::failover::designer_intents(&http, &url).await.unwrap().into_iter().map(|i| i.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["ServiceIntent.1", "ServiceIntent.On"]);
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    assert!(super::failover::designer_intents(&http, &closed).await.is_err());
 }

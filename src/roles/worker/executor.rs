@@ -140,6 +140,18 @@ impl Executor {
             .collect()
     }
 
+    /// The highest master epoch accepted so far (reported in heartbeats).
+    pub fn highest_epoch(&self) -> u64 {
+        self.highest_epoch
+    }
+
+    /// `MASTER_JOIN` from a newly active master: its epoch fences every earlier master from now on.
+    pub fn master_joined(&mut self, master: &str, epoch: u64) {
+        if self.fence("MASTER_JOIN", master, epoch) {
+            tracing::info!(master, epoch, "active master announced; earlier epochs are refused from now on");
+        }
+    }
+
     /// Whether `epoch` may act: refuses (and counts) a command older than the highest epoch seen.
     pub(super) fn fence(&mut self, kind: &str, id: &str, epoch: u64) -> bool {
         if epoch < self.highest_epoch {

@@ -7,7 +7,8 @@
 //! processing and rejecting malformed payloads without requeue; then publishes `WORKER_JOIN`, a
 //! `WORKER_HEARTBEAT` every `worker.heartbeat_interval` seconds (with `workload` and `tasks`), `TASK_UPDATE` /
 //! `TASK_INFO` on `task.`, and `WORKER_LEAVE` after removing every task on shutdown. Commands older than the
-//! highest epoch seen are refused. Serves `/health`, `/ready`, `/metrics`, `/version` and `GET /tasks` on
+//! highest epoch seen are refused; a newly active master's `MASTER_JOIN` (with its epoch) raises that epoch,
+//! and heartbeats report it. A second worker with the same id is refused at start (its queue has a consumer). Serves `/health`, `/ready`, `/metrics`, `/version` and `GET /tasks` on
 //! `worker.http_port`.
 //!
 //! Owns: its tasks and their broker subscriptions. Must not: import another role, or start processes other
@@ -45,7 +46,7 @@ use crate::clients::http_client::HttpClient;
 use crate::config::Config;
 use crate::http::{serve, Metrics, Readiness, ServerLimits};
 use crate::model::worker::host_platform;
-use crate::model::{DockerImage, FlowInfo, GeoPoint, ScheduledTaskInstance, WorkerProfile};
+use crate::model::{DockerImage, FlowInfo, GeoPoint, MasterProfile, ScheduledTaskInstance, WorkerProfile};
 use crate::role::Role;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::{PortAllocator, TaskRuntime};
@@ -164,21 +165,33 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
         readiness,
         teardown_budget: config.shutdown_grace() / 2,
     };
-    run_worker(parts, bus, shutdown).await;
+    let outcome = run_worker(parts, bus, shutdown).await;
     http_stop.cancel();
     let _ = server.await;
-    Ok(())
+    outcome
 }
 
 /// The worker loop: consume, join, handle commands, heartbeats and exits; on shutdown remove every task and
-/// leave.
-pub async fn run_worker(parts: WorkerParts, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
+/// leave. Fails at once when another worker with the same id consumes its queue.
+pub async fn run_worker(parts: WorkerParts, bus: Arc<dyn Bus>, shutdown: CancellationToken) -> Result<(), RoleError> {
     let WorkerParts { worker_id, profile, heartbeat, launcher, backoff, metrics, views, readiness, teardown_budget } =
         parts;
     let (outbox, publisher) = Outbox::start(bus.clone());
-    let Some(mut consumer) = consume(&*bus, &worker_id, &shutdown).await else {
-        outbox.close();
-        return;
+    let spec = QueueSpec::new(&worker_id, [format!("{worker_id}.*")]);
+    let hint = "set worker.id, or worker.instance (FOGFLOW__WORKER__INSTANCE) for several workers of one site";
+    let consumed = super::consume_own_queue(&*bus, spec, "worker", hint, &shutdown).await;
+    let mut consumer = match consumed {
+        Ok(Some(consumer)) => consumer,
+        Ok(None) => {
+            outbox.close();
+            return Ok(());
+        }
+        Err(error) => {
+            tracing::error!(worker = %worker_id, %error, "worker refused to start");
+            readiness.set_not_ready(error.to_string());
+            outbox.close();
+            return Err(error);
+        }
     };
     let runtime = launcher.runtime.clone();
     let stop_probing = CancellationToken::new();
@@ -196,7 +209,13 @@ pub async fn run_worker(parts: WorkerParts, bus: Arc<dyn Bus>, shutdown: Cancell
     let heartbeat_of = |exec: &Executor, health: &watch::Receiver<Result<(), String>>| {
         let tasks = exec.reported();
         let capacity = if health.borrow().is_ok() { profile.capacity } else { 0 };
-        WorkerProfile { workload: tasks.len() as u32, tasks: Some(tasks), capacity, ..profile.clone() }
+        WorkerProfile {
+            workload: tasks.len() as u32,
+            tasks: Some(tasks),
+            capacity,
+            epoch: exec.highest_epoch(),
+            ..profile.clone()
+        }
     };
     outbox.send(Envelope::new(MessageType::WorkerJoin, keys::HEARTBEAT, &worker_id, &heartbeat_of(&exec, &health)));
     tracing::info!(worker = %worker_id, runtime = runtime.kind(), "worker joined");
@@ -241,20 +260,7 @@ pub async fn run_worker(parts: WorkerParts, bus: Arc<dyn Bus>, shutdown: Cancell
         tracing::warn!(pending = outbox.pending(), "bus messages not published before shutdown");
     }
     tracing::info!(worker = %worker_id, "worker left");
-}
-
-async fn consume(bus: &dyn Bus, worker_id: &str, shutdown: &CancellationToken) -> Option<crate::bus::Consumer> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match bus.consume(QueueSpec::new(worker_id, [format!("{worker_id}.*")])).await {
-            Ok(consumer) => return Some(consumer),
-            Err(error) => tracing::warn!(%error, ?backoff, "cannot consume the worker's queue; retrying"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return None,
-            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
-        }
-    }
+    Ok(())
 }
 
 /// Handles one delivery and settles it: ack after processing, reject without requeue when malformed.
@@ -289,6 +295,13 @@ async fn handle(exec: &mut Executor, runtime: &Arc<dyn TaskRuntime>, delivery: D
                 Ok(())
             }
             Err(error) => Err(error),
+        },
+        Some(MessageType::MasterJoin) => match envelope.payload_as::<MasterProfile>() {
+            Ok(master) => {
+                exec.master_joined(&master.id, master.epoch);
+                Ok(())
+            }
+            Err(error) => Err(error.to_string()),
         },
         Some(MessageType::PrefetchImage) => match envelope.payload_as::<DockerImage>() {
             Ok(image) if !image.name.trim().is_empty() => {

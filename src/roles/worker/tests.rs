@@ -162,7 +162,7 @@ struct Harness {
     views: TaskViews,
     metrics: WorkerMetrics,
     shutdown: CancellationToken,
-    worker: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<Result<(), crate::roles::RoleError>>,
 }
 
 async fn start(capacity: u32, heartbeat: Duration, gate: Option<Arc<tokio::sync::Semaphore>>) -> Harness {
@@ -271,7 +271,7 @@ impl Harness {
                 break;
             }
         }
-        tokio::time::timeout(Duration::from_secs(5), this.worker).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), this.worker).await.unwrap().unwrap().unwrap();
         (rest, this.runtime, this.broker)
     }
 }
@@ -458,6 +458,25 @@ async fn heartbeats_report_tasks_and_shutdown_removes_everything() {
     assert_eq!(heartbeat.routing_key, "heartbeat.");
     assert_eq!(heartbeat.payload["capacity"], 8);
     assert_eq!(heartbeat.payload["tasks"][0], json!({"id":"Task.A","epoch":3,"status":"running"}));
+    assert_eq!(heartbeat.payload["epoch"], 3, "the highest epoch accepted");
+    // A newly active master's MASTER_JOIN raises it: heartbeats report it, and older commands are refused.
+    h.send(MessageType::MasterJoin, &json!({"id":"Master.B","epoch":9})).await;
+    loop {
+        let envelope = h.next().await;
+        if envelope.kind() == Some(MessageType::WorkerHeartbeat) && envelope.payload["epoch"] == 9 {
+            break;
+        }
+    }
+    h.send(MessageType::RemoveTask, &json!({"ID":"Task.A","Epoch":3})).await;
+    h.send(MessageType::MasterJoin, &json!({"id":"Master.A","epoch":3})).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while h.metrics.stale_commands.get() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the old master's commands refused");
+    assert_eq!(h.views.get().len(), 2);
     let (rest, runtime, broker) = h.stop().await;
     let removed: Vec<String> = rest
         .iter()

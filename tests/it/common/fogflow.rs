@@ -244,6 +244,11 @@ impl FogFlow {
         }
     }
 
+    /// The process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("fogflow is running").id()
+    }
+
     /// Kills the process with SIGKILL and reaps it.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("fogflow is running");
