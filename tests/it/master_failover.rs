@@ -4,7 +4,8 @@
 //! `kill -9` of the active master makes the standby active within seconds with a higher epoch, the converter
 //! keeps converting with its task neither duplicated nor lost, and commands replayed with the old master's
 //! epoch are refused by the workers. The killed master, restarted, stands by; when RabbitMQ cuts the active
-//! master's connection, that one steps down and the other takes over.
+//! master's connection, that one steps down and the other takes over. Tasks run in Docker containers where the
+//! engine is usable (always under `CI=true`), so "exactly once" is also checked as one container.
 
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use fogflow::bus::envelope::keys;
 use fogflow::bus::{Bus, Envelope, MessageType};
 use serde_json::{json, Value};
 
+use crate::common::docker::{self, ContainerCleanup};
 use crate::common::fogflow::{At, FogFlow, FogFlowOptions, Ports};
 use crate::common::rabbitmq::{self, RabbitMq};
 use crate::common::{free_port, run_cli, wait_until};
@@ -121,6 +123,14 @@ fn replay(node: &RabbitMq, commands: Vec<Envelope>) {
 #[test]
 fn the_standby_master_takes_over_from_a_killed_one_and_fences_it() {
     let Some(node) = RabbitMq::start() else { return };
+    // Tasks run as Docker containers, as in production, where the engine is usable (always under CI=true).
+    let runtime = if docker::usable("master_failover (falls back to the process runtime)") {
+        docker::operator_images();
+        "docker"
+    } else {
+        "process"
+    };
+    let _cleanup = ContainerCleanup(vec!["Worker.001.1".into(), "Worker.001.2".into()]);
     let ports = Ports::free();
     let core = on(&node, "discovery,broker", ports).start();
     let designer = on(&node, "designer", ports).start();
@@ -129,7 +139,10 @@ fn the_standby_master_takes_over_from_a_killed_one_and_fences_it() {
     let second_ports = Ports { master_agent: free_port(), master_rest: free_port(), ..ports };
     let second = on(&node, "master", second_ports).env("FOGFLOW__MASTER__ID", "Master.B").start();
     let worker = |instance: &str| {
-        on(&node, "worker", Ports { worker: free_port(), ..ports }).env("FOGFLOW__WORKER__INSTANCE", instance).start()
+        on(&node, "worker", Ports { worker: free_port(), ..ports })
+            .env("FOGFLOW__WORKER__INSTANCE", instance)
+            .env("FOGFLOW__WORKER__RUNTIME", runtime)
+            .start()
     };
     let workers = [worker("1"), worker("2")];
     wait_until(FLOW_TIMEOUT, "both workers joined the active master", || {
@@ -220,7 +233,13 @@ fn the_standby_master_takes_over_from_a_killed_one_and_fences_it() {
     let readopted = wait_until(FLOW_TIMEOUT, "the task running under the restarted master", || running_task(&first));
     assert_eq!(readopted, (task.clone(), holder));
     converts(&core, 50.0, 122.0, "50 °C converted after the second takeover");
-    assert_eq!(all_held(), vec![task]);
+    assert_eq!(all_held(), vec![task.clone()]);
+    if runtime == "docker" {
+        let containers: Vec<String> =
+            ["Worker.001.1", "Worker.001.2"].iter().flat_map(|w| docker::task_containers(w, None)).collect();
+        assert_eq!(containers.len(), 1, "one task container in all: {containers:?}");
+        assert_eq!(docker::label(&containers[0], "fogflow.task_id"), task);
+    }
 }
 
 /// Has RabbitMQ close the AMQP connection of the fogflow process `pid` (named `fogflow <roles> pid <pid>`).
