@@ -108,20 +108,26 @@ fn build(extra: Vec<CertificateDer<'static>>) -> Result<Arc<ClientConfig>, TlsEr
 }
 
 /// Whether `error` (or one of its causes) is a TLS failure (a certificate refused, a handshake failed), and why.
+/// An `std::io::Error` wrapping another error is looked into (its `source()` skips the wrapped error itself, and
+/// hyper-rustls wraps the rustls error twice).
 pub fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
-            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                return Some(tls.to_string());
-            }
-        }
-        current = error.source();
+    find_tls(error, 0)
+}
+
+fn find_tls(error: &(dyn std::error::Error + 'static), depth: usize) -> Option<String> {
+    if depth > 16 {
+        return None;
     }
-    None
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(tls.to_string());
+    }
+    if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+        let inner: &(dyn std::error::Error + 'static) = inner;
+        if let Some(found) = find_tls(inner, depth + 1) {
+            return Some(found);
+        }
+    }
+    error.source().and_then(|source| find_tls(source, depth + 1))
 }
 
 #[cfg(test)]
@@ -165,6 +171,8 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, cause);
         let reason = tls_failure(&io).unwrap();
         assert!(reason.contains("certificate"), "{reason}");
+        let twice = std::io::Error::other(io);
+        assert_eq!(tls_failure(&twice), Some(reason));
         assert!(tls_failure(&std::io::Error::other("refused")).is_none());
     }
 }
