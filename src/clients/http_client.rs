@@ -1,13 +1,18 @@
 //! The outbound HTTP client shared by a role: pooled HTTP/1.1 connections, a connect timeout, a total timeout
 //! per request and a cap on how much of a response body is read (a peer cannot stall or flood us, B12, B14).
-//! Plain `http://` only for now; an `https://` URL is refused with a clear error. [`HttpClient::get_capped`]
-//! reads a whole body up to a caller's cap and fails beyond it (remote JSON-LD contexts).
+//! `http://` URLs go through a plain connection pool, exactly as before TLS existed (no per-request cost);
+//! `https://` URLs go through a second pool whose rustls configuration ([`super::tls`]) is built on the first
+//! `https://` request, so a process that never calls one pays nothing. Certificates are always verified; a
+//! refused certificate or failed handshake is [`OutboundError::Tls`]. Redirects are never followed.
+//! [`HttpClient::get_capped`] reads a whole body up to a caller's cap and fails beyond it (remote JSON-LD contexts).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -29,6 +34,14 @@ pub enum OutboundError {
     /// Connecting or sending failed.
     #[error("request to {url} failed: {reason}")]
     Transport {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS handshake failed (a certificate refused, no common protocol, …).
+    #[error("TLS with {url} failed: {reason}")]
+    Tls {
         /// The URL.
         url: String,
         /// Why.
@@ -68,10 +81,15 @@ impl OutboundResponse {
     }
 }
 
-/// A pooled client with timeouts. Cheap to clone.
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A pooled client with timeouts. Cheap to clone (clones share both pools).
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The `https://` pool, built on first use (`Err`: TLS cannot be configured, said on every `https://` request).
+    https: Arc<OnceLock<Result<HttpsClient, String>>>,
+    connect_timeout: Duration,
     timeout: Duration,
     user_agent: HeaderValue,
 }
@@ -88,12 +106,27 @@ impl HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+        let client = pool().build(connector);
         let user_agent = HeaderValue::from_static(concat!("fogflow/", env!("CARGO_PKG_VERSION")));
-        HttpClient { client, timeout, user_agent }
+        HttpClient { client, https: Arc::new(OnceLock::new()), connect_timeout, timeout, user_agent }
+    }
+
+    /// The `https://` pool, built on first use with the process's TLS configuration.
+    fn https(&self, url: &str) -> Result<&HttpsClient, OutboundError> {
+        let built = self.https.get_or_init(|| {
+            let config = super::tls::client_config().map_err(|error| error.to_string())?;
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(self.connect_timeout));
+            connector.set_nodelay(true);
+            connector.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*config).clone())
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector);
+            Ok(pool().build(https))
+        });
+        built.as_ref().map_err(|reason| OutboundError::Tls { url: url.into(), reason: reason.clone() })
     }
 
     /// The total timeout per request.
@@ -150,9 +183,16 @@ impl HttpClient {
             url: url.into(),
             reason: error.to_string(),
         })?;
-        if uri.scheme_str() != Some("http") {
-            return Err(OutboundError::InvalidUrl { url: url.into(), reason: "only http:// is supported".into() });
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => None,
+            Some("https") => Some(self.https(url)?),
+            _ => {
+                return Err(OutboundError::InvalidUrl {
+                    url: url.into(),
+                    reason: "only http:// and https:// are supported".into(),
+                })
+            }
+        };
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(request_headers) = request.headers_mut() {
             request_headers.insert(http::header::USER_AGENT, self.user_agent.clone());
@@ -166,11 +206,14 @@ impl HttpClient {
             .body(Full::new(body))
             .map_err(|error| OutboundError::InvalidUrl { url: url.into(), reason: error.to_string() })?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| OutboundError::Transport { url: url.into(), reason: describe(&error) })?;
+            let sent = match https {
+                None => self.client.request(request).await,
+                Some(https) => https.request(request).await,
+            };
+            let response = sent.map_err(|error| match super::tls::tls_failure(&error) {
+                Some(reason) => OutboundError::Tls { url: url.into(), reason },
+                None => OutboundError::Transport { url: url.into(), reason: describe(&error) },
+            })?;
             let status = response.status().as_u16();
             let body = match cap {
                 Cap::Truncate(limit) => match Limited::new(response.into_body(), limit).collect().await {
@@ -192,6 +235,13 @@ impl HttpClient {
             Err(_) => Err(OutboundError::Timeout { url: url.into(), timeout: self.timeout }),
         }
     }
+}
+
+/// The pool settings both pools share.
+fn pool() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(64);
+    builder
 }
 
 /// What to do with a response body over a size.

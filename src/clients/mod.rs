@@ -4,3 +4,4 @@
 pub mod broker;
 pub mod discovery;
 pub mod http_client;
+pub mod tls;

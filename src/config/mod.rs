@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 mod context;
 mod sections;
+mod tls;
 
 pub use self::sections::*;
+pub use self::tls::TlsConfig;
 
 /// The config file read when `--config` is not given, if it exists in the working directory (as FogFlow does).
 pub const DEFAULT_CONFIG_FILE: &str = "config.json";
@@ -93,6 +95,8 @@ pub struct Config {
     pub https: HttpsConfig,
     /// (ours) Remote JSON-LD `@context` resolution of the NGSI-LD API.
     pub context: ContextConfig,
+    /// (ours) Trust for outgoing `https://` requests.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -116,6 +120,7 @@ impl Default for Config {
             rabbitmq: RabbitMqConfig::default(),
             https: HttpsConfig::default(),
             context: ContextConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -265,6 +270,7 @@ impl Config {
         if self.master.task_confirm_timeout_secs == 0 {
             return invalid("master.task_confirm_timeout_secs must be positive".into());
         }
+        tls::validate(&self.tls)?;
         context::validate(&self.context)
     }
 

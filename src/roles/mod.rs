@@ -201,6 +201,8 @@ fn choose_bus(config: &Config, roles: &RoleSet) -> Result<Option<BusKind>, RunEr
 /// Runs `roles` until `shutdown` fires or one fails.
 pub async fn run(config: Arc<Config>, roles: RoleSet, shutdown: CancellationToken) -> Result<(), RunError> {
     let bus_choice = choose_bus(&config, &roles)?;
+    crate::clients::tls::install(config.tls.ca_file.as_deref())
+        .map_err(|error| RunError::Startup(error.to_string()))?;
     let mut listeners = Vec::new();
     let mut extra_listeners = HashMap::new();
     if roles.contains(Role::Master) && config.master.rest_api_port != config.master.ngsi_agent_port {

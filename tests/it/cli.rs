@@ -114,6 +114,17 @@ fn env_override_out_of_range_exits_64() {
 }
 
 #[test]
+fn a_missing_tls_ca_file_exits_64_naming_it() {
+    let missing = [("FOGFLOW__TLS__CA_FILE", "/nonexistent/fogflow-ca.pem")];
+    for args in [&["config", "check"][..], &["--role", "broker"][..]] {
+        let output = run_cli(args, &missing);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {}", stderr(&output));
+        let text = stderr(&output);
+        assert!(text.contains("tls.ca_file") && text.contains("/nonexistent/fogflow-ca.pem"), "{text}");
+    }
+}
+
+#[test]
 fn print_config_shows_command_line_overrides_and_masks_secrets() {
     let output = run_cli(
         &["--print-config", "--data-dir", "/tmp/fogflow-it-data", "--log-format", "json"],

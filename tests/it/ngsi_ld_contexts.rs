@@ -1,7 +1,7 @@
 //! Remote JSON-LD `@context`s of the NGSI-LD API, with no internet: a local static server plays the context host.
 //! Fetched only from `context.allowlist` prefixes, then cached (the server counts its hits); expansion on writes
 //! and compaction on reads with a `Link` context; `context.preload` working fully offline; every failure (not
-//! allowed, https, 404, bad JSON, no `@context`, too large, a stalled server) is 503 `LdContextNotAvailable`
+//! allowed, an unreachable https host, 404, bad JSON, no `@context`, too large, a stalled server) is 503 `LdContextNotAvailable`
 //! naming the URL and the reason; concurrent requests share one fetch; subscriptions created with a remote context
 //! notify compacted with it.
 
@@ -205,8 +205,9 @@ fn unusable_contexts_are_ld_context_not_available() {
         ("/ctx.jsonld", Serve::Body(200, context_document())),
     ]);
     let closed = format!("http://127.0.0.1:{}/", crate::common::free_port());
+    let closed_tls = closed.replace("http://", "https://");
     let broker = BrokerOptions::new()
-        .env("FOGFLOW__CONTEXT__ALLOWLIST", format!("{},https://secure.example.org/,{closed}", server.url("/")))
+        .env("FOGFLOW__CONTEXT__ALLOWLIST", format!("{},{closed},{closed_tls}", server.url("/")))
         .env("FOGFLOW__CONTEXT__MAX_BYTES", 2048)
         .env("FOGFLOW__CONTEXT__TIMEOUT_MS", 500)
         .env("FOGFLOW__CONTEXT__CACHE_TTL_SECS", 1)
@@ -223,8 +224,8 @@ fn unusable_contexts_are_ld_context_not_available() {
     let started = Instant::now();
     assert_unavailable(&get(&server.url("/stall.jsonld")), &server.url("/stall.jsonld"), "context.timeout_ms");
     assert!(started.elapsed() < Duration::from_secs(5), "the fetch is bounded by timeout_ms");
-    let secure = "https://secure.example.org/ctx.jsonld";
-    assert_unavailable(&get(secure), secure, "https://");
+    let secure = format!("{closed_tls}ctx.jsonld");
+    assert_unavailable(&get(&secure), &secure, "unreachable");
     let unreachable = format!("{closed}ctx.jsonld");
     assert_unavailable(&get(&unreachable), &unreachable, "unreachable");
     let failed_again = get(&server.url("/missing.jsonld"));

@@ -5,8 +5,9 @@
 //! Owns all the I/O of context handling: the core context URLs resolve to the embedded copy with no network;
 //! another URL resolves from `context.preload` (files read at start-up), else from the in-memory cache (bounded,
 //! with a TTL), else by a fetch — only if the URL starts with a `context.allowlist` prefix (empty by default:
-//! nothing is fetched), only `http://` (no TLS client in this build), capped in size and time, one fetch for
-//! concurrent requests of the same URL. Nested remote contexts resolve the same way, at most [`MAX_DEPTH`] deep.
+//! nothing is fetched), `http://` or `https://` (certificates verified against the system roots and
+//! `tls.ca_file`; redirects not followed), capped in size and time, one fetch for concurrent requests of the
+//! same URL. Nested remote contexts resolve the same way, at most [`MAX_DEPTH`] deep.
 //! Anything that fails is [`ContextError::NotAvailable`] naming the URL and the reason (`LdContextNotAvailable`
 //! 503); never a panic. Parsing and merging are pure, in [`crate::ngsi::ld::context`]; this module must not know
 //! HTTP routes or entities.
@@ -290,12 +291,6 @@ impl ContextResolver {
                  (remote contexts are not fetched by default)",
             ));
         }
-        if url.starts_with("https://") {
-            return Some(ContextError::not_available(
-                url,
-                "https:// contexts cannot be fetched by this build (no TLS client): list it in context.preload",
-            ));
-        }
         None
     }
 
@@ -310,6 +305,7 @@ impl ContextResolver {
             let reason = match error {
                 OutboundError::InvalidUrl { reason, .. } => format!("invalid URL: {reason}"),
                 OutboundError::Transport { reason, .. } => format!("unreachable: {reason}"),
+                OutboundError::Tls { reason, .. } => format!("TLS failed: {reason}"),
                 OutboundError::TooLarge { limit, .. } => format!("larger than context.max_bytes ({limit} bytes)"),
                 OutboundError::Timeout { timeout, .. } => {
                     format!("no answer within context.timeout_ms ({} ms)", timeout.as_millis())

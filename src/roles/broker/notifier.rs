@@ -4,6 +4,8 @@
 //! or until they succeed for `Require-Reliability` subscriptions). Overflow drops the oldest element, counted
 //! and logged — never an unbounded buffer. Throttled and periodic subscriptions keep only the latest state per
 //! entity; a periodic subscription's queue is fed by a timer ([`periodic`]).
+//! Subscriber URLs may be `http://` or `https://`: the shared [`HttpClient`] verifies certificates (system CAs plus
+//! `tls.ca_file`) and keeps plain `http://` on its own pool, so TLS costs nothing to plain subscribers.
 //!
 //! Knows the notification formats (NGSIv1, and NGSIv2 / NGSI-LD for the `Destination` header, and Orion's
 //! `attrsFormat`s for NGSIv2 subscriptions, with `Fiware-Service`, `Fiware-Correlator` and `Ngsiv2-AttrsFormat`

@@ -142,7 +142,7 @@ pub fn validate_request(request: &SubscribeContextRequest) -> Result<Option<Dura
     Ok(Some(duration))
 }
 
-/// Checks a notification URL: `http://` with a host, at most 2048 characters.
+/// Checks a notification URL: `http://` or `https://` with a host, at most 2048 characters.
 pub fn validate_reference(reference: &str) -> Result<(), ParseError> {
     if reference.is_empty() {
         return Err(ParseError::new("reference is missing: give the URL notifications are sent to"));
@@ -152,14 +152,8 @@ pub fn validate_reference(reference: &str) -> Result<(), ParseError> {
     }
     let uri: http::Uri =
         reference.parse().map_err(|_| ParseError::new(format!("reference `{reference}` is not a valid URL")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ParseError::new(
-                "https references are not supported yet: use http or terminate TLS in front of the subscriber",
-            ))
-        }
-        _ => return Err(ParseError::new(format!("reference `{reference}` must be an http:// URL"))),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(ParseError::new(format!("reference `{reference}` must be an http:// or https:// URL")));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(ParseError::new(format!("reference `{reference}` has no host")));

@@ -12,6 +12,7 @@ pub mod operator;
 pub mod rabbitmq;
 pub mod sink;
 pub mod static_server;
+pub mod tls_server;
 
 use std::net::TcpListener;
 use std::path::Path;
