@@ -9,36 +9,15 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
+use crate::common::converter::{fahrenheit_of, temperature};
 use crate::common::docker::{self, ContainerCleanup};
-use crate::common::fogflow::{At, FogFlow, FogFlowOptions, Ports};
+use crate::common::fogflow::{At, Ports};
 use crate::common::free_port;
-use crate::common::rabbitmq::{self, RabbitMq};
+use crate::common::rabbitmq::RabbitMq;
 use crate::common::wait_until;
 
 const OUTAGE: Duration = Duration::from_secs(20);
 const RECOVERY: Duration = Duration::from_secs(90);
-
-fn temperature(id: &str, celsius: f64) -> Value {
-    json!({
-        "entityId": {"id": id, "type": "Temperature", "isPattern": false},
-        "attributes": [{"name": "temperature", "type": "float", "value": celsius}],
-        "domainMetadata": [{"name": "location", "type": "point",
-            "value": {"latitude": 35.69, "longitude": 139.70}}]
-    })
-}
-
-fn fahrenheit_of(broker: &FogFlow, source: &str) -> Option<f64> {
-    let body = json!({"entities": [{"type": "Fahrenheit", "isPattern": true, "id": ".*"}]});
-    let response = broker.post(At::Broker, "/ngsi10/queryContext", &body);
-    let responses = response.json()["contextResponses"].as_array().cloned().unwrap_or_default();
-    responses.iter().map(|r| &r["contextElement"]).find_map(|element| {
-        let attributes = element["attributes"].as_array()?;
-        let value = |name: &str| attributes.iter().find(|a| a["name"] == name).map(|a| a["value"].clone());
-        (value("source")?.as_str()? == source).then(|| value("temperature_f")?.as_f64()).flatten()
-    })
-}
 
 #[test]
 fn a_task_requested_before_rabbitmq_stops_for_20_s_runs_exactly_once_after() {
@@ -50,16 +29,8 @@ fn a_task_requested_before_rabbitmq_stops_for_20_s_runs_exactly_once_after() {
     let worker_id = format!("Worker.it-outage-{}", std::process::id());
     let _cleanup = ContainerCleanup(vec![worker_id.clone()]);
     let ports = Ports::free();
-    let options = |roles: &str, ports: Ports| {
-        FogFlowOptions::new()
-            .roles(roles)
-            .ports(ports)
-            .env("FOGFLOW__RABBITMQ__HOST_IP", "127.0.0.1")
-            .env("FOGFLOW__RABBITMQ__PORT", node.amqp_port)
-            .env("FOGFLOW__RABBITMQ__USERNAME", rabbitmq::USER)
-            .env("FOGFLOW__RABBITMQ__PASSWORD", rabbitmq::PASSWORD)
-            .env("FOGFLOW__RABBITMQ__RECONNECT_MAX_SECS", "2")
-    };
+    let options =
+        |roles: &str, ports: Ports| node.fogflow(roles, ports).env("FOGFLOW__RABBITMQ__RECONNECT_MAX_SECS", "2");
     let core = options("discovery,broker", ports).start();
     let master = options("master", ports).start();
     let designer = options("designer", ports).start();

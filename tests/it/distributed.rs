@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::common::converter::{fahrenheit_of, temperature};
 use crate::common::fogflow::{At, FogFlow, FogFlowOptions, Ports};
 use crate::common::free_port;
 use crate::common::rabbitmq::{self, RabbitMq};
@@ -44,26 +45,6 @@ fn a_role_apart_waits_for_rabbitmq_not_ready_and_without_logging_the_password() 
     let log = designer.log();
     assert!(log.contains("amqp://fogflow:***@127.0.0.1"), "the log shows the masked URL:\n{log}");
     assert!(!log.contains(password), "the password leaked into the log:\n{log}");
-}
-
-fn temperature(id: &str, celsius: f64) -> Value {
-    json!({
-        "entityId": {"id": id, "type": "Temperature", "isPattern": false},
-        "attributes": [{"name": "temperature", "type": "float", "value": celsius}],
-        "domainMetadata": [{"name": "location", "type": "point",
-            "value": {"latitude": 35.69, "longitude": 139.70}}]
-    })
-}
-
-fn fahrenheit_of(broker: &FogFlow, source: &str) -> Option<f64> {
-    let body = json!({"entities": [{"type": "Fahrenheit", "isPattern": true, "id": ".*"}]});
-    let response = broker.post(At::Broker, "/ngsi10/queryContext", &body);
-    let responses = response.json()["contextResponses"].as_array().cloned().unwrap_or_default();
-    responses.iter().map(|r| &r["contextElement"]).find_map(|element| {
-        let attributes = element["attributes"].as_array()?;
-        let value = |name: &str| attributes.iter().find(|a| a["name"] == name).map(|a| a["value"].clone());
-        (value("source")?.as_str()? == source).then(|| value("temperature_f")?.as_f64()).flatten()
-    })
 }
 
 /// The master's task table.

@@ -11,8 +11,7 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
+use crate::common::converter::{self, running_task};
 use crate::common::docker::{self, ContainerCleanup, DockerProxy};
 use crate::common::fogflow::{At, FogFlow, FogFlowOptions, Ports};
 use crate::common::free_port;
@@ -20,44 +19,6 @@ use crate::common::rabbitmq;
 use crate::common::wait_until;
 
 const FLOW_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn temperature(id: &str, celsius: f64) -> Value {
-    json!({
-        "entityId": {"id": id, "type": "Temperature", "isPattern": false},
-        "attributes": [{"name": "temperature", "type": "float", "value": celsius}],
-        "domainMetadata": [{"name": "location", "type": "point",
-            "value": {"latitude": 35.69, "longitude": 139.70}}]
-    })
-}
-
-fn fahrenheit_of(broker: &FogFlow, source: &str) -> Option<f64> {
-    let body = json!({"entities": [{"type": "Fahrenheit", "isPattern": true, "id": ".*"}]});
-    let response = broker.post(At::Broker, "/ngsi10/queryContext", &body);
-    let responses = response.json()["contextResponses"].as_array().cloned().unwrap_or_default();
-    responses.iter().map(|r| &r["contextElement"]).find_map(|element| {
-        let attributes = element["attributes"].as_array()?;
-        let value = |name: &str| attributes.iter().find(|a| a["name"] == name).map(|a| a["value"].clone());
-        (value("source")?.as_str()? == source).then(|| value("temperature_f")?.as_f64()).flatten()
-    })
-}
-
-fn converted(broker: &FogFlow, source: &str, celsius: f64) {
-    broker.update("UPDATE", &[temperature(source, celsius)]);
-    let expected = celsius * 9.0 / 5.0 + 32.0;
-    wait_until(FLOW_TIMEOUT, &format!("{celsius} °C converted to {expected} °F"), || {
-        fahrenheit_of(broker, source).filter(|f| (f - expected).abs() < 1e-6)
-    });
-}
-
-/// The one task the master holds, when it runs: `(task id, worker id)`.
-fn running_task(master: &FogFlow) -> Option<(String, String)> {
-    let tasks = master.get(At::Master, "/tasks").json().as_array().cloned().unwrap_or_default();
-    let [task] = tasks.as_slice() else { return None };
-    if task["Status"] != "running" {
-        return None;
-    }
-    Some((task["ID"].as_str()?.to_string(), task["Worker"].as_str()?.to_string()))
-}
 
 fn unique_worker_id(n: u32) -> String {
     format!("Worker.it-docker-{}-{n}", std::process::id())
@@ -73,15 +34,7 @@ fn converter_fog_function_runs_in_containers_and_survives_a_killed_worker() {
     let worker_ids = [unique_worker_id(1), unique_worker_id(2)];
     let _cleanup = ContainerCleanup(worker_ids.to_vec());
     let ports = Ports::free();
-    let options = |roles: &str, ports: Ports| {
-        FogFlowOptions::new()
-            .roles(roles)
-            .ports(ports)
-            .env("FOGFLOW__RABBITMQ__HOST_IP", "127.0.0.1")
-            .env("FOGFLOW__RABBITMQ__PORT", node.amqp_port)
-            .env("FOGFLOW__RABBITMQ__USERNAME", rabbitmq::USER)
-            .env("FOGFLOW__RABBITMQ__PASSWORD", rabbitmq::PASSWORD)
-    };
+    let options = |roles: &str, ports: Ports| node.fogflow(roles, ports);
     let worker = |id: &str| {
         options("worker", Ports { worker: free_port(), ..ports })
             .env("FOGFLOW__WORKER__ID", id)
@@ -105,7 +58,7 @@ fn converter_fog_function_runs_in_containers_and_survives_a_killed_worker() {
 
     let enabled = designer.get(At::Designer, "/fogfunction/Convert/enable");
     assert_eq!(enabled.status, 200, "{enabled:?}");
-    converted(&core, "Device.Temp001", 73.0);
+    converter::converted(&core, "Device.Temp001", 73.0, FLOW_TIMEOUT);
     let (task_id, first) = wait_until(FLOW_TIMEOUT, "one running task", || running_task(&master));
     let containers = docker::task_containers(&first, Some(&task_id));
     assert_eq!(containers.len(), 1, "exactly one container for the task on {first}: {containers:?}");
@@ -126,7 +79,7 @@ fn converter_fog_function_runs_in_containers_and_survives_a_killed_worker() {
         (now.len() == 1 && now[0] != *container).then(|| now[0].clone())
     });
     assert_eq!(docker::label(&restarted, "fogflow.task_id"), task_id);
-    converted(&core, "Device.Temp001", 50.0);
+    converter::converted(&core, "Device.Temp001", 50.0, FLOW_TIMEOUT);
     let crashed_worker = workers.iter().find(|(id, _)| *id == first).map(|(_, w)| w).expect("known worker");
     let metrics = crashed_worker.get(At::Worker, "/metrics").body;
     assert!(
@@ -143,7 +96,7 @@ fn converter_fog_function_runs_in_containers_and_survives_a_killed_worker() {
         running_task(&master).filter(|(_, worker)| worker == survivor_id)
     });
     assert_eq!(docker::task_containers(survivor_id, Some(&task_id)).len(), 1);
-    converted(&core, "Device.Temp001", 100.0);
+    converter::converted(&core, "Device.Temp001", 100.0, FLOW_TIMEOUT);
     assert_eq!(docker::task_containers(&victim_id, None).len(), 1, "the dead worker's container is still there");
 
     // The killed worker comes back: the container no task of its own needs is removed.
@@ -151,7 +104,7 @@ fn converter_fog_function_runs_in_containers_and_survives_a_killed_worker() {
     wait_until(Duration::from_secs(20), "the returning worker removed its old container", || {
         docker::task_containers(&victim_id, None).is_empty().then_some(())
     });
-    converted(&core, "Device.Temp001", 0.0);
+    converter::converted(&core, "Device.Temp001", 0.0, FLOW_TIMEOUT);
     assert_eq!(docker::task_containers(survivor_id, None).len(), 1, "the task was not duplicated");
 
     // Task removal removes its container.
@@ -196,7 +149,7 @@ fn a_worker_whose_docker_daemon_is_unreachable_stays_up_and_recovers() {
     });
     wait_until(Duration::from_secs(20), "capacity back at the master", || (capacity(&fogflow) > Some(0)).then_some(()));
     assert_eq!(fogflow.get(At::Designer, "/fogfunction/Convert/enable").status, 200);
-    converted(&fogflow, "Device.Temp002", 20.0);
+    converter::converted(&fogflow, "Device.Temp002", 20.0, FLOW_TIMEOUT);
     let (task_id, _) = wait_until(FLOW_TIMEOUT, "one running task", || running_task(&fogflow));
     assert_eq!(docker::task_containers(&worker_id, Some(&task_id)).len(), 1);
 
@@ -205,7 +158,7 @@ fn a_worker_whose_docker_daemon_is_unreachable_stays_up_and_recovers() {
     wait_until(Duration::from_secs(20), "not ready while the daemon is unreachable", || {
         (fogflow.get(At::Worker, "/ready").status == 503).then_some(())
     });
-    converted(&fogflow, "Device.Temp002", 30.0);
+    converter::converted(&fogflow, "Device.Temp002", 30.0, FLOW_TIMEOUT);
     assert_eq!(fogflow.get(At::Worker, "/health").status, 200, "the worker stays up");
 
     // And back: the same task, the same single container, still converting.
@@ -216,5 +169,5 @@ fn a_worker_whose_docker_daemon_is_unreachable_stays_up_and_recovers() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(running_task(&fogflow).map(|(id, _)| id), Some(task_id.clone()), "the task is the same");
     assert_eq!(docker::task_containers(&worker_id, None).len(), 1, "one container, not a second launch");
-    converted(&fogflow, "Device.Temp002", 40.0);
+    converter::converted(&fogflow, "Device.Temp002", 40.0, FLOW_TIMEOUT);
 }

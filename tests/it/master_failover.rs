@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use fogflow::bus::amqp::{AmqpBus, AmqpOptions};
 use fogflow::bus::envelope::keys;
 use fogflow::bus::{Bus, Envelope, MessageType};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::common::converter::{fahrenheit_of, running_task, temperature};
 use crate::common::docker::{self, ContainerCleanup};
 use crate::common::fogflow::{At, FogFlow, FogFlowOptions, Ports};
 use crate::common::rabbitmq::{self, RabbitMq};
@@ -23,13 +24,7 @@ use crate::common::{free_port, run_cli, wait_until};
 const FLOW_TIMEOUT: Duration = Duration::from_secs(40);
 
 fn on(node: &RabbitMq, roles: &str, ports: Ports) -> FogFlowOptions {
-    FogFlowOptions::new()
-        .roles(roles)
-        .ports(ports)
-        .env("FOGFLOW__RABBITMQ__HOST_IP", "127.0.0.1")
-        .env("FOGFLOW__RABBITMQ__PORT", node.amqp_port)
-        .env("FOGFLOW__RABBITMQ__USERNAME", rabbitmq::USER)
-        .env("FOGFLOW__RABBITMQ__PASSWORD", rabbitmq::PASSWORD)
+    node.fogflow(roles, ports)
 }
 
 /// Runs a role that must refuse to start, with `extra` settings; its output.
@@ -50,26 +45,6 @@ fn refused(node: &RabbitMq, role: &str, extra: &[(&str, String)]) -> Output {
     run_cli(&["--role", role], &env)
 }
 
-fn temperature(id: &str, celsius: f64) -> Value {
-    json!({
-        "entityId": {"id": id, "type": "Temperature", "isPattern": false},
-        "attributes": [{"name": "temperature", "type": "float", "value": celsius}],
-        "domainMetadata": [{"name": "location", "type": "point",
-            "value": {"latitude": 35.69, "longitude": 139.70}}]
-    })
-}
-
-fn fahrenheit_of(broker: &FogFlow, source: &str) -> Option<f64> {
-    let body = json!({"entities": [{"type": "Fahrenheit", "isPattern": true, "id": ".*"}]});
-    let response = broker.post(At::Broker, "/ngsi10/queryContext", &body);
-    let responses = response.json()["contextResponses"].as_array().cloned().unwrap_or_default();
-    responses.iter().map(|r| &r["contextElement"]).find_map(|element| {
-        let attributes = element["attributes"].as_array()?;
-        let value = |name: &str| attributes.iter().find(|a| a["name"] == name).map(|a| a["value"].clone());
-        (value("source")?.as_str()? == source).then(|| value("temperature_f")?.as_f64()).flatten()
-    })
-}
-
 fn converts(core: &FogFlow, celsius: f64, fahrenheit: f64, what: &str) {
     core.update("UPDATE", &[temperature("Device.Temp001", celsius)]);
     wait_until(FLOW_TIMEOUT, what, || fahrenheit_of(core, "Device.Temp001").filter(|f| (f - fahrenheit).abs() < 1e-6));
@@ -79,17 +54,6 @@ fn converts(core: &FogFlow, celsius: f64, fahrenheit: f64, what: &str) {
 fn status(master: &FogFlow) -> (String, u64) {
     let status = master.get(At::Master, "/status").json();
     (status["state"].as_str().unwrap_or_default().to_string(), status["epoch"].as_u64().unwrap_or(0))
-}
-
-/// The one running task of the active master: `(task id, worker id)`.
-fn running_task(master: &FogFlow) -> Option<(String, String)> {
-    let response = master.get(At::Master, "/tasks");
-    let tasks = if response.status == 200 { response.json().as_array().cloned()? } else { return None };
-    let [task] = tasks.as_slice() else { return None };
-    if task["Status"] != "running" {
-        return None;
-    }
-    Some((task["ID"].as_str()?.to_string(), task["Worker"].as_str()?.to_string()))
 }
 
 /// The task ids a worker holds.

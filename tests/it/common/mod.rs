@@ -5,6 +5,7 @@
 //! and inspects NGSI payloads.
 
 pub mod broker;
+pub mod converter;
 pub mod docker;
 pub mod fogflow;
 pub mod ngsi;

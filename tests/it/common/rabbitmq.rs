@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::fogflow::{FogFlowOptions, Ports};
 use super::free_port;
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
@@ -126,6 +127,17 @@ impl RabbitMq {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Options for fogflow `roles` on `ports` that use this node as the default user.
+    pub fn fogflow(&self, roles: &str, ports: Ports) -> FogFlowOptions {
+        FogFlowOptions::new()
+            .roles(roles)
+            .ports(ports)
+            .env("FOGFLOW__RABBITMQ__HOST_IP", "127.0.0.1")
+            .env("FOGFLOW__RABBITMQ__PORT", self.amqp_port)
+            .env("FOGFLOW__RABBITMQ__USERNAME", USER)
+            .env("FOGFLOW__RABBITMQ__PASSWORD", PASSWORD)
     }
 
     /// Runs `rabbitmqctl -n <node> <args>` against this node.
