@@ -171,3 +171,45 @@ fn a_worker_whose_docker_daemon_is_unreachable_stays_up_and_recovers() {
     assert_eq!(docker::task_containers(&worker_id, None).len(), 1, "one container, not a second launch");
     converter::converted(&fogflow, "Device.Temp002", 40.0, FLOW_TIMEOUT);
 }
+
+/// The docker0 bridge's address on this host, which containers on the default bridge network reach the host at.
+fn docker_bridge_address() -> Option<String> {
+    let output = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "docker0"]).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let cidr = text.split_whitespace().skip_while(|word| *word != "inet").nth(1)?;
+    Some(cidr.split('/').next()?.to_string())
+}
+
+/// FogFlow's own networking (`worker.docker_network = bridge`): the task container on the default bridge with
+/// `myport` published, the broker reached at `my_hostip` = the docker0 address; the converter still converts.
+#[test]
+fn bridge_networking_publishes_the_task_port_as_fogflow_did() {
+    if !docker::usable("docker_runtime") {
+        return;
+    }
+    let Some(host_ip) = docker_bridge_address() else {
+        eprintln!("SKIPPED bridge networking: no docker0 interface on this host (rootless or custom Docker)");
+        return;
+    };
+    docker::operator_images();
+    let worker_id = unique_worker_id(4);
+    let _cleanup = ContainerCleanup(vec![worker_id.clone()]);
+    let fogflow = FogFlowOptions::new()
+        .env("FOGFLOW__MY_HOSTIP", &host_ip)
+        .env("FOGFLOW__WORKER__ID", &worker_id)
+        .env("FOGFLOW__WORKER__RUNTIME", "docker")
+        .env("FOGFLOW__WORKER__DOCKER_NETWORK", "bridge")
+        .start();
+    assert_eq!(fogflow.get(At::Designer, "/fogfunction/Convert/enable").status, 200);
+    converter::converted(&fogflow, "Device.Temp003", 15.0, FLOW_TIMEOUT);
+    let containers = docker::task_containers(&worker_id, None);
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let network = docker::docker_ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", &containers[0]]);
+    assert_eq!(network, "default", "the container is on the default bridge");
+    let view = fogflow.get(At::Worker, "/tasks").json();
+    let ref_url = view[0]["refURL"].as_str().unwrap_or_default().to_string();
+    let port = ref_url.rsplit(':').next().unwrap_or_default().to_string();
+    assert!(ref_url.starts_with(&format!("http://{host_ip}:")), "{view}");
+    let published = docker::docker_ok(&["port", &containers[0], &format!("{port}/tcp")]);
+    assert!(published.contains(&format!(":{port}")), "myport {port} is published: {published}");
+}
