@@ -213,3 +213,56 @@ fn bridge_networking_publishes_the_task_port_as_fogflow_did() {
     let published = docker::docker_ok(&["port", &containers[0], &format!("{port}/tcp")]);
     assert!(published.contains(&format!(":{port}")), "myport {port} is published: {published}");
 }
+
+/// The runtime on its own: an operator's `memory` and `cpus` parameters become the container's limits, and a
+/// stop is graceful (SIGTERM, exit code 0), reported once as requested, and removes the container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_parameters_become_container_limits_and_a_stop_removes_the_container() {
+    use std::collections::BTreeMap;
+
+    use fogflow::model::Parameter;
+    use fogflow::runtime::docker::plan::Network;
+    use fogflow::runtime::docker::DockerRuntime;
+    use fogflow::runtime::{labels, LaunchSpec, PortAllocator, TaskRuntime};
+
+    let usable = tokio::task::spawn_blocking(|| docker::usable("docker_runtime")).await.unwrap();
+    if !usable {
+        return;
+    }
+    tokio::task::spawn_blocking(docker::operator_images).await.unwrap();
+    let worker_id = unique_worker_id(5);
+    let _cleanup = ContainerCleanup(vec![worker_id.clone()]);
+    let runtime = DockerRuntime::new("/var/run/docker.sock", &worker_id, Network::Host, Duration::from_secs(5), None);
+    runtime.health().await.expect("the engine answers");
+    let mut exits = runtime.take_exit_events().expect("exit events");
+    let parameters = [("memory", "64m"), ("cpus", "0.5"), ("window_seconds", "7")]
+        .map(|(name, value)| Parameter { name: name.into(), value: value.into() });
+    let spec = LaunchSpec {
+        task_id: "Task.limits".into(),
+        image: "fogflow/counter:latest".into(),
+        port: PortAllocator::new(0).lease().unwrap(),
+        admin: Vec::new(),
+        parameters: parameters.to_vec(),
+        labels: BTreeMap::from([
+            (labels::TASK_ID.to_string(), "Task.limits".to_string()),
+            (labels::WORKER_ID.to_string(), worker_id.clone()),
+            (labels::EPOCH.to_string(), "3".to_string()),
+        ]),
+    };
+    let launched = runtime.launch(spec).await.expect("launch");
+    let id = launched.container_id.clone();
+    let inspect = |format: &str| docker::docker_ok(&["inspect", "-f", format, &id]);
+    assert_eq!(inspect("{{.HostConfig.Memory}}"), (64u64 << 20).to_string());
+    assert_eq!(inspect("{{.HostConfig.NanoCpus}}"), "500000000");
+    assert_eq!(inspect("{{.HostConfig.NetworkMode}}"), "host");
+    let env = inspect("{{json .Config.Env}}");
+    assert!(env.contains("\"window_seconds=7\"") && env.contains(&format!("\"myport={}\"", launched.port)), "{env}");
+    assert_eq!(inspect("{{index .Config.Labels \"fogflow.epoch\"}}"), "3");
+
+    runtime.stop(&launched.run_id).await.expect("stop");
+    let exit = tokio::time::timeout(Duration::from_secs(10), exits.recv()).await.expect("an exit event").unwrap();
+    assert!(exit.requested, "{exit:?}");
+    assert_eq!(exit.code, Some(0), "a graceful stop: {exit:?}");
+    assert!(docker::task_containers(&worker_id, None).is_empty(), "the container is removed");
+    assert!(runtime.list().await.is_empty());
+}
