@@ -24,6 +24,7 @@ pub mod roles;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 use std::sync::Arc;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{topic, BoxFuture, Bus, BusError, Consumer, Delivery, Envelope, QueueSpec, Settle};
+use crate::sync::lock;
 
 /// Messages one queue holds before publishers are told it is full.
 pub const QUEUE_LIMIT: usize = 100_000;
@@ -60,10 +61,6 @@ impl Queue {
         lock(&self.items).push_front((envelope, true));
         self.ready.notify_one();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct MemorySettle {

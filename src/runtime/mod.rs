@@ -249,6 +249,37 @@ pub struct ExitEvent {
     pub requested: bool,
 }
 
+/// A runtime's exit events: every run sends its one [`ExitEvent`] on a clone of the sender; the worker takes the
+/// receiver once ([`TaskRuntime::take_exit_events`]).
+pub struct ExitChannel {
+    sender: mpsc::UnboundedSender<ExitEvent>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<ExitEvent>>>,
+}
+
+impl ExitChannel {
+    /// A new channel.
+    pub fn new() -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        ExitChannel { sender, receiver: Mutex::new(Some(receiver)) }
+    }
+
+    /// A sender for one run.
+    pub fn sender(&self) -> mpsc::UnboundedSender<ExitEvent> {
+        self.sender.clone()
+    }
+
+    /// The receiver, once.
+    pub fn take(&self) -> Option<mpsc::UnboundedReceiver<ExitEvent>> {
+        crate::sync::lock(&self.receiver).take()
+    }
+}
+
+impl Default for ExitChannel {
+    fn default() -> Self {
+        ExitChannel::new()
+    }
+}
+
 /// How the worker runs tasks.
 pub trait TaskRuntime: Send + Sync + 'static {
     /// `process` or `docker`.

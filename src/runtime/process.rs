@@ -24,8 +24,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{labels, BoxFuture, ExitEvent, LaunchSpec, Launched, RunningTask, RuntimeError, TaskRuntime};
+use super::{labels, BoxFuture, ExitChannel, ExitEvent, LaunchSpec, Launched, RunningTask, RuntimeError, TaskRuntime};
 use crate::operators::OperatorName;
+use crate::sync::lock;
 
 /// Longest output line forwarded to the log; longer lines are cut.
 const MAX_LINE: u64 = 8 * 1024;
@@ -50,8 +51,7 @@ pub struct ProcessRuntime {
     exe: Option<PathBuf>,
     grace: Duration,
     runs: Arc<Mutex<HashMap<String, Run>>>,
-    exits: mpsc::UnboundedSender<ExitEvent>,
-    exit_receiver: Mutex<Option<mpsc::UnboundedReceiver<ExitEvent>>>,
+    exits: ExitChannel,
     next_run: AtomicU64,
 }
 
@@ -59,10 +59,6 @@ impl std::fmt::Debug for ProcessRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessRuntime").field("operators", &self.operators).finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The image's name without its tag (`host:5000/a/b:1` → `host:5000/a/b`).
@@ -77,14 +73,12 @@ impl ProcessRuntime {
     /// A runtime with the configured image → command-line map, stopping children with `grace` between SIGTERM
     /// and SIGKILL.
     pub fn new(operators: BTreeMap<String, String>, grace: Duration) -> Self {
-        let (exits, exit_receiver) = mpsc::unbounded_channel();
         ProcessRuntime {
             operators,
             exe: std::env::current_exe().ok(),
             grace,
             runs: Arc::default(),
-            exits,
-            exit_receiver: Mutex::new(Some(exit_receiver)),
+            exits: ExitChannel::new(),
             next_run: AtomicU64::new(1),
         }
     }
@@ -147,7 +141,7 @@ impl ProcessRuntime {
             run_id: run_id.clone(),
             grace: self.grace,
             runs: self.runs.clone(),
-            exits: self.exits.clone(),
+            exits: self.exits.sender(),
             _port: spec.port,
         };
         tokio::spawn(reaper.watch(stop_requested, done_sender));
@@ -371,7 +365,7 @@ impl TaskRuntime for ProcessRuntime {
     }
 
     fn take_exit_events(&self) -> Option<mpsc::UnboundedReceiver<ExitEvent>> {
-        lock(&self.exit_receiver).take()
+        self.exits.take()
     }
 }
 

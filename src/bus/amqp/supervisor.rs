@@ -9,7 +9,7 @@
 //! Must not: decide what a message means (a body that is not an envelope is dead-lettered, nothing more).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{topology, AmqpOptions, CONNECT_TIMEOUT};
 use crate::bus::{BusError, Consumer, Delivery, Envelope, QueueSpec, Settle};
+use crate::sync::lock;
 
 /// One live connection with its publishing channel.
 #[derive(Clone)]
@@ -63,10 +64,6 @@ struct Registration {
     /// Becomes true when its pump has finished (channel closed).
     pump_done: Option<watch::Receiver<bool>>,
     last_error: Option<String>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {

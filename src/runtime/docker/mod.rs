@@ -26,8 +26,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use self::engine::{Engine, EngineError};
 use self::plan::{keys, Network};
-use super::{BoxFuture, ExitEvent, LaunchSpec, Launched, RunningTask, RuntimeError, TaskRuntime};
+use super::{BoxFuture, ExitChannel, ExitEvent, LaunchSpec, Launched, RunningTask, RuntimeError, TaskRuntime};
 use crate::config::RegistryConfig;
+use crate::sync::lock;
 
 /// Longest a pull may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -51,8 +52,7 @@ pub struct DockerRuntime {
     grace: Duration,
     credentials: Option<DockerCredentials>,
     runs: Arc<Mutex<HashMap<String, Run>>>,
-    exits: mpsc::UnboundedSender<ExitEvent>,
-    exit_receiver: Mutex<Option<mpsc::UnboundedReceiver<ExitEvent>>>,
+    exits: ExitChannel,
     next_run: AtomicU64,
     healthy: AtomicBool,
     /// Whether containers no run owns may exist (at start, and after a removal failed); launches then look
@@ -68,10 +68,6 @@ impl std::fmt::Debug for DockerRuntime {
             .field("network", &self.network)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn runtime_error(error: EngineError) -> RuntimeError {
@@ -102,7 +98,6 @@ impl DockerRuntime {
         grace: Duration,
         registry: Option<&RegistryConfig>,
     ) -> Self {
-        let (exits, exit_receiver) = mpsc::unbounded_channel();
         let credentials =
             registry.filter(|r| !r.username.is_empty() && !r.serveraddress.is_empty()).map(|r| DockerCredentials {
                 username: Some(r.username.clone()),
@@ -118,8 +113,7 @@ impl DockerRuntime {
             grace,
             credentials,
             runs: Arc::default(),
-            exits,
-            exit_receiver: Mutex::new(Some(exit_receiver)),
+            exits: ExitChannel::new(),
             next_run: AtomicU64::new(1),
             healthy: AtomicBool::new(false),
             leftovers_possible: Arc::new(AtomicBool::new(true)),
@@ -230,7 +224,7 @@ impl DockerRuntime {
             run_id: run_id.clone(),
             grace: self.grace,
             runs: self.runs.clone(),
-            exits: self.exits.clone(),
+            exits: self.exits.sender(),
             leftovers_possible: self.leftovers_possible.clone(),
             _port: spec.port,
         };
@@ -385,7 +379,7 @@ impl TaskRuntime for DockerRuntime {
     }
 
     fn take_exit_events(&self) -> Option<mpsc::UnboundedReceiver<ExitEvent>> {
-        lock(&self.exit_receiver).take()
+        self.exits.take()
     }
 
     fn health(&self) -> BoxFuture<'_, Result<(), String>> {
