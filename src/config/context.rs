@@ -48,18 +48,8 @@ pub(super) fn validate(context: &ContextConfig) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::io::Write;
-
-    use super::super::{Config, ConfigOverrides};
+    use super::super::tests::load_text as load;
     use super::*;
-
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut handle = tempfile::NamedTempFile::new().unwrap();
-        handle.write_all(text.as_bytes()).unwrap();
-        Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
-    }
 
     #[test]
     fn context_settings_are_checked_and_preload_files_read() {

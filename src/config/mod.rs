@@ -401,15 +401,19 @@ mod tests {
 
     use super::*;
 
-    fn load(file: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    /// Loads a config file holding `text`, with `env` as the environment (also for the sections' own tests).
+    pub(super) fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut handle = tempfile::NamedTempFile::new().unwrap();
+        handle.write_all(text.as_bytes()).unwrap();
+        Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
+    }
+
+    fn load(file: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         match file {
-            Some(text) => {
-                let mut handle = tempfile::NamedTempFile::new().unwrap();
-                handle.write_all(text.as_bytes()).unwrap();
-                Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
-            }
+            Some(text) => load_text(text, env),
             None => {
+                let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
                 Config::load(Some(Path::new("/nonexistent/ignored")), &env, &ConfigOverrides::default()).or_else(|_| {
                     let mut handle = tempfile::NamedTempFile::new().unwrap();
                     handle.write_all(b"{}").unwrap();

@@ -31,18 +31,7 @@ pub(super) fn validate(tls: &TlsConfig) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::io::Write;
-
-    use super::super::{Config, ConfigOverrides};
-    use super::*;
-
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut handle = tempfile::NamedTempFile::new().unwrap();
-        handle.write_all(text.as_bytes()).unwrap();
-        Config::load(Some(handle.path()), &env, &ConfigOverrides::default())
-    }
+    use super::super::tests::load_text as load;
 
     #[test]
     fn the_ca_file_is_optional_and_read_when_given() {

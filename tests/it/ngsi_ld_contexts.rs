@@ -103,15 +103,25 @@ fn contexts_not_allowlisted_are_not_fetched() {
     assert_eq!(server.hits("/ctx.jsonld"), 0, "nothing is fetched without an allowlist");
 }
 
-#[test]
-fn preloaded_contexts_work_offline() {
+/// An offline context URL that the broker of [`broker_with_preloaded_context`] has preloaded from a file.
+const PRELOADED: &str = "http://contexts.invalid/ngsi/ctx.jsonld";
+
+/// A broker whose `context.preload` maps [`PRELOADED`] to a local copy of [`context_document`] (in the returned
+/// directory, which must outlive the broker).
+fn broker_with_preloaded_context() -> (tempfile::TempDir, Broker) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ctx.jsonld");
     std::fs::write(&file, context_document()).unwrap();
-    let url = "http://contexts.invalid/ngsi/ctx.jsonld";
     let config = dir.path().join("config.json");
-    std::fs::write(&config, json!({"context": {"preload": {url: file}}}).to_string()).unwrap();
+    std::fs::write(&config, json!({"context": {"preload": {PRELOADED: file}}}).to_string()).unwrap();
     let broker = BrokerOptions::new().arg("--config").arg(config.display()).start();
+    (dir, broker)
+}
+
+#[test]
+fn preloaded_contexts_work_offline() {
+    let (dir, broker) = broker_with_preloaded_context();
+    let url = PRELOADED;
     create(&broker, &room("urn:ngsi-ld:Room:9", 19.5), &[("Link", &link(url))]);
     let plain = broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:9").json();
     assert_eq!(plain["type"], "https://example.org/ontology/Room", "{plain}");
@@ -133,13 +143,8 @@ fn preloaded_contexts_work_offline() {
 
 #[test]
 fn discovery_and_subscriptions_are_compacted_with_the_link_context() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ctx.jsonld");
-    std::fs::write(&file, context_document()).unwrap();
-    let url = "http://contexts.invalid/ngsi/ctx.jsonld";
-    let config = dir.path().join("config.json");
-    std::fs::write(&config, json!({"context": {"preload": {url: file}}}).to_string()).unwrap();
-    let broker = BrokerOptions::new().arg("--config").arg(config.display()).start();
+    let (_dir, broker) = broker_with_preloaded_context();
+    let url = PRELOADED;
     let linked = link(url);
     create(&broker, &room("urn:ngsi-ld:Room:1", 20.0), &[("Link", &linked)]);
     let get = |path: &str| broker.request("GET", path, None, &[("Link", &linked)]);

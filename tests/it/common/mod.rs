@@ -189,3 +189,23 @@ impl Resp {
             .unwrap_or_else(|error| panic!("body is not JSON ({error}): status {} body {:?}", self.status, self.body))
     }
 }
+
+/// Serves `listener` on a thread of its own: each connection goes to `serve` on a new thread, until `stopped()`
+/// says so (checked at each connection; a server stops by setting its flag and connecting once to wake this).
+pub fn accept_each(
+    listener: TcpListener,
+    stopped: impl Fn() -> bool + Send + 'static,
+    serve: impl Fn(std::net::TcpStream) + Send + Sync + 'static,
+) {
+    let serve = std::sync::Arc::new(serve);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped() {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+}

@@ -43,17 +43,12 @@ impl StaticServer {
             hits: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
         });
-        let accept_shared = shared.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept_shared.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let connection_shared = accept_shared.clone();
-                std::thread::spawn(move || answer(stream, &connection_shared));
-            }
-        });
+        let (stop_shared, accept_shared) = (shared.clone(), shared.clone());
+        super::accept_each(
+            listener,
+            move || stop_shared.stop.load(Ordering::SeqCst),
+            move |stream| answer(stream, &accept_shared),
+        );
         StaticServer { port, shared }
     }
 

@@ -14,38 +14,13 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
-use serde_json::Value;
 
-/// One received request (not a GET of a served path).
-#[derive(Debug, Clone)]
-pub struct TlsRecorded {
-    /// `POST`, …
-    pub method: String,
-    /// Path with query.
-    pub path: String,
-    /// Headers, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// Body text.
-    pub body: String,
-}
-
-impl TlsRecorded {
-    /// The body as JSON (`Null` if it is not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-
-    /// A header's value (name case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
-    }
-}
+use super::sink::Recorded;
 
 struct Shared {
     routes: HashMap<String, String>,
     hits: Mutex<HashMap<String, usize>>,
-    recorded: Mutex<Vec<TlsRecorded>>,
+    recorded: Mutex<Vec<Recorded>>,
     arrived: Condvar,
     handshake_failures: Mutex<usize>,
     stop: AtomicBool,
@@ -94,17 +69,12 @@ impl TlsServer {
             handshake_failures: Mutex::new(0),
             stop: AtomicBool::new(false),
         });
-        let accept_shared = shared.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept_shared.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let (connection_shared, config) = (accept_shared.clone(), config.clone());
-                std::thread::spawn(move || serve(stream, config, &connection_shared));
-            }
-        });
+        let (stop_shared, accept_shared) = (shared.clone(), shared.clone());
+        super::accept_each(
+            listener,
+            move || stop_shared.stop.load(Ordering::SeqCst),
+            move |stream| serve(stream, config.clone(), &accept_shared),
+        );
         TlsServer { port, ca_pem: ca.pem(), shared }
     }
 
@@ -130,8 +100,8 @@ impl TlsServer {
         *self.shared.handshake_failures.lock().unwrap()
     }
 
-    /// Waits up to `timeout` for a recorded request at `path`, panicking with what arrived otherwise.
-    pub fn wait_for(&self, path: &str, timeout: Duration) -> TlsRecorded {
+    /// Waits up to `timeout` for a recorded request (not a GET of a served path) at `path`, panicking with what arrived otherwise.
+    pub fn wait_for(&self, path: &str, timeout: Duration) -> Recorded {
         let deadline = Instant::now() + timeout;
         let mut recorded = self.shared.recorded.lock().unwrap();
         loop {
@@ -169,7 +139,14 @@ fn serve(stream: TcpStream, config: Arc<ServerConfig>, shared: &Shared) {
             body.clone()
         }
         _ => {
-            shared.recorded.lock().unwrap().push(TlsRecorded { method, path, headers, body });
+            shared.recorded.lock().unwrap().push(Recorded {
+                method,
+                path,
+                headers,
+                body,
+                at: Instant::now(),
+                answered: Some(200),
+            });
             shared.arrived.notify_all();
             "{}".to_string()
         }
