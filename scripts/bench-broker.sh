@@ -7,11 +7,12 @@
 #   ENTITIES=100000 DURATION=10 CONNECTIONS=64 scripts/bench-broker.sh update get
 #   FOGFLOW__BROKER__DURABILITY=flush scripts/bench-broker.sh update
 #
-# Other FOGFLOW__* variables are passed to the broker. Build first: `cargo build --release`.
+# Other FOGFLOW__* variables are passed to the broker. Build first: `cargo build --release`, or name another
+# binary with FOGFLOW_BIN=path (to compare two builds in one sitting).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-binary=target/release/fogflow
+binary=${FOGFLOW_BIN:-target/release/fogflow}
 [[ -x $binary ]] || { echo "build first: cargo build --release" >&2; exit 1; }
 port=${PORT:-18097}
 data=$(mktemp -d)
