@@ -1,53 +1,54 @@
-//! Durability barriers. In `group` mode one flusher thread serves every writer: a writer takes a ticket after
-//! its write and waits until a flush that started after the ticket has finished, so writers arriving during a
-//! flush share the next one (group commit). Flushes start at most once per `group_commit_interval`, so under
-//! load each fsync covers many writers while a lone writer is still flushed at once. In `flush` mode each writer
-//! runs its own flush.
+//! Durability barriers and checkpoints. In `group` mode one flusher thread serves every writer: a writer takes
+//! the journal's latest sequence after its write and waits until a journal sync covers it, so writers arriving
+//! during a sync share the next one (group commit). Syncs start at most once per `group_commit_interval`, so
+//! under load each `fdatasync` covers many writers while a lone writer is still synced at once. In `flush` mode
+//! each writer runs its own sync. A checkpoint thread flushes sled and retires the journal every
+//! [`CHECKPOINT_INTERVAL`] (sooner when a segment grows past its size cap).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::journal::Journal;
 use super::{StoreError, StoreOptions};
+use crate::sync::lock;
+
+/// How often written records are checkpointed into sled.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the checkpoint thread looks whether a checkpoint is due.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
 
 /// When a write counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Concurrent writers share flushes.
+    /// Concurrent writers share syncs.
     Group,
-    /// Each write gets its own flush.
+    /// Each write gets its own sync.
     Flush,
 }
 
 #[derive(Debug, Clone, Default)]
-struct FlushState {
-    /// Highest ticket known durable.
+struct SyncState {
+    /// Highest journal sequence known durable.
     durable: u64,
-    /// Highest ticket whose flush failed, with the reason.
+    /// Highest sequence whose sync failed, with the reason.
     failed: Option<(u64, String)>,
 }
 
 pub(super) struct GroupCommit {
     db: sled::Db,
+    journal: Arc<Journal>,
     mode: Durability,
-    tickets: AtomicU64,
     wake: Arc<(Mutex<bool>, Condvar)>,
-    state: watch::Receiver<FlushState>,
+    state: watch::Receiver<SyncState>,
 }
 
 impl GroupCommit {
-    pub(super) fn start(db: sled::Db, options: StoreOptions) -> Arc<GroupCommit> {
-        let (sender, state) = watch::channel(FlushState::default());
+    pub(super) fn start(db: sled::Db, journal: Arc<Journal>, options: StoreOptions) -> Arc<GroupCommit> {
+        let (sender, state) = watch::channel(SyncState::default());
         let wake = Arc::new((Mutex::new(false), Condvar::new()));
-        let commits = Arc::new(GroupCommit {
-            db,
-            mode: options.durability,
-            tickets: AtomicU64::new(0),
-            wake: wake.clone(),
-            state,
-        });
+        let commits = Arc::new(GroupCommit { db, journal, mode: options.durability, wake: wake.clone(), state });
         if options.durability == Durability::Group {
             let weak = Arc::downgrade(&commits);
             let interval = options.group_commit_interval;
@@ -56,22 +57,30 @@ impl GroupCommit {
                 .spawn(move || flusher(weak, wake, sender, interval))
                 .expect("the OS refused to start the store flusher thread");
         }
+        let weak = Arc::downgrade(&commits);
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpointer(weak))
+            .expect("the OS refused to start the store checkpoint thread");
         commits
     }
 
     pub(super) async fn commit(&self) -> Result<(), StoreError> {
+        let ticket = self.journal.appended();
+        if self.journal.synced() >= ticket {
+            return Ok(());
+        }
         if self.mode == Durability::Flush {
-            let db = self.db.clone();
-            return tokio::task::spawn_blocking(move || db.flush())
+            let journal = self.journal.clone();
+            return tokio::task::spawn_blocking(move || journal.sync())
                 .await
                 .map_err(|error| StoreError::Io(error.to_string()))?
                 .map(drop)
-                .map_err(StoreError::from);
+                .map_err(|(_, error)| error);
         }
-        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         {
             let (pending, signal) = &*self.wake;
-            *pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+            *lock(pending) = true;
             signal.notify_one();
         }
         let mut state = self.state.clone();
@@ -85,7 +94,7 @@ impl GroupCommit {
             Ok(())
         } else {
             let reason = settled.failed.as_ref().map(|(_, reason)| reason.clone()).unwrap_or_default();
-            Err(StoreError::Io(format!("flush failed: {reason}")))
+            Err(StoreError::Io(format!("sync failed: {reason}")))
         }
     }
 }
@@ -93,45 +102,71 @@ impl GroupCommit {
 impl Drop for GroupCommit {
     fn drop(&mut self) {
         let (pending, signal) = &*self.wake;
-        *pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        *lock(pending) = true;
         signal.notify_one();
     }
 }
 
 fn flusher(
-    commits: std::sync::Weak<GroupCommit>,
+    commits: Weak<GroupCommit>,
     wake: Arc<(Mutex<bool>, Condvar)>,
-    sender: watch::Sender<FlushState>,
+    sender: watch::Sender<SyncState>,
     interval: Duration,
 ) {
     let (pending, signal) = &*wake;
-    let mut last_flush_started = std::time::Instant::now() - interval;
+    let mut last_sync_started = Instant::now() - interval;
     loop {
         {
-            let mut flag = pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut flag = lock(pending);
             while !*flag {
                 flag = signal.wait(flag).unwrap_or_else(|poisoned| poisoned.into_inner());
             }
             *flag = false;
         }
         let Some(owner) = commits.upgrade() else { return };
-        // Rate-limit flushes rather than delaying each one: a lone writer after a quiet spell is flushed at
-        // once, while under load flushes start at most once per interval and each covers every writer that
-        // arrived meanwhile.
-        let since_last = last_flush_started.elapsed();
+        // Rate-limit syncs rather than delaying each one: a lone writer after a quiet spell is synced at once,
+        // while under load syncs start at most once per interval and each covers every writer that arrived
+        // meanwhile.
+        let since_last = last_sync_started.elapsed();
         if since_last < interval {
             std::thread::sleep(interval - since_last);
         }
-        last_flush_started = std::time::Instant::now();
-        let target = owner.tickets.load(Ordering::SeqCst);
-        let flushed = owner.db.flush();
+        last_sync_started = Instant::now();
+        let synced = owner.journal.sync();
         drop(owner);
-        match flushed {
-            Ok(_) => sender.send_modify(|state| state.durable = state.durable.max(target)),
-            Err(error) => {
-                tracing::error!(%error, "store flush failed; writes are not acknowledged");
+        match synced {
+            Ok(durable) => sender.send_modify(|state| state.durable = state.durable.max(durable)),
+            Err((target, error)) => {
+                tracing::error!(%error, "store journal sync failed; writes are not acknowledged");
                 sender.send_modify(|state| state.failed = Some((target, error.to_string())));
             }
+        }
+    }
+}
+
+fn checkpointer(commits: Weak<GroupCommit>) {
+    let mut last_checkpoint = Instant::now();
+    let mut failing = false;
+    loop {
+        std::thread::sleep(CHECKPOINT_POLL);
+        let Some(owner) = commits.upgrade() else { return };
+        let due = (last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL && owner.journal.holds_records())
+            || owner.journal.segment_is_large();
+        if !due {
+            continue;
+        }
+        last_checkpoint = Instant::now();
+        match owner.journal.checkpoint(&owner.db) {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("store checkpoints work again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::error!(%error, "store checkpoint failed; the journal keeps every write until one succeeds");
+            }
+            Err(_) => {}
         }
     }
 }
