@@ -37,7 +37,6 @@ struct SyncState {
 }
 
 pub(super) struct GroupCommit {
-    db: sled::Db,
     journal: Arc<Journal>,
     mode: Durability,
     wake: Arc<(Mutex<bool>, Condvar)>,
@@ -45,10 +44,10 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(super) fn start(db: sled::Db, journal: Arc<Journal>, options: StoreOptions) -> Arc<GroupCommit> {
+    pub(super) fn start(journal: Arc<Journal>, options: StoreOptions) -> Arc<GroupCommit> {
         let (sender, state) = watch::channel(SyncState::default());
         let wake = Arc::new((Mutex::new(false), Condvar::new()));
-        let commits = Arc::new(GroupCommit { db, journal, mode: options.durability, wake: wake.clone(), state });
+        let commits = Arc::new(GroupCommit { journal, mode: options.durability, wake: wake.clone(), state });
         if options.durability == Durability::Group {
             let weak = Arc::downgrade(&commits);
             let interval = options.group_commit_interval;
@@ -156,7 +155,7 @@ fn checkpointer(commits: Weak<GroupCommit>) {
             continue;
         }
         last_checkpoint = Instant::now();
-        match owner.journal.checkpoint(&owner.db) {
+        match owner.journal.checkpoint() {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("store checkpoints work again");

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 pub use self::commit::Durability;
 use self::commit::GroupCommit;
-use self::journal::{Journal, Record};
+use self::journal::Journal;
 
 /// The on-disk format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -114,7 +114,7 @@ impl Store {
             .map_err(|_| open_error("the store engine panicked while reading it (damaged files?)".into()))?;
         let db = opened.map_err(|error| open_error(describe_open_error(&error)))?;
         check_format(&db, dir)?;
-        let journal = Journal::open(&db, dir, None).map_err(|error| open_error(error.to_string()))?;
+        let journal = Journal::open(db.clone(), dir, None).map_err(|error| open_error(error.to_string()))?;
         Ok(Store::assemble(db, journal, options))
     }
 
@@ -123,18 +123,23 @@ impl Store {
         let db = sled::Config::new().temporary(true).open()?;
         check_format(&db, Path::new("<temporary>"))?;
         let dir = std::env::temp_dir().join(format!("fogflow-store-{}", uuid::Uuid::new_v4()));
-        let journal = Journal::open(&db, &dir, Some(dir.clone()))?;
+        let journal = Journal::open(db.clone(), &dir, Some(dir.clone()))?;
         Ok(Store::assemble(db, journal, StoreOptions::default()))
     }
 
     fn assemble(db: sled::Db, journal: Journal, options: StoreOptions) -> Store {
         let journal = Arc::new(journal);
-        Store { commits: GroupCommit::start(db.clone(), journal.clone(), options), journal, db }
+        Store { commits: GroupCommit::start(journal.clone(), options), journal, db }
     }
 
     /// A typed tree (created when missing).
     pub fn tree<V: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Tree<V>, StoreError> {
-        Ok(Tree { tree: self.db.open_tree(name)?, name: name.into(), journal: self.journal.clone(), _value: PhantomData })
+        Ok(Tree {
+            tree: self.db.open_tree(name)?,
+            name: name.into(),
+            journal: self.journal.clone(),
+            _value: PhantomData,
+        })
     }
 
     /// Returns once every write made before the call is durable.
@@ -144,7 +149,7 @@ impl Store {
 
     /// Makes everything durable in sled now and retires the journal, blocking (for shutdown).
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.journal.checkpoint(&self.db)
+        self.journal.checkpoint()
     }
 }
 
@@ -200,45 +205,55 @@ pub struct Tree<V> {
 impl<V: Serialize + DeserializeOwned> Tree<V> {
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Result<Option<V>, StoreError> {
-        match self.tree.get(key)? {
-            Some(raw) => decode(key, &raw).map(Some),
-            None => Ok(None),
+        match self.journal.lookup(&self.name, key) {
+            Some(Some(raw)) => decode(key, &raw).map(Some),
+            Some(None) => Ok(None),
+            None => match self.tree.get(key)? {
+                Some(raw) => decode(key, &raw).map(Some),
+                None => Ok(None),
+            },
         }
     }
 
     /// Stores `value` under `key` (durable after the next [`Store::commit`]).
     pub fn insert(&self, key: &str, value: &V) -> Result<(), StoreError> {
         let encoded = serde_json::to_vec(value).map_err(|error| StoreError::Io(error.to_string()))?;
-        let record = Record::insert(&self.name, key.as_bytes(), &encoded);
-        self.journal.append(record, || Ok(self.tree.insert(key, encoded).map(drop)?))
+        self.journal.insert(&self.name, key, encoded);
+        Ok(())
     }
 
     /// Removes `key`; whether it existed.
     pub fn remove(&self, key: &str) -> Result<bool, StoreError> {
-        self.journal.append_if(Record::remove(&self.name, key.as_bytes()), || {
-            let existed = self.tree.remove(key)?.is_some();
-            Ok((existed, existed))
-        })
+        self.journal.remove(&self.name, &self.tree, key)
     }
 
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(String, V), StoreError>> + '_ {
-        self.tree.iter().map(|entry| {
+        let applied = self.journal.apply_pending();
+        applied.err().map(Err).into_iter().chain(self.tree.iter().map(|entry| {
             let (key, raw) = entry?;
             let key = String::from_utf8_lossy(&key).to_string();
             let value = decode(&key, &raw)?;
             Ok((key, value))
-        })
+        }))
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
+        self.apply_before_counting();
         self.tree.len()
     }
 
     /// Whether the tree is empty.
     pub fn is_empty(&self) -> bool {
+        self.apply_before_counting();
         self.tree.is_empty()
+    }
+
+    fn apply_before_counting(&self) {
+        if let Err(error) = self.journal.apply_pending() {
+            tracing::error!(%error, "cannot write pending writes into the store; the count may be stale");
+        }
     }
 }
 
@@ -331,6 +346,25 @@ mod tests {
         }
         store.flush_blocking().unwrap();
         assert_eq!(tree.get("a").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn reads_see_writes_that_sled_has_not_taken_yet() {
+        let store = Store::temporary().unwrap();
+        let tree = store.tree::<u32>("numbers").unwrap();
+        tree.insert("a", &1).unwrap();
+        tree.insert("b", &2).unwrap();
+        tree.insert("a", &3).unwrap();
+        assert_eq!(tree.get("a").unwrap(), Some(3));
+        assert!(tree.remove("b").unwrap());
+        assert!(!tree.remove("b").unwrap(), "a removed key is gone");
+        assert_eq!(tree.get("b").unwrap(), None);
+        tree.insert("c", &4).unwrap();
+        let all: Vec<(String, u32)> = tree.iter().map(Result::unwrap).collect();
+        assert_eq!(all, [("a".to_string(), 3), ("c".to_string(), 4)]);
+        assert_eq!(tree.len(), 2);
+        assert!(tree.remove("c").unwrap(), "a key sled holds is removed");
+        assert_eq!(tree.iter().count(), 1);
     }
 
     #[test]
