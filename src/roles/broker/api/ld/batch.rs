@@ -16,7 +16,7 @@ use super::params::Params;
 use super::{apply, meta};
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::edit::{Edit, Refusal};
-use crate::ngsi::ld::entity::parse_entity;
+use crate::ngsi::ld::entity::parse_entity_owned;
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
 use crate::ngsi::v1::ContextElement;
 use crate::roles::broker::state::{BrokerState, RequestMeta};
@@ -77,7 +77,7 @@ async fn entity_batch(
     for item in items {
         let id = item_id(&item);
         let parsed = match body_context(&state.contexts, headers, media, &item).await {
-            Ok(context) => parse_entity(&context, &item).map_err(LdError::from),
+            Ok(context) => parse_entity_owned(&context, item).map_err(LdError::from),
             Err(error) => Err(error),
         };
         let element = match parsed {
