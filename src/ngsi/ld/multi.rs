@@ -122,7 +122,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let updates = vec![
+        let updates = [
             named("a", 10, None),
             named("d", 11, None),
             named("b", 12, Some("urn:x")),
