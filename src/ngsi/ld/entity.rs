@@ -13,7 +13,9 @@
 //! * A multi-attribute (an array of instances told apart by `datasetId`) is stored as one attribute per instance,
 //!   of the same name (see [`super::multi`]).
 //!
-//! Names and types are stored canonical (see [`super::context`]). Input may be normalized or concise.
+//! Names and types are stored canonical (see [`super::context`]). Input may be normalized or concise. A body
+//! read from a request is parsed owned (`parse_*_owned`): its values move into the element instead of being
+//! copied.
 
 use serde_json::{Map, Value};
 
@@ -223,25 +225,19 @@ fn push_instances(
     body: Value,
     attributes: &mut Vec<ContextAttribute>,
 ) -> Result<(), ParseError> {
-    let Value::Array(items) = body else { return push_one(context, name, body, attributes) };
-    if instances_of_items(&items).is_none() {
-        return push_one(context, name, Value::Array(items), attributes);
+    match body {
+        Value::Array(items) if instances_of_items(&items).is_some() => {
+            let first = attributes.len();
+            for item in items {
+                attributes.push(parse_attribute_owned(context, name.clone(), item)?);
+            }
+            super::multi::check_instances(&name, &attributes[first..])
+        }
+        body => {
+            attributes.push(parse_attribute_owned(context, name, body)?);
+            Ok(())
+        }
     }
-    let first = attributes.len();
-    for item in items {
-        attributes.push(parse_attribute_owned(context, name.clone(), item)?);
-    }
-    super::multi::check_instances(&name, &attributes[first..])
-}
-
-fn push_one(
-    context: &Context,
-    name: String,
-    body: Value,
-    attributes: &mut Vec<ContextAttribute>,
-) -> Result<(), ParseError> {
-    attributes.push(parse_attribute_owned(context, name, body)?);
-    Ok(())
 }
 
 /// Parses one attribute instance `name` (already canonical) from its normalized or concise body (an array of one

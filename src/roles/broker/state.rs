@@ -203,6 +203,8 @@ impl BrokerState {
         Ok(state)
     }
 
+    /// Sets the gauges from the counts; called where they can change (creations, deletions, subscriptions), not
+    /// on every write (counting the entities visits every shard of the map).
     fn refresh_gauges(&self) {
         self.gauges.entities.set(self.entities.len() as i64);
         self.gauges.subscriptions.set(self.subscriptions.len() as i64);
