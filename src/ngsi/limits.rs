@@ -25,7 +25,8 @@ pub fn check_name(what: &str, value: &str) -> Result<(), ParseError> {
     if value.is_empty() {
         return Err(ParseError::new(format!("{what} is empty")));
     }
-    let length = value.chars().count();
+    // ASCII (the usual case): bytes are characters.
+    let length = if value.is_ascii() { value.len() } else { value.chars().count() };
     if length > MAX_ID_LEN {
         return Err(ParseError::new(format!("{what} is {length} characters long, the limit is {MAX_ID_LEN}")));
     }

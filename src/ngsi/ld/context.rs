@@ -90,10 +90,14 @@ impl Terms {
     }
 }
 
-/// The core context, parsed once, with its reverse map.
+/// The core context, parsed once, with its reverse map and the canonical names that need no expansion.
 struct Core {
     terms: Terms,
     reverse: HashMap<String, String>,
+    /// Each core term's canonical form with the core context alone.
+    canonical: HashMap<String, String>,
+    /// The core terms whose IRI is in the default vocabulary, by the rest of their IRI.
+    by_vocab_suffix: HashMap<String, String>,
 }
 
 fn core() -> &'static Core {
@@ -106,10 +110,23 @@ fn core() -> &'static Core {
                 let _ = terms.read(object);
             }
         }
-        let mut core = Core { terms, reverse: HashMap::new() };
+        let mut core =
+            Core { terms, reverse: HashMap::new(), canonical: HashMap::new(), by_vocab_suffix: HashMap::new() };
         let expanded: Vec<(String, String)> =
             core.terms.terms.keys().map(|term| (expand_with(&core.terms, None, term), term.clone())).collect();
         core.reverse = expanded.into_iter().filter(|(iri, _)| !iri.starts_with('@')).collect();
+        core.canonical = core
+            .terms
+            .terms
+            .keys()
+            .map(|term| (term.clone(), compact_against(&core, &expand_with(&core.terms, None, term))))
+            .collect();
+        let vocab = core.terms.vocab.as_deref().unwrap_or(DEFAULT_VOCAB);
+        core.by_vocab_suffix = core
+            .reverse
+            .iter()
+            .filter_map(|(iri, term)| Some((iri.strip_prefix(vocab)?.to_string(), term.clone())))
+            .collect();
         core
     })
 }
@@ -202,7 +219,25 @@ impl Context {
         if term.is_empty() {
             return String::new();
         }
+        if let Some(canonical) = self.canonical_without_expansion(term) {
+            return canonical;
+        }
         compact_core(&self.expand(term))
+    }
+
+    /// [`Context::canonical`] of the common terms, without building their IRI: a core term with the core context
+    /// alone, or a plain term (no `:`, `/`, `#`) that neither context defines and that no user `@vocab` moves
+    /// (it expands in the default vocabulary and compacts back to itself, or to the core term of that IRI).
+    fn canonical_without_expansion(&self, term: &str) -> Option<String> {
+        if self.user.vocab.is_some() || term.contains([':', '/', '#']) || self.user.terms.contains_key(term) {
+            return None;
+        }
+        let core = core();
+        if let Some(canonical) = core.canonical.get(term) {
+            // With user terms, a core definition's prefix could resolve differently.
+            return self.is_core().then(|| canonical.clone());
+        }
+        Some(core.by_vocab_suffix.get(term).map_or_else(|| term.to_string(), Clone::clone))
     }
 }
 
@@ -241,7 +276,10 @@ impl Context {
 
 /// Compacts an IRI against the core context: a core term, a default-vocabulary term, or the IRI itself.
 pub fn compact_core(iri: &str) -> String {
-    let core = core();
+    compact_against(core(), iri)
+}
+
+fn compact_against(core: &Core, iri: &str) -> String {
     if let Some(term) = core.reverse.get(iri) {
         return term.clone();
     }
@@ -289,6 +327,27 @@ mod tests {
         assert_eq!(user.canonical("humidity"), "humidity");
         let vocab = Context::from_body(&json!({"@vocab": "https://example.org/"})).unwrap();
         assert_eq!(vocab.canonical("humidity"), "https://example.org/humidity");
+    }
+
+    #[test]
+    fn canonical_names_without_expansion_are_the_expanded_ones() {
+        let slow = |context: &Context, term: &str| compact_core(&context.expand(term));
+        let user =
+            Context::from_body(&json!({"temperature": "https://schema.org/temperature", "ngsi-ld": "https://e.org/"}))
+                .unwrap();
+        let vocab = Context::from_body(&json!({"@vocab": "https://example.org/"})).unwrap();
+        let mut terms: Vec<String> = core().terms.terms.keys().cloned().collect();
+        terms.extend(core().reverse.keys().filter_map(|iri| iri.rsplit(['/', '#']).next().map(str::to_string)));
+        terms.extend(
+            ["temperature", "speed", "a/b", "a#b", "x:y", "@id", "location", "https://e.org/a", "Ünïcode"]
+                .map(String::from),
+        );
+        terms.retain(|term| !term.is_empty());
+        for context in [&Context::core(), &user, &vocab] {
+            for term in &terms {
+                assert_eq!(context.canonical(term), slow(context, term), "{term} with {context:?}");
+            }
+        }
     }
 
     #[test]

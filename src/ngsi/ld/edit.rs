@@ -9,8 +9,8 @@
 use serde_json::{Map, Value};
 
 use super::context::Context;
-use super::entity::{parse_attribute, refresh_location};
-use super::multi::{dataset_id, has_instance, put};
+use super::entity::{parse_attribute_owned, refresh_location};
+use super::multi::{dataset_id, has_instance, put, with_all};
 use super::render::{render_attribute, Format};
 use super::DATASET_ID;
 use crate::ngsi::v1::{ContextAttribute, ContextElement};
@@ -115,10 +115,8 @@ impl Edit {
                 (element, touched)
             }
             (Edit::Upsert { element: update, replace: false }, Some(before)) => {
-                let mut element = before.clone();
                 let touched = names(&update.attributes);
-                update.attributes.into_iter().for_each(|attribute| put(&mut element, attribute));
-                (element, touched)
+                (with_all(before, update.attributes), touched)
             }
             (_, None) => return Err(not_found(id)),
             (Edit::Append { attributes, no_overwrite }, Some(before)) => {
@@ -174,7 +172,7 @@ impl Edit {
                     merged.insert(key, value);
                 }
                 // Sub-property keys are canonical already; parse them against the core context.
-                let attribute = parse_attribute(&Context::core(), &name, &Value::Object(merged))?;
+                let attribute = parse_attribute_owned(&Context::core(), name.clone(), Value::Object(merged))?;
                 let mut element = before.clone();
                 put(&mut element, attribute);
                 (element, vec![name])
@@ -206,7 +204,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::ngsi::ld::entity::parse_entity;
+    use crate::ngsi::ld::entity::{parse_attribute, parse_entity};
 
     fn room() -> ContextElement {
         parse_entity(

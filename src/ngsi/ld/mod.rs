@@ -35,7 +35,8 @@ pub const DATASET_ID: &str = "datasetId";
 /// Checks that `value` is a URI (`scheme:rest`, RFC 3986 scheme, no whitespace or control characters) of at
 /// most [`MAX_ID_LEN`] characters, as NGSI-LD requires of entity ids, relationship objects and dataset ids.
 pub fn check_uri(what: &str, value: &str) -> Result<(), ParseError> {
-    if value.chars().count() > MAX_ID_LEN {
+    let length = if value.is_ascii() { value.len() } else { value.chars().count() };
+    if length > MAX_ID_LEN {
         return Err(ParseError::new(format!("{what} is longer than {MAX_ID_LEN} characters")));
     }
     let valid = match value.split_once(':') {
@@ -44,7 +45,11 @@ pub fn check_uri(what: &str, value: &str) -> Result<(), ParseError> {
             chars.next().is_some_and(|c| c.is_ascii_alphabetic())
                 && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
                 && !rest.is_empty()
-                && !value.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"{}|\\^`".contains(c))
+                && !value.chars().any(|c| {
+                    c.is_whitespace()
+                        || c.is_control()
+                        || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+                })
         }
         None => false,
     };

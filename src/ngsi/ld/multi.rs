@@ -44,6 +44,34 @@ pub fn put(element: &mut ContextElement, attribute: ContextAttribute) {
     }
 }
 
+/// `before` with every instance of `updates` written in order by [`put`], without cloning the stored instances
+/// that an update replaces (the last update of an instance wins; new instances are added in the order they
+/// first appear).
+pub fn with_all(before: &ContextElement, updates: Vec<ContextAttribute>) -> ContextElement {
+    let mut updates: Vec<Option<ContextAttribute>> = updates.into_iter().map(Some).collect();
+    let mut attributes = Vec::with_capacity(before.attributes.len() + updates.len());
+    for (index, stored) in before.attributes.iter().enumerate() {
+        let matches = |update: &Option<ContextAttribute>| update.as_ref().is_some_and(|u| same_instance(u, stored));
+        // `put` replaces the first stored instance of a name and datasetId only.
+        let replaced = match updates.iter().rposition(matches) {
+            Some(last) if !before.attributes[..index].iter().any(|earlier| same_instance(earlier, stored)) => {
+                let replacement = updates[last].take();
+                updates.iter_mut().filter(|update| matches(update)).for_each(|update| *update = None);
+                replacement
+            }
+            _ => None,
+        };
+        attributes.push(replaced.unwrap_or_else(|| stored.clone()));
+    }
+    let mut element = ContextElement {
+        entity_id: before.entity_id.clone(),
+        attributes,
+        domain_metadata: before.domain_metadata.clone(),
+    };
+    updates.into_iter().flatten().for_each(|attribute| put(&mut element, attribute));
+    element
+}
+
 /// Whether the element has this instance (same name and `datasetId`).
 pub fn has_instance(element: &ContextElement, attribute: &ContextAttribute) -> bool {
     element.attributes.iter().any(|a| same_instance(a, attribute))
@@ -77,5 +105,35 @@ mod tests {
         assert!(
             has_instance(&element, &instance(0, Some("urn:a"))) && !has_instance(&element, &instance(0, Some("urn:b")))
         );
+    }
+
+    #[test]
+    fn writing_all_updates_at_once_is_putting_them_one_by_one() {
+        let named = |name: &str, value: i64, dataset: Option<&str>| ContextAttribute {
+            name: name.into(),
+            ..instance(value, dataset)
+        };
+        let before = ContextElement {
+            attributes: vec![
+                named("a", 1, None),
+                named("b", 2, Some("urn:x")),
+                named("a", 3, None),
+                named("c", 4, None),
+            ],
+            ..Default::default()
+        };
+        let updates = [
+            named("a", 10, None),
+            named("d", 11, None),
+            named("b", 12, Some("urn:x")),
+            named("a", 13, None),
+            named("b", 14, Some("urn:y")),
+            named("d", 15, None),
+        ];
+        for n in 0..=updates.len() {
+            let mut expected = before.clone();
+            updates[..n].iter().cloned().for_each(|u| put(&mut expected, u));
+            assert_eq!(with_all(&before, updates[..n].to_vec()), expected, "{n} updates");
+        }
     }
 }

@@ -203,6 +203,8 @@ impl BrokerState {
         Ok(state)
     }
 
+    /// Sets the gauges from the counts; called where they can change (creations, deletions, subscriptions), not
+    /// on every write (counting the entities visits every shard of the map).
     fn refresh_gauges(&self) {
         self.gauges.entities.set(self.entities.len() as i64);
         self.gauges.subscriptions.set(self.subscriptions.len() as i64);
@@ -247,9 +249,11 @@ impl BrokerState {
         let action = request.action()?;
         let outcomes = self.entities.apply_update(&meta.tenant, &request.context_elements, action).await?;
         let mut responses = Vec::with_capacity(outcomes.len());
+        let mut counted = false;
         for (element, outcome) in request.context_elements.iter().zip(outcomes) {
             let status = match outcome {
                 ElementOutcome::Applied(change) => {
+                    counted |= change.before.is_none() || change.after.is_none();
                     self.publish_change(&meta.tenant, &change, meta.correlator.as_deref());
                     StatusCode::ok()
                 }
@@ -257,7 +261,10 @@ impl BrokerState {
             };
             responses.push(ContextElementResponse { context_element: acknowledgement(element), status_code: status });
         }
-        self.refresh_gauges();
+        // Only creations and deletions change the count.
+        if counted {
+            self.refresh_gauges();
+        }
         Ok(UpdateContextResponse { context_responses: responses })
     }
 
@@ -270,14 +277,28 @@ impl BrokerState {
         id: &str,
         edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
     ) -> Result<Result<bool, E>, BrokerError> {
+        Ok(self.edit_entity_touched(meta, id, edit).await?.map(|(created, _)| created))
+    }
+
+    /// [`BrokerState::edit_entity`], also answering the attribute names `edit` wrote or removed.
+    pub async fn edit_entity_touched<E>(
+        &self,
+        meta: &RequestMeta,
+        id: &str,
+        edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
+    ) -> Result<Result<(bool, Vec<String>), E>, BrokerError> {
         let path = meta.service_path.as_ref().map(ServicePaths::update_path).transpose()?;
         let change = match self.entities.edit(&meta.tenant, id, path.as_deref(), edit).await? {
             Ok(change) => change,
             Err(refusal) => return Ok(Err(refusal)),
         };
         self.publish_change(&meta.tenant, &change, meta.correlator.as_deref());
-        self.refresh_gauges();
-        Ok(Ok(change.before.is_none()))
+        let created = change.before.is_none();
+        if created {
+            // An edit never deletes: only a creation changes the count.
+            self.refresh_gauges();
+        }
+        Ok(Ok((created, change.touched)))
     }
 
     /// Deletes one entity.

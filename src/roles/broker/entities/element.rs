@@ -5,10 +5,13 @@ use crate::ngsi::limits::{self, MAX_ATTRIBUTES_PER_ENTITY, MAX_ELEMENTS_PER_REQU
 use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata, UpdateAction};
 use crate::ngsi::ParseError;
 
-/// What discovery registers of an element: type, attribute names and types, domain metadata.
-pub(super) fn registration(element: &ContextElement) -> (&str, Vec<(&str, &str)>, &[ContextMetadata]) {
-    let attributes = element.attributes.iter().map(|a| (a.name.as_str(), a.attribute_type.as_str())).collect();
-    (&element.entity_id.entity_type, attributes, &element.domain_metadata)
+/// Whether two elements register the same with discovery: type, attribute names and types (in order), domain
+/// metadata. Allocation-free: it runs on every write.
+pub(super) fn same_registration(a: &ContextElement, b: &ContextElement) -> bool {
+    a.entity_id.entity_type == b.entity_id.entity_type
+        && a.attributes.len() == b.attributes.len()
+        && a.attributes.iter().zip(&b.attributes).all(|(x, y)| x.name == y.name && x.attribute_type == y.attribute_type)
+        && a.domain_metadata == b.domain_metadata
 }
 
 /// Whether the element has every listed attribute (an empty list asks for nothing).

@@ -39,10 +39,15 @@ pub(super) fn key(entity: &StoredEntity) -> Key {
 }
 
 impl Index {
-    /// Records `after`, replacing `before` (the same entity before the write) when given.
+    /// Records `after`, replacing `before` (the same entity before the write) when given. An entity that keeps
+    /// its place (tenant, creation time, id and type: any update that does not change the type) is swapped in
+    /// place, without reordering or allocating.
     pub(super) fn put(&self, before: Option<&StoredEntity>, after: &Arc<StoredEntity>) {
         let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(before) = before {
+            if same_place(before, after) && replace_in(&mut tenants, after) {
+                return;
+            }
             remove_from(&mut tenants, before);
         }
         let tenant = tenants.entry(after.tenant.clone()).or_default();
@@ -99,6 +104,25 @@ impl Index {
         let tenants = self.tenants.read().unwrap_or_else(PoisonError::into_inner);
         tenants.get(tenant).and_then(|index| index.by_type.get(entity_type)).map_or(0, BTreeMap::len)
     }
+}
+
+/// Whether two versions of an entity sit at the same place in the index.
+fn same_place(before: &StoredEntity, after: &StoredEntity) -> bool {
+    before.created_at == after.created_at
+        && before.tenant == after.tenant
+        && before.element.entity_id.id == after.element.entity_id.id
+        && before.element.entity_id.entity_type == after.element.entity_id.entity_type
+}
+
+/// Swaps `entity` in for the version at its place; false (nothing changed) when that place is not indexed.
+fn replace_in(tenants: &mut HashMap<String, TenantIndex>, entity: &Arc<StoredEntity>) -> bool {
+    let Some(index) = tenants.get_mut(&entity.tenant) else { return false };
+    let key = key(entity);
+    let Some(typed) = index.by_type.get_mut(&entity.element.entity_id.entity_type) else { return false };
+    let (Some(in_type), Some(in_all)) = (typed.get_mut(&key), index.all.get_mut(&key)) else { return false };
+    *in_type = entity.clone();
+    *in_all = entity.clone();
+    true
 }
 
 fn remove_from(tenants: &mut HashMap<String, TenantIndex>, entity: &StoredEntity) {

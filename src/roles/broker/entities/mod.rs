@@ -23,7 +23,7 @@ use crate::ngsi::ParseError;
 use crate::store::{Store, StoreError, Tree};
 
 pub use self::element::{has_all_attributes, project};
-use self::element::{merge, normalized_new, registration, validate_update};
+use self::element::{merge, normalized_new, same_registration, validate_update};
 use self::index::Index;
 
 /// An entity as stored: its element plus system timestamps (milliseconds since the Unix epoch).
@@ -324,8 +324,7 @@ impl Entities {
         service_path: Option<&str>,
         edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
     ) -> Result<Result<EntityChange, E>, RepoError> {
-        let key = entity_key(tenant, id);
-        let entry = self.map.entry(key.clone());
+        let entry = self.map.entry(entity_key(tenant, id));
         // A slot with `created_at == 0` is the placeholder of a creation in progress or failed (see `upsert`).
         let before = match &entry {
             Entry::Occupied(occupied) if occupied.get().created_at != 0 => Some(occupied.get().clone()),
@@ -341,7 +340,7 @@ impl Entities {
             Err(refusal) => return Ok(Err(refusal)),
         };
         validate_update(std::slice::from_ref(&element), UpdateAction::Update)?;
-        let registration_changed = before.as_ref().is_none_or(|b| registration(&b.element) != registration(&element));
+        let registration_changed = before.as_ref().is_none_or(|b| !same_registration(&b.element, &element));
         let now = now_millis();
         let path = match &before {
             Some(before) => before.service_path.clone(),
@@ -354,7 +353,7 @@ impl Entities {
             created_at: before.as_ref().map_or_else(|| self.next_creation_time(now), |b| b.created_at),
             modified_at: now,
         });
-        self.tree.insert(&key, &stored)?;
+        self.tree.insert(entry.key(), &stored)?;
         match entry {
             Entry::Occupied(mut occupied) => {
                 occupied.insert(stored.clone());

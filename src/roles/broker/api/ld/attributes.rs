@@ -16,7 +16,7 @@ use super::params::Params;
 use super::{apply, find, meta};
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::edit::{Edit, Refusal};
-use crate::ngsi::ld::entity::parse_attributes;
+use crate::ngsi::ld::entity::parse_attributes_owned;
 use crate::ngsi::limits::check_name;
 use crate::roles::broker::state::BrokerState;
 
@@ -33,8 +33,8 @@ async fn edit_attributes(
     check_uri("entity id", id)?;
     let (body, media) = read_body(headers, body, state.max_body_bytes).await?;
     let context = body_context(&state.contexts, headers, media, &body).await?;
-    let Value::Object(object) = &body else { return Err(LdError::bad_data("the attributes must be a JSON object")) };
-    let attributes = parse_attributes(&context, object)?;
+    let Value::Object(object) = body else { return Err(LdError::bad_data("the attributes must be a JSON object")) };
+    let attributes = parse_attributes_owned(&context, object)?;
     if attributes.is_empty() {
         return Err(LdError::bad_data("no attributes in the payload"));
     }

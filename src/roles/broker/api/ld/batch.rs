@@ -2,11 +2,12 @@
 //! applied on its own (through the broker state, as single writes are); on full success 201 with the created
 //! ids (create, and upsert when it created some) or 204; otherwise 207
 //! `{"success":[ids],"errors":[{"entityId","error":ProblemDetails}]}`. A body that is not an array, or an entity
-//! the codec refuses, fails only that entity (the array itself must be valid).
+//! the codec refuses, fails only that entity (the array itself must be valid). Handlers take the request whole
+//! (its headers and URI are read in place, not copied).
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -16,7 +17,7 @@ use super::params::Params;
 use super::{apply, meta};
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::edit::{Edit, Refusal};
-use crate::ngsi::ld::entity::parse_entity;
+use crate::ngsi::ld::entity::parse_entity_owned;
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
 use crate::ngsi::v1::ContextElement;
 use crate::roles::broker::state::{BrokerState, RequestMeta};
@@ -77,7 +78,7 @@ async fn entity_batch(
     for item in items {
         let id = item_id(&item);
         let parsed = match body_context(&state.contexts, headers, media, &item).await {
-            Ok(context) => parse_entity(&context, &item).map_err(LdError::from),
+            Ok(context) => parse_entity_owned(&context, item).map_err(LdError::from),
             Err(error) => Err(error),
         };
         let element = match parsed {
@@ -103,45 +104,39 @@ async fn entity_batch(
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/create`: 201 with the ids, or 207.
-pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, LdError> {
-    Ok(entity_batch(&state, &headers, body, Edit::Create).await?.answer(true))
+pub async fn create(State(state): State<BrokerState>, request: Request) -> Result<Response, LdError> {
+    let (parts, body) = request.into_parts();
+    Ok(entity_batch(&state, &parts.headers, body, Edit::Create).await?.answer(true))
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/upsert[?options=replace|update]`: 201 with the created ids when some were
 /// created, 204 when all existed, or 207.
-pub async fn upsert(
-    State(state): State<BrokerState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, LdError> {
-    let options = Params::parse(&uri)?.options(&["replace", "update"])?;
+pub async fn upsert(State(state): State<BrokerState>, request: Request) -> Result<Response, LdError> {
+    let (parts, body) = request.into_parts();
+    let options = Params::parse(&parts.uri)?.options(&["replace", "update"])?;
     if options.len() > 1 {
         return Err(LdError::bad_data("options replace and update exclude each other"));
     }
     let replace = !options.iter().any(|o| o == "update");
-    let outcome = entity_batch(&state, &headers, body, |element| Edit::Upsert { element, replace }).await?;
+    let outcome = entity_batch(&state, &parts.headers, body, |element| Edit::Upsert { element, replace }).await?;
     let created = !outcome.created.is_empty();
     Ok(outcome.answer(created))
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/update[?options=noOverwrite]`: merges attributes into existing entities;
 /// 204, or 207.
-pub async fn update(
-    State(state): State<BrokerState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, LdError> {
-    let no_overwrite = Params::parse(&uri)?.options(&["noOverwrite"])?.iter().any(|o| o == "noOverwrite");
+pub async fn update(State(state): State<BrokerState>, request: Request) -> Result<Response, LdError> {
+    let (parts, body) = request.into_parts();
+    let no_overwrite = Params::parse(&parts.uri)?.options(&["noOverwrite"])?.iter().any(|o| o == "noOverwrite");
     let make = |element: ContextElement| Edit::Append { attributes: element.attributes, no_overwrite };
-    Ok(entity_batch(&state, &headers, body, make).await?.answer(false))
+    Ok(entity_batch(&state, &parts.headers, body, make).await?.answer(false))
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/delete`: a JSON array of entity ids; 204, or 207.
-pub async fn delete(State(state): State<BrokerState>, headers: HeaderMap, body: Body) -> Result<Response, LdError> {
-    let tenant = tenant(&headers)?;
-    let (items, _) = read_batch(&state, &headers, body).await?;
+pub async fn delete(State(state): State<BrokerState>, request: Request) -> Result<Response, LdError> {
+    let (parts, body) = request.into_parts();
+    let tenant = tenant(&parts.headers)?;
+    let (items, _) = read_batch(&state, &parts.headers, body).await?;
     let mut outcome = Outcome::default();
     for item in items {
         let Value::String(id) = item else {

@@ -20,7 +20,7 @@ use super::selection::EntityQuery;
 use super::{apply, find, meta, tenant_exists};
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::edit::Edit;
-use crate::ngsi::ld::entity::{parse_attributes, parse_entity};
+use crate::ngsi::ld::entity::{parse_attributes_owned, parse_entity_owned};
 use crate::ngsi::ld::render::{render_entity, view, Rendering};
 use crate::roles::broker::api::federated;
 use crate::roles::broker::contexts::LdContext;
@@ -33,7 +33,7 @@ pub async fn create(State(state): State<BrokerState>, headers: HeaderMap, body: 
     let meta = meta(tenant(&headers)?);
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
     let context = body_context(&state.contexts, &headers, media, &body).await?;
-    let element = parse_entity(&context, &body)?;
+    let element = parse_entity_owned(&context, body)?;
     let id = element.entity_id.id.clone();
     apply(&state, &meta, &id, Edit::Create(element)).await??;
     let mut response = StatusCode::CREATED.into_response();
@@ -117,7 +117,7 @@ pub async fn replace(
         Some(Value::String(given)) if *given == id => {}
         Some(_) => return Err(LdError::bad_data("the id in the payload differs from the id in the URL")),
     }
-    let element = parse_entity(&context, &body)?;
+    let element = parse_entity_owned(&context, body)?;
     apply(&state, &meta, &id, Edit::Replace(element)).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -133,11 +133,11 @@ pub async fn merge(
     check_uri("entity id", &id)?;
     let (body, media) = read_body(&headers, body, state.max_body_bytes).await?;
     let context = body_context(&state.contexts, &headers, media, &body).await?;
-    let Value::Object(object) = &body else { return Err(LdError::bad_data("an entity must be a JSON object")) };
+    let Value::Object(object) = body else { return Err(LdError::bad_data("an entity must be a JSON object")) };
     if object.get("id").is_some_and(|given| given.as_str() != Some(id.as_str())) {
         return Err(LdError::bad_data("the id in the payload differs from the id in the URL"));
     }
-    let attributes = parse_attributes(&context, object)?;
+    let attributes = parse_attributes_owned(&context, object)?;
     if attributes.is_empty() {
         return Err(LdError::bad_data("no attributes in the payload"));
     }

@@ -98,13 +98,5 @@ pub async fn apply(
     edit: Edit,
 ) -> Result<Result<(bool, Vec<String>), Refusal>, LdError> {
     check_uri("entity id", id)?;
-    let mut touched = Vec::new();
-    let outcome = state
-        .edit_entity(meta, id, |stored| {
-            let edited = edit.apply(id, stored)?;
-            touched.clone_from(&edited.1);
-            Ok(edited)
-        })
-        .await?;
-    Ok(outcome.map(|created| (created, touched)))
+    Ok(state.edit_entity_touched(meta, id, |stored| edit.apply(id, stored)).await?)
 }

@@ -3,7 +3,6 @@
 //! expanded with the request's context; unknown options are refused. The query parameters of
 //! `GET /ngsi-ld/v1/entities` are read in [`super::selection`].
 
-use axum::extract::Query as UrlQuery;
 use axum::http::Uri;
 
 use super::error::LdError;
@@ -20,11 +19,11 @@ pub const MAX_LIST: usize = 100;
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    /// Reads the query string.
+    /// Reads the query string (`application/x-www-form-urlencoded`, as axum's `Query` reads it, invalid UTF-8
+    /// replaced).
     pub fn parse(uri: &Uri) -> Result<Params, LdError> {
-        let UrlQuery(pairs) = UrlQuery::<Vec<(String, String)>>::try_from_uri(uri)
-            .map_err(|e| LdError::bad_data(format!("invalid query string: {e}")))?;
-        Ok(Params(pairs))
+        let Some(query) = uri.query() else { return Ok(Params::default()) };
+        Ok(Params(form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
     }
 
     /// The value of a parameter (the last one when repeated).
