@@ -145,8 +145,7 @@ fn writes_acknowledged_under_load_survive_a_kill_9_mid_stream() {
     const WRITERS: usize = 4;
     const SLOTS: u64 = 10;
     let mut broker = Broker::start();
-    let acked: Vec<Vec<AtomicU64>> =
-        (0..WRITERS).map(|_| (0..SLOTS).map(|_| AtomicU64::new(0)).collect()).collect();
+    let acked: Vec<Vec<AtomicU64>> = (0..WRITERS).map(|_| (0..SLOTS).map(|_| AtomicU64::new(0)).collect()).collect();
     let killed = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for (writer, acked) in acked.iter().enumerate() {
@@ -159,9 +158,19 @@ fn writes_acknowledged_under_load_survive_a_kill_9_mid_stream() {
                     let body = json!([{"id": format!("urn:ngsi-ld:Load:{writer}:{slot}"), "type": "Load",
                                        "n": {"type": "Property", "value": n}}])
                     .to_string();
-                    match crate::common::exchange(&agent, "POST", &url, Some(&body), &[("Content-Type", "application/json")]) {
-                        Ok(resp) if resp.status == 201 || resp.status == 204 => acked[slot as usize].store(n, Ordering::SeqCst),
-                        Ok(resp) if !killed.load(Ordering::SeqCst) => panic!("upsert refused before the kill: {resp:?}"),
+                    match crate::common::exchange(
+                        &agent,
+                        "POST",
+                        &url,
+                        Some(&body),
+                        &[("Content-Type", "application/json")],
+                    ) {
+                        Ok(resp) if resp.status == 201 || resp.status == 204 => {
+                            acked[slot as usize].store(n, Ordering::SeqCst)
+                        }
+                        Ok(resp) if !killed.load(Ordering::SeqCst) => {
+                            panic!("upsert refused before the kill: {resp:?}")
+                        }
                         _ => return,
                     }
                 }
@@ -181,7 +190,8 @@ fn writes_acknowledged_under_load_survive_a_kill_9_mid_stream() {
             if acked == 0 {
                 continue;
             }
-            let entity = broker.get(&format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Load:{writer}:{slot}?options=keyValues"));
+            let entity =
+                broker.get(&format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Load:{writer}:{slot}?options=keyValues"));
             assert_eq!(entity.status, 200, "an acknowledged entity is lost: {entity:?}");
             let value = entity.json()["n"].as_u64().expect("a counter");
             assert!(
