@@ -78,9 +78,13 @@ impl GroupCommit {
                 .map_err(|(_, error)| error);
         }
         {
+            // Only the first writer since the flusher last looked needs to wake it (a notify is a syscall).
             let (pending, signal) = &*self.wake;
-            *lock(pending) = true;
-            signal.notify_one();
+            let mut flag = lock(pending);
+            if !*flag {
+                *flag = true;
+                signal.notify_one();
+            }
         }
         let mut state = self.state.clone();
         let settled = state

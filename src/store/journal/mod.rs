@@ -61,6 +61,8 @@ pub(super) struct Journal {
     applying: Mutex<()>,
     /// Highest record sequence known durable.
     synced: AtomicU64,
+    /// `Pending::appended`, readable without the lock (for durability barriers).
+    latest: AtomicU64,
     /// Remove the whole directory when dropped (temporary stores).
     remove_on_drop: Option<PathBuf>,
 }
@@ -93,6 +95,7 @@ impl Journal {
             overlay: Overlay::default(),
             applying: Mutex::new(()),
             synced: AtomicU64::new(0),
+            latest: AtomicU64::new(0),
             remove_on_drop,
         })
     }
@@ -104,6 +107,7 @@ impl Journal {
         pending.buffer.extend_from_slice(&record.0);
         pending.appended += 1;
         pending.live.insert((tree.clone(), key.as_bytes().to_vec()), Some(value));
+        self.latest.store(pending.appended, Ordering::Release);
         pending.appended
     }
 
@@ -118,6 +122,7 @@ impl Journal {
             pending.buffer.extend_from_slice(&Record::remove(tree, key.as_bytes()).0);
             pending.appended += 1;
             pending.live.insert((tree.clone(), key.as_bytes().to_vec()), None);
+            self.latest.store(pending.appended, Ordering::Release);
         }
         Ok(existed)
     }
@@ -142,7 +147,7 @@ impl Journal {
 
     /// The sequence of the latest appended record.
     pub(super) fn appended(&self) -> u64 {
-        lock(&self.pending).appended
+        self.latest.load(Ordering::Acquire)
     }
 
     /// The highest sequence known durable.
