@@ -367,4 +367,37 @@ mod tests {
         assert_eq!(std::fs::metadata(&left[0].1).unwrap().len(), 0);
         assert!(!journal.holds_records());
     }
+
+    #[test]
+    fn a_failed_sync_is_not_acknowledged_and_the_next_one_writes_its_records_to_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
+        let journal = Journal::open(db.clone(), dir.path(), None).unwrap();
+        let name: Arc<str> = "t".into();
+        journal.insert(&name, "a", b"1".to_vec());
+        // Make the current segment refuse writes, as a full or failing disk would.
+        let failing = {
+            let mut segment = lock(&journal.segment);
+            let path = segment_path(&journal.dir, segment.sequence);
+            segment.file = File::open(&path).unwrap();
+            segment.sequence
+        };
+        let (unsynced, error) = journal.sync().unwrap_err();
+        assert_eq!(unsynced, 1);
+        assert!(error.to_string().contains("cannot write the journal"), "{error}");
+        assert_eq!(journal.synced(), 0, "nothing acknowledged");
+        journal.insert(&name, "b", b"2".to_vec());
+        assert_eq!(journal.sync().unwrap(), 2, "the retry covers the failed record and the new one");
+        let segments = list_segments(&journal.dir).unwrap();
+        assert_eq!(segments.last().unwrap().0, failing + 1, "the retry went to a new segment");
+        let bytes = std::fs::read(&segments.last().unwrap().1).unwrap();
+        let (decoded, _) = decode_segment(&bytes);
+        assert_eq!(
+            decoded,
+            [
+                Replayed::Insert { tree: "t", key: b"a", value: b"1" },
+                Replayed::Insert { tree: "t", key: b"b", value: b"2" },
+            ]
+        );
+    }
 }
