@@ -1,9 +1,10 @@
 //! Durability barriers and checkpoints. In `group` mode one flusher thread serves every writer: a writer takes
 //! the journal's latest sequence after its write and waits until a journal sync covers it, so writers arriving
-//! during a sync share the next one (group commit). Syncs start at most once per `group_commit_interval`, so
-//! under load each `fdatasync` covers many writers while a lone writer is still synced at once. In `flush` mode
-//! each writer runs its own sync. A checkpoint thread flushes sled and retires the journal every
-//! [`CHECKPOINT_INTERVAL`] (sooner when a segment grows past its size cap).
+//! during a sync share the next one (group commit). Syncs start at most once per `group_commit_interval` when
+//! the last one covered several writes, so under load each `fdatasync` covers many writers while a lone writer
+//! (even a sequential one) is synced at once. In `flush` mode each writer runs its own sync. A checkpoint thread
+//! flushes sled and retires the journal every [`CHECKPOINT_INTERVAL`] (sooner when a segment grows past its size
+//! cap).
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -118,6 +119,7 @@ fn flusher(
 ) {
     let (pending, signal) = &*wake;
     let mut last_sync_started = Instant::now() - interval;
+    let (mut last_durable, mut last_group) = (0, 0);
     loop {
         {
             let mut flag = lock(pending);
@@ -127,18 +129,22 @@ fn flusher(
             *flag = false;
         }
         let Some(owner) = commits.upgrade() else { return };
-        // Rate-limit syncs rather than delaying each one: a lone writer after a quiet spell is synced at once,
-        // while under load syncs start at most once per interval and each covers every writer that arrived
-        // meanwhile.
+        // Rate-limit syncs rather than delaying each one: a lone writer (the last sync covered one write at
+        // most, after a quiet spell or from a single sequential client) is synced at once, while under load
+        // syncs start at most once per interval and each covers every writer that arrived meanwhile.
         let since_last = last_sync_started.elapsed();
-        if since_last < interval {
+        if last_group > 1 && since_last < interval {
             std::thread::sleep(interval - since_last);
         }
         last_sync_started = Instant::now();
         let synced = owner.journal.sync();
         drop(owner);
         match synced {
-            Ok(durable) => sender.send_modify(|state| state.durable = state.durable.max(durable)),
+            Ok(durable) => {
+                last_group = durable.saturating_sub(last_durable);
+                last_durable = last_durable.max(durable);
+                sender.send_modify(|state| state.durable = state.durable.max(durable));
+            }
             Err((target, error)) => {
                 tracing::error!(%error, "store journal sync failed; writes are not acknowledged");
                 sender.send_modify(|state| state.failed = Some((target, error.to_string())));
