@@ -72,6 +72,9 @@ pub struct OutboundResponse {
     pub status: u16,
     /// Body, at most [`MAX_RESPONSE_BYTES`].
     pub body: Bytes,
+    /// The `Location` header, when there is one (redirects are not followed here; callers that follow them
+    /// decide where they may go).
+    pub location: Option<String>,
 }
 
 impl OutboundResponse {
@@ -215,6 +218,11 @@ impl HttpClient {
                 None => OutboundError::Transport { url: url.into(), reason: describe(&error) },
             })?;
             let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
             let body = match cap {
                 Cap::Truncate(limit) => match Limited::new(response.into_body(), limit).collect().await {
                     Ok(collected) => collected.to_bytes(),
@@ -228,7 +236,7 @@ impl HttpClient {
                     Err(error) => return Err(OutboundError::Transport { url: url.into(), reason: error.to_string() }),
                 },
             };
-            Ok(OutboundResponse { status, body })
+            Ok(OutboundResponse { status, body, location })
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,

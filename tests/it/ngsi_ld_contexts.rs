@@ -307,3 +307,39 @@ fn wait_for(sink: &Sink, path: &str) -> Recorded {
     let requests = sink.wait_until(WAIT, &format!("a notification at {path}"), |requests| requests.iter().any(has));
     requests.into_iter().find(has).expect("found")
 }
+
+/// A context host that moved its document: redirects (relative or absolute, several in a row) are followed to
+/// allowlisted URLs only, at most five, and the document found expands terms as if linked directly.
+#[test]
+fn context_redirects_are_followed_only_to_allowlisted_urls() {
+    let elsewhere = StaticServer::start(&[("/ctx.jsonld", Serve::Body(200, context_document()))]);
+    let server = StaticServer::start(&[
+        ("/ctx.jsonld", Serve::Body(200, context_document())),
+        ("/moved.jsonld", Serve::Redirect(301, "/v2/old.jsonld".into())),
+        ("/v2/old.jsonld", Serve::Redirect(307, "../ctx.jsonld".into())),
+        ("/away.jsonld", Serve::Redirect(302, elsewhere.url("/ctx.jsonld"))),
+        ("/loop.jsonld", Serve::Redirect(302, "/loop.jsonld".into())),
+        ("/nowhere.jsonld", Serve::Redirect(302, String::new())),
+    ]);
+    let broker = BrokerOptions::new().env("FOGFLOW__CONTEXT__ALLOWLIST", server.url("/")).start();
+    let moved = server.url("/moved.jsonld");
+    create(&broker, &room("urn:ngsi-ld:Room:R", 20.5), &[("Link", &link(&moved))]);
+    let plain = broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:R").json();
+    assert_eq!(plain["type"], "https://example.org/ontology/Room", "{plain}");
+    assert_eq!(plain["https://example.org/ontology/temperature"]["value"], 20.5, "{plain}");
+    assert_eq!(
+        (server.hits("/moved.jsonld"), server.hits("/v2/old.jsonld"), server.hits("/ctx.jsonld")),
+        (1, 1, 1),
+        "each hop fetched once"
+    );
+
+    let get = |url: &str| broker.request("GET", "/ngsi-ld/v1/entities?type=Room", None, &[("Link", &link(url))]);
+    let away = server.url("/away.jsonld");
+    assert_unavailable(&get(&away), &away, "which no context.allowlist prefix allows");
+    assert_eq!(elsewhere.hits("/ctx.jsonld"), 0, "a redirect does not reach a host the allowlist leaves out");
+    let looping = server.url("/loop.jsonld");
+    assert_unavailable(&get(&looping), &looping, "more than 5 redirects");
+    assert_eq!(server.hits("/loop.jsonld"), 6, "the first request and five redirects");
+    let nowhere = server.url("/nowhere.jsonld");
+    assert_unavailable(&get(&nowhere), &nowhere, "without a usable Location");
+}

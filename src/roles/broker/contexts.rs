@@ -6,8 +6,8 @@
 //! another URL resolves from `context.preload` (files read at start-up), else from the in-memory cache (bounded,
 //! with a TTL), else by a fetch — only if the URL starts with a `context.allowlist` prefix (empty by default:
 //! nothing is fetched), `http://` or `https://` (certificates verified against the system roots and
-//! `tls.ca_file`; redirects not followed), capped in size and time, one fetch for concurrent requests of the
-//! same URL. Nested remote contexts resolve the same way, at most [`MAX_DEPTH`] deep.
+//! `tls.ca_file`; at most [`MAX_REDIRECTS`] redirects, each target allowlisted too), capped in size and time
+//! (each hop), one fetch for concurrent requests of the same URL. Nested remote contexts resolve the same way, at most [`MAX_DEPTH`] deep.
 //! Anything that fails is [`ContextError::NotAvailable`] naming the URL and the reason (`LdContextNotAvailable`
 //! 503); never a panic. Parsing and merging are pure, in [`crate::ngsi::ld::context`]; this module must not know
 //! HTTP routes or entities.
@@ -22,13 +22,15 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::clients::http_client::{HttpClient, OutboundError};
+use crate::clients::http_client::{HttpClient, OutboundError, OutboundResponse};
 use crate::config::ContextConfig;
 use crate::ngsi::ld::context::remote::{document_context, entries, Entry, Merged};
 use crate::ngsi::ld::context::{is_core_context, Compactor, Context, ContextError};
 
 /// Deepest chain of remote contexts naming remote contexts.
 pub const MAX_DEPTH: usize = 4;
+/// Most redirects one context fetch follows (each target must be allowed like the first URL).
+pub const MAX_REDIRECTS: usize = 5;
 
 /// Why the resolver cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -294,31 +296,57 @@ impl ContextResolver {
         None
     }
 
-    /// Fetches a context document and answers its `@context`, if the allowlist allows the URL.
+    /// Fetches a context document and answers its `@context`, if the allowlist allows the URL, following
+    /// redirects to URLs the allowlist allows too.
     async fn fetch(&self, url: &str) -> Result<Value, ContextError> {
-        if let Some(refusal) = self.refusal(url) {
-            return Err(refusal);
+        let mut target = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            if let Some(refusal) = self.refusal(&target) {
+                return Err(if target == url {
+                    refusal
+                } else {
+                    ContextError::not_available(
+                        url,
+                        format!("it redirects to {target}, which no context.allowlist prefix allows"),
+                    )
+                });
+            }
+            let response = self.get(&target).await.map_err(|reason| ContextError::not_available(url, reason))?;
+            if matches!(response.status, 301 | 302 | 303 | 307 | 308) {
+                let Some(next) = response.location.as_deref().and_then(|location| resolve_location(&target, location))
+                else {
+                    return Err(ContextError::not_available(
+                        url,
+                        format!("its server answered HTTP {} without a usable Location", response.status),
+                    ));
+                };
+                tracing::debug!(%url, from = %target, to = %next, "following a redirect of a remote @context");
+                target = next;
+                continue;
+            }
+            if !response.is_success() {
+                return Err(ContextError::not_available(url, format!("its server answered HTTP {}", response.status)));
+            }
+            tracing::info!(%url, bytes = response.body.len(), "fetched a remote @context");
+            return document_context(&response.body)
+                .map_err(|error| ContextError::not_available(url, format!("invalid context document: {error}")));
         }
+        Err(ContextError::not_available(url, format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    /// One GET of a context document; the reason of a failure.
+    async fn get(&self, url: &str) -> Result<OutboundResponse, String> {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/ld+json, application/json;q=0.9"));
-        let response = self.client.get_capped(url, headers, self.max_bytes).await.map_err(|error| {
-            let reason = match error {
-                OutboundError::InvalidUrl { reason, .. } => format!("invalid URL: {reason}"),
-                OutboundError::Transport { reason, .. } => format!("unreachable: {reason}"),
-                OutboundError::Tls { reason, .. } => format!("TLS failed: {reason}"),
-                OutboundError::TooLarge { limit, .. } => format!("larger than context.max_bytes ({limit} bytes)"),
-                OutboundError::Timeout { timeout, .. } => {
-                    format!("no answer within context.timeout_ms ({} ms)", timeout.as_millis())
-                }
-            };
-            ContextError::not_available(url, reason)
-        })?;
-        if !response.is_success() {
-            return Err(ContextError::not_available(url, format!("its server answered HTTP {}", response.status)));
-        }
-        tracing::info!(%url, bytes = response.body.len(), "fetched a remote @context");
-        document_context(&response.body)
-            .map_err(|error| ContextError::not_available(url, format!("invalid context document: {error}")))
+        self.client.get_capped(url, headers, self.max_bytes).await.map_err(|error| match error {
+            OutboundError::InvalidUrl { reason, .. } => format!("invalid URL: {reason}"),
+            OutboundError::Transport { reason, .. } => format!("unreachable: {reason}"),
+            OutboundError::Tls { reason, .. } => format!("TLS failed: {reason}"),
+            OutboundError::TooLarge { limit, .. } => format!("larger than context.max_bytes ({limit} bytes)"),
+            OutboundError::Timeout { timeout, .. } => {
+                format!("no answer within context.timeout_ms ({} ms)", timeout.as_millis())
+            }
+        })
     }
 
     fn cached(&self, url: &str) -> Option<Arc<Resolved>> {
@@ -345,6 +373,58 @@ impl ContextResolver {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The absolute URL a `Location` header names, relative to the URL that answered it (RFC 3986 reference
+/// resolution for the forms servers send: absolute, scheme-relative, absolute-path and relative-path).
+fn resolve_location(base: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Some(location.to_string());
+    }
+    let base: http::Uri = base.parse().ok()?;
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if location.is_empty() {
+        return None;
+    }
+    let path = if location.starts_with('/') {
+        location.to_string()
+    } else {
+        let base_path = base.path();
+        format!("{}{location}", &base_path[..base_path.rfind('/').map_or(0, |slash| slash + 1)])
+    };
+    Some(format!("{scheme}://{authority}{}", remove_dot_segments(&path)))
+}
+
+/// `path` with its `.` and `..` segments resolved (RFC 3986 clause 5.2.4); the query is left alone.
+fn remove_dot_segments(path: &str) -> String {
+    let (path, query) = path.split_once('?').map_or((path, None), |(path, query)| (path, Some(query)));
+    let mut segments: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    for (position, segment) in parts.iter().enumerate() {
+        let last = position + 1 == parts.len();
+        match *segment {
+            "." if last => segments.push(""),
+            "." => {}
+            ".." => {
+                segments.pop();
+                if last {
+                    segments.push("");
+                }
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut resolved = format!("/{}", segments.join("/"));
+    if let Some(query) = query {
+        resolved.push('?');
+        resolved.push_str(query);
+    }
+    resolved
 }
 
 #[cfg(test)]

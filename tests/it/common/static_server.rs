@@ -1,5 +1,5 @@
 //! A tiny static HTTP/1.1 server on 127.0.0.1:0 standing in for a JSON-LD context host: each path answers a
-//! fixed status and body, at once or slowly, or never answers (a stalled server); unknown paths answer 404. It counts the requests
+//! fixed status and body, at once or slowly, a redirect, or never answers (a stalled server); unknown paths answer 404. It counts the requests
 //! of each path, so tests can see what was fetched and how often. One request per connection; stops when dropped.
 
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ pub enum Serve {
     Slow(u64, String),
     /// Read the request, never answer (until the server is dropped).
     Stall,
+    /// This redirect status with this `Location`.
+    Redirect(u16, String),
 }
 
 struct Shared {
@@ -89,8 +91,13 @@ fn answer(stream: TcpStream, shared: &Shared) {
     let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
     *shared.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
     let serve = shared.routes.lock().unwrap().get(&path).cloned();
+    let mut location = String::new();
     let (status, body) = match serve {
         Some(Serve::Body(status, body)) => (status, body),
+        Some(Serve::Redirect(status, to)) => {
+            location = format!("Location: {to}\r\n");
+            (status, String::new())
+        }
         Some(Serve::Slow(millis, body)) => {
             std::thread::sleep(Duration::from_millis(millis));
             (200, body)
@@ -104,7 +111,7 @@ fn answer(stream: TcpStream, shared: &Shared) {
         None => (404, r#"{"error":"not found"}"#.to_string()),
     };
     let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/ld+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/ld+json\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let _ = writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(body.as_bytes()));

@@ -115,3 +115,22 @@ fn the_cache_is_bounded() {
     assert!(contexts.cached("https://e.org/4").is_some());
     assert!(contexts.cached("https://e.org/0").is_none());
 }
+
+#[test]
+fn redirect_locations_resolve_against_the_url_that_answered() {
+    let base = "https://ctx.example.org/ld/v1/ctx.jsonld?x=1";
+    let cases = [
+        ("http://other.org/a.jsonld", Some("http://other.org/a.jsonld")),
+        ("//cdn.example.org/c.jsonld", Some("https://cdn.example.org/c.jsonld")),
+        ("/root.jsonld", Some("https://ctx.example.org/root.jsonld")),
+        ("v2.jsonld", Some("https://ctx.example.org/ld/v1/v2.jsonld")),
+        ("../v2/ctx.jsonld", Some("https://ctx.example.org/ld/v2/ctx.jsonld")),
+        ("./a/../b.jsonld?q=1", Some("https://ctx.example.org/ld/v1/b.jsonld?q=1")),
+        ("/../../top.jsonld", Some("https://ctx.example.org/top.jsonld")),
+        ("", None),
+    ];
+    for (location, expected) in cases {
+        assert_eq!(super::resolve_location(base, location).as_deref(), expected, "{location}");
+    }
+    assert_eq!(super::resolve_location("http://h:1", "x.jsonld").as_deref(), Some("http://h:1/x.jsonld"));
+}
