@@ -1,7 +1,8 @@
 //! Remote JSON-LD `@context`s of the NGSI-LD API, with no internet: a local static server plays the context host.
 //! Fetched only from `context.allowlist` prefixes, then cached (the server counts its hits); expansion on writes
 //! and compaction on reads with a `Link` context; `context.preload` working fully offline; every failure (not
-//! allowed, an unreachable https host, 404, bad JSON, no `@context`, too large, a stalled server) is 503 `LdContextNotAvailable`
+//! allowed, an unreachable https host, 404, bad JSON, no `@context`, too large, a stalled server, a redirect to a URL
+//! not allowlisted or a redirect loop) is 503 `LdContextNotAvailable`
 //! naming the URL and the reason; concurrent requests share one fetch; subscriptions created with a remote context
 //! notify compacted with it.
 

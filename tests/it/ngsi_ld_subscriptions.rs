@@ -4,7 +4,7 @@
 //! projection, `application/ld+json` with the subscription's `@context`) and its headers; `q` and
 //! `watchedAttributes`; `isActive` false pausing and `expiresAt`; PATCH changing what is notified; delete
 //! stopping notifications; changes made through NGSI10 and NGSIv2 notifying LD subscriptions (and LD changes
-//! still notifying NGSIv2 ones); a restart after SIGKILL; tenants.
+//! still notifying NGSIv2 ones); a restart after SIGKILL; tenants; `lang` choosing the language notified.
 
 use std::time::Duration;
 
@@ -468,4 +468,32 @@ fn failed_deliveries_show_in_the_notification_status() {
         let shown = retrieve(&broker, &id, &[]).json();
         (shown["notification"]["status"] == "ok" && shown["notification"]["lastSuccess"].is_string()).then_some(())
     });
+}
+
+/// `lang` on a subscription: LanguageProperties are notified as Properties in the language it picks (and the
+/// subscription shows it); without it the whole languageMap is notified; an invalid `lang` is 400.
+#[test]
+fn lang_notifies_language_properties_in_the_language_asked() {
+    let broker = Broker::start();
+    let sink = Sink::start();
+    let mut french = subscription("Museum", &format!("{}/fr", sink.url()));
+    french["lang"] = json!("fr");
+    let id = subscribe(&broker, &french, &[]);
+    assert_eq!(retrieve(&broker, &id, &[]).json()["lang"], "fr");
+    subscribe(&broker, &subscription("Museum", &format!("{}/all", sink.url())), &[]);
+    let museum = json!({"id": "urn:ngsi-ld:Museum:1", "type": "Museum",
+        "name": {"type": "LanguageProperty", "languageMap": {"en": "Modern Art Museum", "fr": "Musée d'Art Moderne"}}});
+    create(&broker, &museum, &[]);
+    let notified = wait_for(&sink, "/fr", "a notification in French", |e| e["id"] == "urn:ngsi-ld:Museum:1");
+    assert_eq!(
+        notified.json()["data"][0]["name"],
+        json!({"type": "Property", "value": "Musée d'Art Moderne", "lang": "fr"}),
+        "{}",
+        notified.json()
+    );
+    let all = wait_for(&sink, "/all", "a notification with the map", |e| e["id"] == "urn:ngsi-ld:Museum:1");
+    assert_eq!(all.json()["data"][0]["name"]["languageMap"]["en"], "Modern Art Museum", "{}", all.json());
+    let mut invalid = subscription("Museum", &format!("{}/bad", sink.url()));
+    invalid["lang"] = json!("fr;q=2");
+    assert_problem(&send(&broker, "POST", SUBSCRIPTIONS, &invalid, &[]), 400, "BadRequestData");
 }

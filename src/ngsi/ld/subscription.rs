@@ -193,6 +193,10 @@ pub struct LdSubscription {
     /// `timeInterval`, ms: notified periodically with the current state of what it selects, not on changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_interval_ms: Option<u64>,
+    /// `lang`: the language filter of notifications (as `lang` on queries: each LanguageProperty notified as a
+    /// Property in the language it picks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
     /// The subscription's `@context` with no remote URL left (null: the core context): the body `@context`, or
     /// the inline equivalent of the remote contexts it named, resolved when it was written. Used to compact
     /// notifications (and to compile `q`), so notifying never fetches anything.
@@ -225,6 +229,7 @@ impl Default for LdSubscription {
             expires_at: None,
             throttling_ms: None,
             time_interval_ms: None,
+            lang: None,
             context: Value::Null,
             written_context: Value::Null,
         }
@@ -340,7 +345,12 @@ pub fn notification_body<'a>(
         Ok(context) if compacted => context.compactor(),
         _ => Default::default(),
     };
-    let rendering = super::render::Rendering { format: subscription.format.render_format(), ..Default::default() };
+    let rendering = super::render::Rendering {
+        format: subscription.format.render_format(),
+        // Checked when the subscription was written.
+        lang: subscription.lang.as_deref().and_then(|text| super::lang::LanguageFilter::parse(text).ok()),
+        ..Default::default()
+    };
     let data: Vec<Value> = elements
         .map(|element| {
             let rendered = super::render::render_entity(element, 0, 0, &rendering);

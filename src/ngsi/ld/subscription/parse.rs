@@ -7,6 +7,7 @@ use super::{
     MIN_TIME_INTERVAL_MS,
 };
 use crate::ngsi::ld::context::Context;
+use crate::ngsi::ld::lang::LanguageFilter;
 use crate::ngsi::ld::query::Query;
 use crate::ngsi::ld::{check_uri, LOCATION};
 use crate::ngsi::limits::{check_name, MAX_PATTERN_LEN};
@@ -216,7 +217,12 @@ impl LdSubscription {
                 _ => return Err(invalid("timeInterval must be a positive number of seconds")),
             },
             "notification" => self.apply_notification(context, value)?,
-            "csf" | "temporalQ" | "scopeQ" | "lang" | "notificationTrigger" | "datasetId" | "jsonKeys" => {
+            "lang" => {
+                let lang = bounded_text(value, key)?;
+                LanguageFilter::parse(&lang)?;
+                self.lang = Some(lang);
+            }
+            "csf" | "temporalQ" | "scopeQ" | "notificationTrigger" | "datasetId" | "jsonKeys" => {
                 return Err(not_supported(key))
             }
             other => return Err(unknown(other, "the subscription")),

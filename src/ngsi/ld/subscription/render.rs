@@ -179,5 +179,8 @@ pub fn render_subscription(
     if let Some(ms) = subscription.time_interval_ms {
         body.insert("timeInterval".into(), json!(ms as f64 / 1000.0));
     }
+    if let Some(lang) = &subscription.lang {
+        body.insert("lang".into(), json!(lang));
+    }
     Value::Object(body)
 }

@@ -230,3 +230,30 @@ fn time_intervals_are_periodic_and_exclude_watched_attributes_and_throttling() {
     let patched = watching.patch(&json!({"timeInterval": 10}), &Context::core(), Value::Null);
     assert!(matches!(patched, Err(SubscriptionError::Invalid(_))), "a PATCH cannot make them meet");
 }
+
+#[test]
+fn lang_picks_the_language_of_notified_language_properties() {
+    let (_, subscription) =
+        parse(json!({"entities": [{"type": "Room"}], "lang": "fr,en;q=0.5", "notification": endpoint()})).unwrap();
+    assert_eq!(subscription.lang.as_deref(), Some("fr,en;q=0.5"));
+    assert_eq!(
+        render_subscription("urn:s", &subscription, &Shown::default(), 0, &Default::default())["lang"],
+        "fr,en;q=0.5"
+    );
+    let element = parse_entity(
+        &Context::core(),
+        &json!({"id": "urn:r", "type": "Room", "name": {"type": "LanguageProperty", "languageMap": {"en": "Room", "fr": "Salle"}}}),
+    )
+    .unwrap();
+    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [&element].into_iter());
+    assert_eq!(body["data"][0]["name"], json!({"type": "Property", "value": "Salle", "lang": "fr"}), "{body}");
+    let (_, plain) = parse(json!({"entities": [{"type": "Room"}], "notification": endpoint()})).unwrap();
+    let body = notification_body(&plain, "urn:s", "urn:n", 0, [&element].into_iter());
+    assert_eq!(body["data"][0]["name"]["languageMap"]["fr"], "Salle", "without lang the map is notified: {body}");
+    for bad in [json!("not a tag!"), json!(3)] {
+        let body = json!({"entities": [{"type": "Room"}], "lang": bad, "notification": endpoint()});
+        assert!(matches!(parse(body.clone()), Err(SubscriptionError::Invalid(_))), "{body}");
+    }
+    let patched = plain.patch(&json!({"lang": "en"}), &Context::core(), Value::Null).unwrap();
+    assert_eq!(patched.lang.as_deref(), Some("en"));
+}
