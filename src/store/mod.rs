@@ -218,8 +218,7 @@ impl<V: Serialize + DeserializeOwned> Tree<V> {
     /// Stores `value` under `key` (durable after the next [`Store::commit`]).
     pub fn insert(&self, key: &str, value: &V) -> Result<(), StoreError> {
         let encoded = serde_json::to_vec(value).map_err(|error| StoreError::Io(error.to_string()))?;
-        self.journal.insert(&self.name, key, encoded);
-        Ok(())
+        self.journal.insert(&self.name, key, encoded).map(drop)
     }
 
     /// Removes `key`; whether it existed.

@@ -33,6 +33,9 @@ use crate::sync::lock;
 pub(super) const JOURNAL_DIR: &str = "journal";
 /// A segment this large is retired by the next checkpoint check even before the checkpoint interval passed.
 pub(super) const SEGMENT_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most bytes of records held in memory, not yet written (only reached when syncs keep failing: a full or
+/// failing disk); writes are refused beyond it until a sync drains the backlog.
+pub(super) const MAX_UNWRITTEN_BYTES: usize = 256 * 1024 * 1024;
 
 /// Records appended but not yet written, and writes not yet in sled.
 struct Pending {
@@ -65,6 +68,8 @@ pub(super) struct Journal {
     latest: AtomicU64,
     /// Remove the whole directory when dropped (temporary stores).
     remove_on_drop: Option<PathBuf>,
+    /// [`MAX_UNWRITTEN_BYTES`] (smaller in tests).
+    max_unwritten: usize,
 }
 
 impl Journal {
@@ -97,18 +102,20 @@ impl Journal {
             synced: AtomicU64::new(0),
             latest: AtomicU64::new(0),
             remove_on_drop,
+            max_unwritten: MAX_UNWRITTEN_BYTES,
         })
     }
 
     /// Appends the insert of `value` under `key` in `tree`; answers its sequence.
-    pub(super) fn insert(&self, tree: &Arc<str>, key: &str, value: Vec<u8>) -> u64 {
+    pub(super) fn insert(&self, tree: &Arc<str>, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         let record = Record::insert(tree, key.as_bytes(), &value);
         let mut pending = lock(&self.pending);
+        self.check_backlog(&pending)?;
         pending.buffer.extend_from_slice(&record.0);
         pending.appended += 1;
         pending.live.insert((tree.clone(), key.as_bytes().to_vec()), Some(value));
         self.latest.store(pending.appended, Ordering::Release);
-        pending.appended
+        Ok(pending.appended)
     }
 
     /// Removes `key` from `tree` if it is there (in the overlay or in sled); answers whether it was.
@@ -119,12 +126,25 @@ impl Journal {
             Known::Unknown => handle.contains_key(key)?,
         };
         if existed {
+            self.check_backlog(&pending)?;
             pending.buffer.extend_from_slice(&Record::remove(tree, key.as_bytes()).0);
             pending.appended += 1;
             pending.live.insert((tree.clone(), key.as_bytes().to_vec()), None);
             self.latest.store(pending.appended, Ordering::Release);
         }
         Ok(existed)
+    }
+
+    /// Refuses a write while the records not yet written exceed the cap (syncs failing).
+    fn check_backlog(&self, pending: &Pending) -> Result<(), StoreError> {
+        if pending.buffer.len() >= self.max_unwritten {
+            return Err(StoreError::Io(format!(
+                "the store journal holds {} bytes that could not be written to disk (disk full or failing); \
+                 refusing writes until it drains",
+                pending.buffer.len()
+            )));
+        }
+        Ok(())
     }
 
     /// The value of `key` in `tree` as written last, when the overlay knows it; `Ok(None)` means removed.
@@ -335,7 +355,7 @@ mod tests {
         let name: Arc<str> = "t".into();
         let tree = db.open_tree("t").unwrap();
         for (key, value) in [("a", "1"), ("b", "2"), ("a", "3")] {
-            journal.insert(&name, key, value.as_bytes().to_vec());
+            journal.insert(&name, key, value.as_bytes().to_vec()).unwrap();
         }
         assert!(journal.remove(&name, &tree, "b").unwrap());
         assert!(!journal.remove(&name, &tree, "never").unwrap());
@@ -374,7 +394,7 @@ mod tests {
         let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
         let journal = Journal::open(db.clone(), dir.path(), None).unwrap();
         let name: Arc<str> = "t".into();
-        journal.insert(&name, "a", b"1".to_vec());
+        journal.insert(&name, "a", b"1".to_vec()).unwrap();
         // Make the current segment refuse writes, as a full or failing disk would.
         let failing = {
             let mut segment = lock(&journal.segment);
@@ -384,9 +404,16 @@ mod tests {
         };
         let (unsynced, error) = journal.sync().unwrap_err();
         assert_eq!(unsynced, 1);
+        // While syncs fail the unwritten records pile up; past the cap writes are refused, not buffered.
+        let mut journal = journal;
+        journal.max_unwritten = lock(&journal.pending).buffer.len();
+        let refused = journal.insert(&name, "c", b"3".to_vec()).unwrap_err();
+        assert!(refused.to_string().contains("refusing writes"), "{refused}");
+        assert_eq!(journal.lookup("t", "c"), None, "a refused write leaves no trace");
+        journal.max_unwritten = MAX_UNWRITTEN_BYTES;
         assert!(error.to_string().contains("cannot write the journal"), "{error}");
         assert_eq!(journal.synced(), 0, "nothing acknowledged");
-        journal.insert(&name, "b", b"2".to_vec());
+        journal.insert(&name, "b", b"2".to_vec()).unwrap();
         assert_eq!(journal.sync().unwrap(), 2, "the retry covers the failed record and the new one");
         let segments = list_segments(&journal.dir).unwrap();
         assert_eq!(segments.last().unwrap().0, failing + 1, "the retry went to a new segment");
