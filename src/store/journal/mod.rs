@@ -347,11 +347,17 @@ fn replay_segment(db: &sled::Db, path: &Path) -> Result<usize, StoreError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn replay_applies_records_in_order_and_checkpoint_retires_segments() {
+    /// A journal over a sled database (without timer flushes) in a new temporary directory.
+    fn journal_in_temporary_dir() -> (tempfile::TempDir, sled::Db, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
         let journal = Journal::open(db.clone(), dir.path(), None).unwrap();
+        (dir, db, journal)
+    }
+
+    #[test]
+    fn replay_applies_records_in_order_and_checkpoint_retires_segments() {
+        let (dir, db, journal) = journal_in_temporary_dir();
         let name: Arc<str> = "t".into();
         let tree = db.open_tree("t").unwrap();
         for (key, value) in [("a", "1"), ("b", "2"), ("a", "3")] {
@@ -390,9 +396,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_is_not_acknowledged_and_the_next_one_writes_its_records_to_a_new_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
-        let journal = Journal::open(db.clone(), dir.path(), None).unwrap();
+        let (dir, db, journal) = journal_in_temporary_dir();
         let name: Arc<str> = "t".into();
         journal.insert(&name, "a", b"1".to_vec()).unwrap();
         // Make the current segment refuse writes, as a full or failing disk would.
