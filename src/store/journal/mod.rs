@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_is_not_acknowledged_and_the_next_one_writes_its_records_to_a_new_segment() {
-        let (dir, db, journal) = journal_in_temporary_dir();
+        let (_dir, _db, journal) = journal_in_temporary_dir();
         let name: Arc<str> = "t".into();
         journal.insert(&name, "a", b"1".to_vec()).unwrap();
         // Make the current segment refuse writes, as a full or failing disk would.
