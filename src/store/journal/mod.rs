@@ -147,7 +147,7 @@ impl Journal {
         Ok(())
     }
 
-    /// The value of `key` in `tree` as written last, when the overlay knows it; `Ok(None)` means removed.
+    /// The value of `key` in `tree` as written last, when the overlay knows it; `Some(None)` means removed.
     pub(super) fn lookup(&self, tree: &str, key: &str) -> Option<Option<Vec<u8>>> {
         let pending = lock(&self.pending);
         match self.overlay.lookup(&pending.live, tree, key.as_bytes()) {
@@ -160,9 +160,15 @@ impl Journal {
     pub(super) fn apply_pending(&self) -> Result<(), StoreError> {
         let _applying = lock(&self.applying);
         let snapshot = self.overlay.start_applying(&mut lock(&self.pending).live);
-        let applied = overlay::apply(&self.db, &snapshot);
+        self.apply_snapshot(&snapshot)
+    }
+
+    /// Writes `snapshot` into sled and takes it out of the overlay; after a failure it stays in the overlay
+    /// (readers still see it) and the next application retries it.
+    fn apply_snapshot(&self, snapshot: &Writes) -> Result<(), StoreError> {
+        overlay::apply(&self.db, snapshot)?;
         self.overlay.finish_applying();
-        Ok(applied?)
+        Ok(())
     }
 
     /// The sequence of the latest appended record.
@@ -239,27 +245,23 @@ impl Journal {
     /// appending meanwhile.
     pub(super) fn checkpoint(&self) -> Result<(), StoreError> {
         let applying = lock(&self.applying);
-        let (retired, snapshot) = {
+        let (rotated, snapshot) = {
             let mut segment = lock(&self.segment);
             let mut snapshot = None;
             let (buffer, target) =
                 self.take_buffer(|pending| snapshot = Some(self.overlay.start_applying(&mut pending.live)));
-            let synced = self.write_segment(&mut segment, buffer, target);
-            let snapshot = snapshot.unwrap_or_default();
-            if let Err((_, error)) = synced {
-                // The records stay buffered for the next sync; sled may still take the values.
-                let applied = overlay::apply(&self.db, &snapshot);
-                self.overlay.finish_applying();
-                applied?;
-                return Err(error);
-            }
-            let fresh = create_segment(&self.dir, segment.sequence + 1)?;
-            (std::mem::replace(&mut *segment, fresh).sequence, snapshot)
+            let rotated = match self.write_segment(&mut segment, buffer, target) {
+                // The records stay buffered for the next sync (which moved to a new segment).
+                Err((_, error)) => Err(error),
+                Ok(_) => create_segment(&self.dir, segment.sequence + 1)
+                    .map(|fresh| std::mem::replace(&mut *segment, fresh).sequence),
+            };
+            (rotated, snapshot.unwrap_or_default())
         };
-        let applied = overlay::apply(&self.db, &snapshot);
-        self.overlay.finish_applying();
-        applied?;
+        // Whatever happened to the segments, the snapshot must reach sled before it leaves the overlay.
+        self.apply_snapshot(&snapshot)?;
         drop(applying);
+        let retired = rotated?;
         // Every record of the retired segments is in sled now (this snapshot or an earlier one), so this flush
         // makes all of them durable there.
         self.db.flush()?;

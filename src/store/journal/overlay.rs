@@ -39,14 +39,22 @@ impl Overlay {
     }
 
     /// Moves `live` into the applying snapshot (call with the journal's append lock held, so no reader sees the
-    /// writes in neither place) and answers it.
+    /// writes in neither place) and answers it. A snapshot whose application failed is still there: it is kept,
+    /// under the newer live writes.
     pub(super) fn start_applying(&self, live: &mut Writes) -> Arc<Writes> {
-        let snapshot = Arc::new(std::mem::take(live));
-        *self.applying.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot.clone();
+        let mut applying = self.applying.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut snapshot = std::mem::take(live);
+        if !applying.is_empty() {
+            let mut merged = Writes::clone(&applying);
+            merged.extend(snapshot);
+            snapshot = merged;
+        }
+        let snapshot = Arc::new(snapshot);
+        *applying = snapshot.clone();
         snapshot
     }
 
-    /// Forgets the applying snapshot once sled holds it.
+    /// Forgets the applying snapshot once sled holds it (not after a failed application: the next one retries it).
     pub(super) fn finish_applying(&self) {
         *self.applying.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::default();
     }
@@ -85,14 +93,20 @@ mod tests {
         let snapshot = overlay.start_applying(&mut live);
         assert!(live.is_empty());
         assert_eq!(snapshot.len(), 2);
+        drop(snapshot);
         live.insert(slot("t", "a"), Some(b"2".to_vec()));
         assert_eq!(overlay.lookup(&live, "t", b"a"), Known::Written(Some(b"2".to_vec())));
         assert_eq!(overlay.lookup(&live, "t", b"gone"), Known::Written(None));
         assert_eq!(overlay.lookup(&live, "other", b"a"), Known::Unknown);
+        // An application that failed leaves its snapshot; the next one takes it, under newer writes.
+        let retried = overlay.start_applying(&mut live);
+        assert_eq!(retried.len(), 2);
+        assert_eq!(retried.get(&slot("t", "a")), Some(&Some(b"2".to_vec())), "the newer write wins");
+        assert_eq!(retried.get(&slot("t", "gone")), Some(&None), "the older snapshot's writes are kept");
         let db = sled::Config::new().temporary(true).open().unwrap();
-        apply(&db, &snapshot).unwrap();
+        apply(&db, &retried).unwrap();
         overlay.finish_applying();
         assert_eq!(overlay.lookup(&live, "t", b"gone"), Known::Unknown);
-        assert_eq!(db.open_tree("t").unwrap().get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(db.open_tree("t").unwrap().get("a").unwrap().as_deref(), Some(&b"2"[..]));
     }
 }
