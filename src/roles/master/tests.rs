@@ -94,8 +94,8 @@ async fn next_command(consumer: &mut Consumer) -> (MessageType, ScheduledTaskIns
 #[tokio::test]
 async fn places_reschedules_on_silence_and_reconciles_the_returning_worker() {
     let bus = MemoryBus::new();
-    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
-    let mut b = bus.consume(QueueSpec::new("Worker.B", ["Worker.B.*"])).await.unwrap();
+    let mut a = worker_queue(&bus, "Worker.A").await;
+    let mut b = worker_queue(&bus, "Worker.B").await;
     let mut master = orchestrator(&bus).await;
     // No worker yet: the task waits instead of being dropped.
     master.handle(availability(201, "Device.1")).await;
@@ -140,7 +140,7 @@ async fn places_reschedules_on_silence_and_reconciles_the_returning_worker() {
 #[tokio::test]
 async fn a_worker_that_lost_a_task_gets_it_again_and_full_workers_get_none() {
     let bus = MemoryBus::new();
-    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
+    let mut a = worker_queue(&bus, "Worker.A").await;
     let mut master = orchestrator(&bus).await;
     let mut full = worker("Worker.A", 35.0, Some(vec![]));
     full.capacity = 1;
@@ -184,8 +184,8 @@ async fn fake_broker(locations: Arc<std::sync::Mutex<std::collections::HashMap<S
 #[tokio::test]
 async fn tasks_go_to_the_worker_nearest_their_input_and_follow_it_when_it_moves() {
     let bus = MemoryBus::new();
-    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
-    let mut b = bus.consume(QueueSpec::new("Worker.B", ["Worker.B.*"])).await.unwrap();
+    let mut a = worker_queue(&bus, "Worker.A").await;
+    let mut b = worker_queue(&bus, "Worker.B").await;
     let locations = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let broker = fake_broker(locations.clone()).await;
     let mut master = orchestrator(&bus).await;
@@ -211,6 +211,11 @@ async fn tasks_go_to_the_worker_nearest_their_input_and_follow_it_when_it_moves(
     assert!(tokio::time::timeout(Duration::from_millis(300), a.next()).await.is_err());
 }
 
+/// The command queue of worker `id` on `bus` (bound to `<id>.*`), as the worker declares it.
+async fn worker_queue(bus: &MemoryBus, id: &str) -> Consumer {
+    bus.consume(QueueSpec::new(id, [format!("{id}.*")])).await.unwrap()
+}
+
 async fn next_envelope(consumer: &mut Consumer) -> crate::bus::Envelope {
     let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.expect("a message").unwrap();
     let envelope = delivery.envelope.clone();
@@ -221,8 +226,8 @@ async fn next_envelope(consumer: &mut Consumer) -> crate::bus::Envelope {
 #[tokio::test]
 async fn a_takeover_adopts_reported_tasks_where_they_run_and_fences_the_workers() {
     let bus = MemoryBus::new();
-    let mut a = bus.consume(QueueSpec::new("Worker.A", ["Worker.A.*"])).await.unwrap();
-    let mut b = bus.consume(QueueSpec::new("Worker.B", ["Worker.B.*"])).await.unwrap();
+    let mut a = worker_queue(&bus, "Worker.A").await;
+    let mut b = worker_queue(&bus, "Worker.B").await;
     // The id the flow derives for Device.1 (deterministic), as a previous master placed it.
     let task_id = {
         let mut before = orchestrator(&MemoryBus::new()).await;
