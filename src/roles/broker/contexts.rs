@@ -375,56 +375,15 @@ impl ContextResolver {
     }
 }
 
-/// The absolute URL a `Location` header names, relative to the URL that answered it (RFC 3986 reference
-/// resolution for the forms servers send: absolute, scheme-relative, absolute-path and relative-path).
+/// The absolute `http(s)` URL a `Location` header names, resolved against the URL that answered it (RFC 3986
+/// reference resolution, by the `url` crate).
 fn resolve_location(base: &str, location: &str) -> Option<String> {
     let location = location.trim();
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return Some(location.to_string());
-    }
-    let base: http::Uri = base.parse().ok()?;
-    let scheme = base.scheme_str()?;
-    let authority = base.authority()?.as_str();
-    if let Some(rest) = location.strip_prefix("//") {
-        return Some(format!("{scheme}://{rest}"));
-    }
     if location.is_empty() {
         return None;
     }
-    let path = if location.starts_with('/') {
-        location.to_string()
-    } else {
-        let base_path = base.path();
-        format!("{}{location}", &base_path[..base_path.rfind('/').map_or(0, |slash| slash + 1)])
-    };
-    Some(format!("{scheme}://{authority}{}", remove_dot_segments(&path)))
-}
-
-/// `path` with its `.` and `..` segments resolved (RFC 3986 clause 5.2.4); the query is left alone.
-fn remove_dot_segments(path: &str) -> String {
-    let (path, query) = path.split_once('?').map_or((path, None), |(path, query)| (path, Some(query)));
-    let mut segments: Vec<&str> = Vec::new();
-    let parts: Vec<&str> = path.split('/').skip(1).collect();
-    for (position, segment) in parts.iter().enumerate() {
-        let last = position + 1 == parts.len();
-        match *segment {
-            "." if last => segments.push(""),
-            "." => {}
-            ".." => {
-                segments.pop();
-                if last {
-                    segments.push("");
-                }
-            }
-            other => segments.push(other),
-        }
-    }
-    let mut resolved = format!("/{}", segments.join("/"));
-    if let Some(query) = query {
-        resolved.push('?');
-        resolved.push_str(query);
-    }
-    resolved
+    let resolved = url::Url::parse(base).ok()?.join(location).ok()?;
+    matches!(resolved.scheme(), "http" | "https").then(|| resolved.into())
 }
 
 #[cfg(test)]

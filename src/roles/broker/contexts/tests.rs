@@ -128,6 +128,7 @@ fn redirect_locations_resolve_against_the_url_that_answered() {
         ("./a/../b.jsonld?q=1", Some("https://ctx.example.org/ld/v1/b.jsonld?q=1")),
         ("/../../top.jsonld", Some("https://ctx.example.org/top.jsonld")),
         ("", None),
+        ("ftp://files.example.org/ctx.jsonld", None),
     ];
     for (location, expected) in cases {
         assert_eq!(super::resolve_location(base, location).as_deref(), expected, "{location}");
