@@ -82,8 +82,9 @@ pub struct BrokerConfig {
     pub use_discovery: bool,
     /// (ours) `group` (default) or `flush`: see [`Durability`].
     pub durability: Durability,
-    /// (ours) Shortest time in milliseconds between two group-commit flushes: under load one fsync then covers
-    /// every write of the interval; a lone write is still flushed at once. Default 1.
+    /// (ours) Shortest time in milliseconds between the starts of two group-commit journal syncs once a sync
+    /// covered several writes; 0 (default) starts the next sync as soon as the last one ends, and each sync
+    /// covers every write that arrived meanwhile.
     pub group_commit_interval_ms: u64,
     /// (ours) Largest request body accepted, in bytes. Default 1 MiB.
     pub max_body_bytes: usize,
@@ -301,7 +302,7 @@ impl Default for BrokerConfig {
             instance: None,
             use_discovery: true,
             durability: Durability::Group,
-            group_commit_interval_ms: 1,
+            group_commit_interval_ms: 0,
             max_body_bytes: 1024 * 1024,
             max_query_results: 1000,
             notification: NotificationConfig::default(),

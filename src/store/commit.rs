@@ -1,8 +1,9 @@
 //! Durability barriers and checkpoints. In `group` mode one flusher thread serves every writer: a writer takes
 //! the journal's latest sequence after its write and waits until a journal sync covers it, so writers arriving
-//! during a sync share the next one (group commit). Syncs start at most once per `group_commit_interval` when
-//! the last one covered several writes, so under load each `fdatasync` covers many writers while a lone writer
-//! (even a sequential one) is synced at once. In `flush` mode each writer runs its own sync. A checkpoint thread
+//! during a sync share the next one (group commit). By default the next sync starts as soon as the last one
+//! ends; a non-zero `group_commit_interval` spaces syncs out once the last one covered several writes, so that
+//! under load each `fdatasync` covers more writers, while a lone writer (even a sequential one) is still synced
+//! at once. In `flush` mode each writer runs its own sync. A checkpoint thread
 //! flushes sled and retires the journal every [`CHECKPOINT_INTERVAL`] (sooner when a segment grows past its size
 //! cap).
 
