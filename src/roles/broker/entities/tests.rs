@@ -3,6 +3,8 @@
 use serde_json::json;
 
 use super::*;
+use crate::ngsi::pattern::EntitySelector;
+use crate::ngsi::scope::ScopeFilter;
 
 fn element(value: serde_json::Value) -> ContextElement {
     serde_json::from_value(value).unwrap()
