@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use self::overlay::{Known, Overlay, Writes};
 pub(super) use self::record::Record;
-use self::record::{decode_segment, seal, segment_header, Replayed, SEGMENT_HEADER_BYTES};
+use self::record::{decode_segment, seal, segment_header, segment_sequence, Replayed, SEGMENT_HEADER_BYTES};
 use super::StoreError;
 use crate::sync::lock;
 
@@ -99,7 +99,7 @@ impl Journal {
         }
         // The next sequence must differ from the one the spare's old records were sealed with.
         let last = segments.last().map(|(sequence, _)| *sequence).max(spare_sequence(&dir));
-        let next = last.map_or(1, |sequence| sequence + 1);
+        let next = last.map_or(1, |sequence| sequence.saturating_add(1));
         let segment = create_segment(&dir, next)?;
         Ok(Journal {
             db,
@@ -355,14 +355,13 @@ fn retire_segments(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<(), StoreE
     sync_dir(dir)
 }
 
-/// The sequence the spare segment was last used as, read from its header.
+/// The sequence the spare segment was last used as, read from its header (None for a spare without one: its
+/// records' checksums are not salted, so no new sequence can validate them).
 fn spare_sequence(dir: &Path) -> Option<u64> {
     let mut header = [0; SEGMENT_HEADER_BYTES];
     let mut file = File::open(dir.join(SPARE_SEGMENT)).ok()?;
     std::io::Read::read_exact(&mut file, &mut header).ok()?;
-    let mut sequence = [0; 8];
-    sequence.copy_from_slice(&header[8..]);
-    Some(u64::from_le_bytes(sequence))
+    segment_sequence(&header)
 }
 
 /// Applies one segment's records to `db`; answers how many.
@@ -508,5 +507,35 @@ mod tests {
         assert_eq!(tree.get("b").unwrap().as_deref(), Some(&b"new-1"[..]), "the new record is replayed");
         assert_eq!(tree.get("a").unwrap().as_deref(), Some(&b"new-0"[..]), "segment 1's old records are not");
         drop(reopened);
+    }
+
+    #[test]
+    fn a_segment_from_before_headers_is_replayed_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = dir.path().join(JOURNAL_DIR);
+        std::fs::create_dir_all(&journal_dir).unwrap();
+        // An older build's segment 5: records whose crc covers the payload alone, no header.
+        let mut legacy = Vec::new();
+        for (key, value) in [("a", "legacy-1"), ("b", "legacy-2")] {
+            let mut record = Record::insert("t", key.as_bytes(), value.as_bytes()).0;
+            let crc = crc32fast::hash(&record[8..]);
+            record[4..8].copy_from_slice(&crc.to_le_bytes());
+            legacy.extend_from_slice(&record);
+        }
+        std::fs::write(segment_path(&journal_dir, 5), &legacy).unwrap();
+        let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
+        let journal = Journal::open(db.clone(), dir.path(), None).unwrap();
+        let tree = db.open_tree("t").unwrap();
+        assert_eq!(tree.get("b").unwrap().as_deref(), Some(&b"legacy-2"[..]), "the old format is replayed");
+        // Its file became segment 6 (the number follows the old segment's, not garbage read from its bytes).
+        assert_eq!(lock(&journal.segment).sequence, 6);
+        assert!(segment_path(&journal_dir, 6).exists());
+        journal.insert(&"t".into(), "c", b"new".to_vec()).unwrap();
+        journal.sync().unwrap();
+        drop(journal);
+        let reopened = Journal::open(db.clone(), dir.path(), None).unwrap();
+        assert_eq!(tree.get("c").unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(tree.get("b").unwrap().as_deref(), Some(&b"legacy-2"[..]));
+        assert_eq!(lock(&reopened.segment).sequence, 7);
     }
 }

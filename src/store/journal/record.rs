@@ -57,6 +57,17 @@ pub(in crate::store) fn segment_header(sequence: u64) -> [u8; SEGMENT_HEADER_BYT
     header
 }
 
+/// The sequence in the header that starts `bytes`, or None for a segment without a header (older format).
+pub(in crate::store) fn segment_sequence(bytes: &[u8]) -> Option<u64> {
+    let header = bytes.get(..SEGMENT_HEADER_BYTES)?;
+    if !header.starts_with(SEGMENT_MAGIC) {
+        return None;
+    }
+    let mut sequence = [0; 8];
+    sequence.copy_from_slice(&header[8..]);
+    Some(u64::from_le_bytes(sequence))
+}
+
 /// Fills in the crc of every record in `records` (whole records, as the journal buffers them) for the segment
 /// numbered `sequence`. Sealing again for another segment overwrites the crcs.
 pub(in crate::store) fn seal(records: &mut [u8], sequence: u64) {
@@ -93,14 +104,8 @@ pub(in crate::store) enum Replayed<'a> {
 /// the offset where the good records end (the header included).
 pub(in crate::store) fn decode_segment(bytes: &[u8]) -> (Vec<Replayed<'_>>, usize) {
     let mut records = Vec::new();
-    let (salt, mut offset) = match bytes.get(..SEGMENT_HEADER_BYTES) {
-        Some(header) if header.starts_with(SEGMENT_MAGIC) => {
-            let mut sequence = [0; 8];
-            sequence.copy_from_slice(&header[8..]);
-            (Some(u64::from_le_bytes(sequence)), SEGMENT_HEADER_BYTES)
-        }
-        _ => (None, 0),
-    };
+    let salt = segment_sequence(bytes);
+    let mut offset = if salt.is_some() { SEGMENT_HEADER_BYTES } else { 0 };
     while let Some((record, next)) = decode_one(bytes, offset, salt) {
         records.push(record);
         offset = next;
