@@ -341,8 +341,8 @@ mod tests {
             std::fs::read_dir(dir.path().join(journal::JOURNAL_DIR))
                 .unwrap()
                 .map(Result::unwrap)
-                .filter(|entry| entry.file_name() != "spare.log")
-                .map(|entry| entry.metadata().unwrap().len().saturating_sub(16))
+                .filter(|entry| entry.file_name() != journal::SPARE_SEGMENT)
+                .map(|entry| entry.metadata().unwrap().len().saturating_sub(journal::SEGMENT_HEADER_BYTES as u64))
                 .sum::<u64>()
         };
         assert!(journal_bytes() > 0);

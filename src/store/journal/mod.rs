@@ -31,14 +31,15 @@ use std::sync::{Arc, Mutex};
 
 use self::overlay::{Known, Overlay, Writes};
 pub(super) use self::record::Record;
-use self::record::{decode_segment, seal, segment_header, segment_sequence, Replayed, SEGMENT_HEADER_BYTES};
+pub(super) use self::record::SEGMENT_HEADER_BYTES;
+use self::record::{decode_segment, seal, segment_header, segment_sequence, Replayed};
 use super::StoreError;
 use crate::sync::lock;
 
 /// Subdirectory of the store directory holding the segments.
 pub(super) const JOURNAL_DIR: &str = "journal";
 /// File name of the retired segment kept for reuse.
-const SPARE_SEGMENT: &str = "spare.log";
+pub(super) const SPARE_SEGMENT: &str = "spare.log";
 /// A segment this large is retired by the next checkpoint check even before the checkpoint interval passed.
 pub(super) const SEGMENT_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// Most bytes of records held in memory, not yet written (only reached when syncs keep failing: a full or
@@ -518,8 +519,7 @@ mod tests {
         let mut legacy = Vec::new();
         for (key, value) in [("a", "legacy-1"), ("b", "legacy-2")] {
             let mut record = Record::insert("t", key.as_bytes(), value.as_bytes()).0;
-            let crc = crc32fast::hash(&record[8..]);
-            record[4..8].copy_from_slice(&crc.to_le_bytes());
+            record::seal_unsalted(&mut record);
             legacy.extend_from_slice(&record);
         }
         std::fs::write(segment_path(&journal_dir, 5), &legacy).unwrap();

@@ -82,6 +82,13 @@ pub(in crate::store) fn seal(records: &mut [u8], sequence: u64) {
     }
 }
 
+/// `record` as segments without a header hold it: its crc over the payload alone.
+#[cfg(test)]
+pub(in crate::store) fn seal_unsalted(record: &mut [u8]) {
+    let crc = salted_crc(None, &record[HEADER_BYTES..]);
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
 fn salted_crc(sequence: Option<u64>, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     if let Some(sequence) = sequence {
@@ -205,8 +212,7 @@ mod tests {
     fn segments_without_a_header_decode_with_unsalted_checksums() {
         // The format before segment headers: crc over the payload alone.
         let mut legacy = Record::insert("t", b"k", b"v").0;
-        let crc = crc32fast::hash(&legacy[HEADER_BYTES..]);
-        legacy[4..8].copy_from_slice(&crc.to_le_bytes());
+        seal_unsalted(&mut legacy);
         assert_eq!(
             decode_segment(&legacy),
             (vec![Replayed::Insert { tree: "t", key: b"k", value: b"v" }], legacy.len())
