@@ -242,7 +242,8 @@ fn park() -> Value {
 fn geojson_answers_features_with_the_geometry_asked_for() {
     let broker = Broker::start();
     create(&broker, &park(), &[]);
-    let square = json!({"id": "urn:ngsi-ld:Square:1", "type": "Square", "name": {"type": "Property", "value": "Bismarck"}});
+    let square =
+        json!({"id": "urn:ngsi-ld:Square:1", "type": "Square", "name": {"type": "Property", "value": "Bismarck"}});
     create(&broker, &square, &[]);
     let get = |path: &str| broker.request("GET", &format!("/ngsi-ld/v1/{path}"), None, &[GEOJSON]);
 
@@ -267,8 +268,12 @@ fn geojson_answers_features_with_the_geometry_asked_for() {
             "properties": {"type": "Square", "name": "Bismarck"}, "@context": CORE})
     );
     let not_geo = geojson(&get("entities/urn:ngsi-ld:Park:1?geometryProperty=name&pick=id"));
-    assert_eq!(not_geo, json!({"id": "urn:ngsi-ld:Park:1", "type": "Feature", "geometry": null,
-        "properties": {}, "@context": CORE}), "a Property is no geometry");
+    assert_eq!(
+        not_geo,
+        json!({"id": "urn:ngsi-ld:Park:1", "type": "Feature", "geometry": null,
+        "properties": {}, "@context": CORE}),
+        "a Property is no geometry"
+    );
 
     let collection = geojson(&get("entities?type=Park,Square&options=keyValues&pick=id,name"));
     assert_eq!(
@@ -280,7 +285,13 @@ fn geojson_answers_features_with_the_geometry_asked_for() {
             "@context": CORE})
     );
     let query = json!({"type": "Query", "entities": [{"type": "Park"}]});
-    let batch = send(&broker, "POST", "/ngsi-ld/v1/entityOperations/query?options=keyValues&omit=location,area&geometryProperty=area", &query, &[GEOJSON]);
+    let batch = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?options=keyValues&omit=location,area&geometryProperty=area",
+        &query,
+        &[GEOJSON],
+    );
     assert_eq!(
         geojson(&batch),
         json!({"type": "FeatureCollection", "features": [{"id": "urn:ngsi-ld:Park:1", "type": "Feature",
@@ -321,8 +332,13 @@ fn pick_and_omit_project_entity_members() {
         "pick and omit of different members"
     );
     assert_eq!(read("?type=Room&pick=id&limit=2"), json!([{"id": "urn:ngsi-ld:Room:1"}, {"id": "urn:ngsi-ld:Room:2"}]));
-    let batch = send(&broker, "POST", "/ngsi-ld/v1/entityOperations/query?pick=id&options=keyValues",
-        &json!({"type": "Query", "entities": [{"type": "Building"}]}), &[]);
+    let batch = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?pick=id&options=keyValues",
+        &json!({"type": "Query", "entities": [{"type": "Building"}]}),
+        &[],
+    );
     assert_eq!((batch.status, batch.json()), (200, json!([{"id": "urn:ngsi-ld:Building:1"}])));
 
     for refused in [
@@ -335,8 +351,13 @@ fn pick_and_omit_project_entity_members() {
     ] {
         assert_problem(&get(refused), 400, "BadRequestData");
     }
-    let with_body_attrs = send(&broker, "POST", "/ngsi-ld/v1/entityOperations/query?omit=location",
-        &json!({"type": "Query", "attrs": ["temperature"]}), &[]);
+    let with_body_attrs = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?omit=location",
+        &json!({"type": "Query", "attrs": ["temperature"]}),
+        &[],
+    );
     assert_problem(&with_body_attrs, 400, "BadRequestData");
 }
 
@@ -348,8 +369,13 @@ fn a_limit_over_the_maximum_is_too_many_results() {
     let body = assert_problem(&broker.get(over), 403, "TooManyResults");
     assert_eq!(body["status"], 403, "{body}");
     assert_eq!(body["detail"], "limit 1001 is over the maximum of 1000", "{body}");
-    let batch = send(&broker, "POST", "/ngsi-ld/v1/entityOperations/query?limit=5000",
-        &json!({"type": "Query", "entities": [{"type": "Room"}]}), &[]);
+    let batch = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?limit=5000",
+        &json!({"type": "Query", "entities": [{"type": "Room"}]}),
+        &[],
+    );
     assert_problem(&batch, 403, "TooManyResults");
     assert_problem(&broker.get("/ngsi-ld/v1/subscriptions?limit=1001"), 403, "TooManyResults");
     assert_eq!(ids(&broker, "type=Room&limit=1000").len(), 3, "the maximum itself is allowed");

@@ -148,10 +148,7 @@ mod tests {
         .unwrap();
         assert_eq!(geometry(&device, "location"), json!({"type": "Point", "coordinates": [8.6, 49.4]}));
         let without_id = feature(json!({"name": "Castle park"}), Value::Null);
-        assert_eq!(
-            without_id,
-            json!({"type": "Feature", "geometry": null, "properties": {"name": "Castle park"}})
-        );
+        assert_eq!(without_id, json!({"type": "Feature", "geometry": null, "properties": {"name": "Castle park"}}));
         assert_eq!(
             feature_collection(vec![without_id.clone()]),
             json!({"type": "FeatureCollection", "features": [without_id]})

@@ -80,9 +80,7 @@ impl Projection {
             return entity;
         }
         let Value::Object(mut members) = entity else { return entity };
-        members.retain(|name, _| {
-            (self.pick.is_empty() || self.pick.contains(name)) && !self.omit.contains(name)
-        });
+        members.retain(|name, _| (self.pick.is_empty() || self.pick.contains(name)) && !self.omit.contains(name));
         Value::Object(members)
     }
 }

@@ -315,7 +315,10 @@ mod tests {
         );
         let entities = |value: &'static str| accept_entities(&headers(&[("accept", value)]));
         assert_eq!(entities("application/geo+json").unwrap(), EntityMedia::GeoJson);
-        assert_eq!(entities("application/geo+json;q=0.5, application/ld+json").unwrap(), EntityMedia::Ld(Media::LdJson));
+        assert_eq!(
+            entities("application/geo+json;q=0.5, application/ld+json").unwrap(),
+            EntityMedia::Ld(Media::LdJson)
+        );
         assert_eq!(accept_entities(&HeaderMap::new()).unwrap(), EntityMedia::Ld(Media::Json));
         assert_eq!(entities("text/html").unwrap_err().status(), StatusCode::NOT_ACCEPTABLE);
         assert_eq!(tenant(&headers(&[("ngsild-tenant", "Farm_1")])).unwrap(), "farm_1");
