@@ -128,6 +128,18 @@ fn preloaded_contexts_work_offline() {
     assert_eq!(plain["type"], "https://example.org/ontology/Room", "{plain}");
     let read = broker.request("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Room:9", None, &[("Link", &link(url))]);
     assert_eq!(read.json(), room("urn:ngsi-ld:Room:9", 19.5));
+    let geo_headers = [("Link", link(url)), ("Accept", "application/geo+json".to_string())];
+    let geo_headers: Vec<(&str, &str)> = geo_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let geo =
+        broker.request("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Room:9?pick=type,temperature", None, &geo_headers);
+    assert_eq!(geo.content_type.as_deref(), Some("application/geo+json"), "{geo:?}");
+    assert!(geo.header("link").is_some_and(|l| l.contains(url)), "the context is named back: {geo:?}");
+    assert_eq!(
+        geo.json(),
+        json!({"type": "Feature", "geometry": null,
+            "properties": {"type": "Room", "temperature": {"type": "Property", "value": 19.5}}, "@context": url}),
+        "GeoJSON: pick expanded and properties compacted with the Link context, which the Feature carries"
+    );
     let body = json!({"id": "urn:ngsi-ld:Room:10", "type": "Room", "@context": url});
     create(&broker, &body, &[("Content-Type", "application/ld+json")]);
 

@@ -1,7 +1,9 @@
 //! NGSI-LD queries (`GET /ngsi-ld/v1/entities`: `type`, `id`, `idPattern`, `attrs`, `q`, geo-queries `near` and
-//! `within`, `limit`/`offset`, `count=true` → `NGSILD-Results-Count`, the required filter, limits), the query
-//! batch `POST /entityOperations/query`, batch operations (`/entityOperations/create|upsert|update|delete`:
-//! 201/204 on full success, 207 with `success` and `errors` otherwise), and `/types` and `/attributes`.
+//! `within`, `limit`/`offset`, `count=true` → `NGSILD-Results-Count`, the required filter, limits: a `limit` over
+//! the maximum is 403 `TooManyResults`), the query batch `POST /entityOperations/query`, batch operations
+//! (`/entityOperations/create|upsert|update|delete`: 201/204 on full success, 207 with `success` and `errors`
+//! otherwise), `/types` and `/attributes`, the GeoJSON representation (`Accept: application/geo+json`,
+//! `geometryProperty`) and the `pick`/`omit` projections of retrieve, query and query batch.
 
 use serde_json::{json, Value};
 
@@ -63,7 +65,7 @@ fn queries_filter_by_type_id_pattern_attrs_and_q() {
     bad("q=temperature>");
     bad("q=(temperature>1");
     bad("idPattern=(");
-    bad("type=Room&limit=1001");
+    assert_problem(&broker.get("/ngsi-ld/v1/entities?type=Room&limit=1001"), 403, "TooManyResults");
     bad("type=Room&offset=-1");
     bad("georel=near;maxDistance==10&geometry=Point");
 }
@@ -215,4 +217,166 @@ fn types_and_attributes_are_discovered() {
     assert_problem(&broker.get("/ngsi-ld/v1/attributes/nothing"), 404, "ResourceNotFound");
     let unknown = broker.request("GET", "/ngsi-ld/v1/types", None, &[("NGSILD-Tenant", "nobody")]);
     assert_problem(&unknown, 404, "NonexistentTenant");
+}
+
+const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld";
+const GEOJSON: (&str, &str) = ("Accept", "application/geo+json");
+
+/// A GeoJSON answer: 200, `application/geo+json`, the core context in the `Link` header; returns the body.
+fn geojson(response: &crate::common::Resp) -> Value {
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.content_type.as_deref(), Some("application/geo+json"), "{response:?}");
+    assert!(response.header("link").is_some_and(|link| link.contains(CORE)), "{response:?}");
+    response.json()
+}
+
+fn park() -> Value {
+    json!({"id": "urn:ngsi-ld:Park:1", "type": "Park",
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [8.7, 49.41]}},
+        "area": {"type": "GeoProperty", "value": {"type": "Polygon",
+            "coordinates": [[[8.7, 49.4], [8.72, 49.4], [8.72, 49.42], [8.7, 49.4]]]}},
+        "name": {"type": "Property", "value": "Castle park"}})
+}
+
+#[test]
+fn geojson_answers_features_with_the_geometry_asked_for() {
+    let broker = Broker::start();
+    create(&broker, &park(), &[]);
+    let square =
+        json!({"id": "urn:ngsi-ld:Square:1", "type": "Square", "name": {"type": "Property", "value": "Bismarck"}});
+    create(&broker, &square, &[]);
+    let get = |path: &str| broker.request("GET", &format!("/ngsi-ld/v1/{path}"), None, &[GEOJSON]);
+
+    let feature = geojson(&get("entities/urn:ngsi-ld:Park:1"));
+    let mut properties = park();
+    properties.as_object_mut().map(|members| members.remove("id"));
+    assert_eq!(
+        feature,
+        json!({"id": "urn:ngsi-ld:Park:1", "type": "Feature", "geometry": park()["location"]["value"],
+            "properties": properties, "@context": CORE})
+    );
+    let area = geojson(&get("entities/urn:ngsi-ld:Park:1?geometryProperty=area&options=keyValues&attrs=name"));
+    assert_eq!(
+        area,
+        json!({"id": "urn:ngsi-ld:Park:1", "type": "Feature", "geometry": park()["area"]["value"],
+            "properties": {"type": "Park", "name": "Castle park"}, "@context": CORE})
+    );
+    let no_location = geojson(&get("entities/urn:ngsi-ld:Square:1?options=concise"));
+    assert_eq!(
+        no_location,
+        json!({"id": "urn:ngsi-ld:Square:1", "type": "Feature", "geometry": null,
+            "properties": {"type": "Square", "name": "Bismarck"}, "@context": CORE})
+    );
+    let not_geo = geojson(&get("entities/urn:ngsi-ld:Park:1?geometryProperty=name&pick=id"));
+    assert_eq!(
+        not_geo,
+        json!({"id": "urn:ngsi-ld:Park:1", "type": "Feature", "geometry": null,
+        "properties": {}, "@context": CORE}),
+        "a Property is no geometry"
+    );
+
+    let collection = geojson(&get("entities?type=Park,Square&options=keyValues&pick=id,name"));
+    assert_eq!(
+        collection,
+        json!({"type": "FeatureCollection", "features": [
+            {"id": "urn:ngsi-ld:Park:1", "type": "Feature", "geometry": park()["location"]["value"],
+                "properties": {"name": "Castle park"}},
+            {"id": "urn:ngsi-ld:Square:1", "type": "Feature", "geometry": null, "properties": {"name": "Bismarck"}}],
+            "@context": CORE})
+    );
+    let query = json!({"type": "Query", "entities": [{"type": "Park"}]});
+    let batch = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?options=keyValues&omit=location,area&geometryProperty=area",
+        &query,
+        &[GEOJSON],
+    );
+    assert_eq!(
+        geojson(&batch),
+        json!({"type": "FeatureCollection", "features": [{"id": "urn:ngsi-ld:Park:1", "type": "Feature",
+            "geometry": park()["area"]["value"], "properties": {"type": "Park", "name": "Castle park"}}],
+            "@context": CORE})
+    );
+
+    let json_with_geometry = broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Park:1?geometryProperty=area");
+    assert_problem(&json_with_geometry, 400, "BadRequestData");
+    assert_problem(&broker.get("/ngsi-ld/v1/entities?type=Park&geometryProperty=location"), 400, "BadRequestData");
+    assert_problem(&get("entities/urn:ngsi-ld:Park:1?geometryProperty="), 400, "BadRequestData");
+    assert_problem(&get("types"), 406, "NotAcceptable");
+    assert_problem(&get("entities/urn:ngsi-ld:Park:404"), 404, "ResourceNotFound");
+}
+
+#[test]
+fn pick_and_omit_project_entity_members() {
+    let broker = Broker::start();
+    rooms(&broker);
+    let get = |query: &str| broker.get(&format!("/ngsi-ld/v1/entities{query}"));
+    let read = |query: &str| {
+        let response = get(query);
+        assert_eq!(response.status, 200, "{query}: {response:?}");
+        response.json()
+    };
+    assert_eq!(read("/urn:ngsi-ld:Room:3?pick=name"), json!({"name": {"type": "Property", "value": "Kitchen"}}));
+    assert_eq!(
+        read("/urn:ngsi-ld:Room:1?pick=id,temperature&options=keyValues"),
+        json!({"id": "urn:ngsi-ld:Room:1", "temperature": 19.0})
+    );
+    assert_eq!(
+        read("/urn:ngsi-ld:Room:1?omit=type,location,inBuilding"),
+        json!({"id": "urn:ngsi-ld:Room:1", "temperature": {"type": "Property", "value": 19.0, "unitCode": "CEL"}})
+    );
+    assert_eq!(
+        read("/urn:ngsi-ld:Room:1?pick=id,temperature&omit=type&options=keyValues"),
+        json!({"id": "urn:ngsi-ld:Room:1", "temperature": 19.0}),
+        "pick and omit of different members"
+    );
+    assert_eq!(read("?type=Room&pick=id&limit=2"), json!([{"id": "urn:ngsi-ld:Room:1"}, {"id": "urn:ngsi-ld:Room:2"}]));
+    let batch = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?pick=id&options=keyValues",
+        &json!({"type": "Query", "entities": [{"type": "Building"}]}),
+        &[],
+    );
+    assert_eq!((batch.status, batch.json()), (200, json!([{"id": "urn:ngsi-ld:Building:1"}])));
+
+    for refused in [
+        "/urn:ngsi-ld:Room:1?pick=name&omit=name",
+        "/urn:ngsi-ld:Room:1?pick=name&attrs=temperature",
+        "/urn:ngsi-ld:Room:1?omit=name&attrs=temperature",
+        "/urn:ngsi-ld:Room:1?pick=id,,name",
+        "/urn:ngsi-ld:Room:1?pick=inBuilding%7Bname%7D",
+        "?type=Room&pick=",
+    ] {
+        assert_problem(&get(refused), 400, "BadRequestData");
+    }
+    let with_body_attrs = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?omit=location",
+        &json!({"type": "Query", "attrs": ["temperature"]}),
+        &[],
+    );
+    assert_problem(&with_body_attrs, 400, "BadRequestData");
+}
+
+#[test]
+fn a_limit_over_the_maximum_is_too_many_results() {
+    let broker = Broker::start();
+    rooms(&broker);
+    let over = "/ngsi-ld/v1/entities?type=Room&limit=1001";
+    let body = assert_problem(&broker.get(over), 403, "TooManyResults");
+    assert_eq!(body["status"], 403, "{body}");
+    assert_eq!(body["detail"], "limit 1001 is over the maximum of 1000", "{body}");
+    let batch = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?limit=5000",
+        &json!({"type": "Query", "entities": [{"type": "Room"}]}),
+        &[],
+    );
+    assert_problem(&batch, 403, "TooManyResults");
+    assert_problem(&broker.get("/ngsi-ld/v1/subscriptions?limit=1001"), 403, "TooManyResults");
+    assert_eq!(ids(&broker, "type=Room&limit=1000").len(), 3, "the maximum itself is allowed");
 }

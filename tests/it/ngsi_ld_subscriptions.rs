@@ -117,7 +117,7 @@ fn subscriptions_are_created_listed_retrieved_patched_and_deleted() {
     assert_eq!(listed.header("ngsild-results-count"), Some("2"));
     assert_eq!(listed.json().as_array().map(|a| a.len()), Some(1));
     assert_eq!(listed.json()[0]["id"], generated.as_str(), "creation order");
-    assert_problem(&broker.get(&format!("{SUBSCRIPTIONS}?limit=1001")), 400, "BadRequestData");
+    assert_problem(&broker.get(&format!("{SUBSCRIPTIONS}?limit=1001")), 403, "TooManyResults");
 
     let patched = patch(&broker, &id, &json!({"isActive": false, "notification": {"format": "concise"}}));
     assert_eq!(patched.status, 204, "{patched:?}");

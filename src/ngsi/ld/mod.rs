@@ -1,5 +1,6 @@
 //! NGSI-LD (ETSI GS CIM 009) codec over the NGSI10 data model: `@context` handling with the embedded core context
-//! ([`context`]), entities ↔ stored elements ([`entity`], [`render`]), the entity edits of the API ([`edit`]),
+//! ([`context`]), entities ↔ stored elements ([`entity`], [`render`]), their `pick`/`omit` projection
+//! ([`projection`]) and GeoJSON representation ([`geojson`]), the entity edits of the API ([`edit`]),
 //! the `q` query language ([`query`]), geo-queries ([`geo`]), the `lang` language filter ([`lang`]),
 //! multi-attributes ([`multi`]), subscriptions with their notifications
 //! ([`subscription`]) and context source registrations ([`csource`]).
@@ -14,8 +15,10 @@ pub mod entity;
 #[cfg(test)]
 mod fuzz;
 pub mod geo;
+pub mod geojson;
 pub mod lang;
 pub mod multi;
+pub mod projection;
 pub mod query;
 pub mod render;
 pub mod subscription;

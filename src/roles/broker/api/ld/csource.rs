@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::error::LdError;
 use super::negotiation::{accept, body_context, link_only, read_body, respond};
 use super::params::Params;
-use super::selection::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::selection::{number, page_limit};
 use crate::clients::discovery::DiscoveryError;
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::csource::{self, CSourceRegistration, ID_PREFIX};
@@ -144,12 +144,6 @@ fn listing_query(params: &Params, context: &crate::ngsi::ld::context::Context) -
     Ok(RegistrationQuery { entities, registration_id: String::new() })
 }
 
-fn number(params: &Params, name: &str, default: usize) -> Result<usize, LdError> {
-    params.get(name).map_or(Ok(default), |text| {
-        text.parse().map_err(|_| LdError::bad_data(format!("{name} must be a non-negative integer")))
-    })
-}
-
 /// `GET /ngsi-ld/v1/csourceRegistrations[?type=&id=&idPattern=&limit=&offset=&count=true]`: the registrations
 /// with an entity the filter selects, ordered by id.
 pub async fn list(
@@ -164,10 +158,7 @@ pub async fn list(
     let params = Params::parse(&uri)?;
     let query = listing_query(&params, &context)?;
     let count = params.flag("count")?;
-    let limit = number(&params, "limit", DEFAULT_LIMIT)?;
-    if limit > MAX_LIMIT || (limit == 0 && !count) {
-        return Err(LdError::bad_data(format!("limit must be 1 to {MAX_LIMIT} (0 only with count=true)")));
-    }
+    let limit = page_limit(&params, count)?;
     let offset = number(&params, "offset", 0)?;
     let records = federation.discovery().query_registrations(&query).await?;
     let all = csource::from_records(&records);

@@ -2,7 +2,9 @@
 //! `GET /ngsi-ld/v1/entities` (query: type, id, idPattern, attrs, q, geo-query, paging, `count` →
 //! `NGSILD-Results-Count`), `GET`/`PUT`/`PATCH` (merge)/`DELETE /ngsi-ld/v1/entities/{id}`, and the query batch
 //! `POST /ngsi-ld/v1/entityOperations/query`. With federation, a client's reads also see the entities other
-//! brokers hold. Entities read are compacted with the request's context (`negotiation::respond_in`).
+//! brokers hold. Entities read are rendered (`options`, `attrs`, `lang`), projected (`pick`/`omit`), compacted
+//! with the request's context (`negotiation::respond_in`) and, for `Accept: application/geo+json`, answered as a
+//! GeoJSON Feature (retrieve) or FeatureCollection (queries) whose geometry is the `geometryProperty`.
 
 use std::sync::Arc;
 
@@ -14,14 +16,21 @@ use axum::Extension;
 use serde_json::Value;
 
 use super::error::LdError;
-use super::negotiation::{accept, body_context, link_only, read_body, respond_in, tenant, Media};
+use super::negotiation::{
+    accept_entities, answer_compactor, body_context, link_only, read_body, respond_geojson, respond_in, tenant,
+    EntityMedia, Media,
+};
 use super::params::Params;
 use super::selection::EntityQuery;
 use super::{apply, find, meta, tenant_exists};
-use crate::ngsi::ld::check_uri;
+use crate::ngsi::ld::context::Compactor;
 use crate::ngsi::ld::edit::Edit;
 use crate::ngsi::ld::entity::{parse_attributes_owned, parse_entity_owned};
+use crate::ngsi::ld::geojson::{feature, feature_collection, geometry};
+use crate::ngsi::ld::projection::Projection;
 use crate::ngsi::ld::render::{render_entity, view, Rendering};
+use crate::ngsi::ld::subscription::render::compact_entity;
+use crate::ngsi::ld::{check_uri, LOCATION};
 use crate::roles::broker::api::federated;
 use crate::roles::broker::contexts::LdContext;
 use crate::roles::broker::entities::StoredEntity;
@@ -65,6 +74,72 @@ fn render(entity: &StoredEntity, rendering: &Rendering) -> Value {
     render_entity(&entity.element, entity.created_at, entity.modified_at, rendering)
 }
 
+/// How the entities of a read are shown: rendered, projected (`pick`/`omit`), then compacted with the request's
+/// context in the representation asked for (GeoJSON: a Feature per entity, its geometry the `geometryProperty`).
+struct Shape<'a> {
+    rendering: Rendering,
+    projection: Projection,
+    media: EntityMedia,
+    /// The GeoProperty of the geometry (GeoJSON answers only).
+    geometry_property: Option<String>,
+    context: &'a LdContext,
+}
+
+impl<'a> Shape<'a> {
+    /// Reads the shape from the URL; a query batch's `body_attrs` project when the URL has no `attrs`.
+    fn read(
+        params: &Params,
+        media: EntityMedia,
+        context: &'a LdContext,
+        body_attrs: &[String],
+    ) -> Result<Shape<'a>, LdError> {
+        let mut rendering = params.rendering(context, &[])?;
+        if rendering.attrs.is_empty() {
+            rendering.attrs = body_attrs.to_vec();
+        }
+        let projection = params.projection(context, !body_attrs.is_empty())?;
+        let geometry_property = params.geometry_property(context, media == EntityMedia::GeoJson)?;
+        Ok(Shape { rendering, projection, media, geometry_property, context })
+    }
+
+    /// One entity rendered and projected (canonical names).
+    fn entity(&self, entity: &StoredEntity) -> Value {
+        self.projection.apply(render(entity, &self.rendering))
+    }
+
+    /// One entity as a GeoJSON Feature, compacted with `compactor`.
+    fn feature(&self, entity: &StoredEntity, compactor: &Compactor) -> Value {
+        let shape = geometry(&entity.element, self.geometry_property.as_deref().unwrap_or(LOCATION));
+        feature(compact_entity(compactor, self.entity(entity)), shape)
+    }
+
+    /// The answer of one entity.
+    fn respond_one(&self, entity: &StoredEntity) -> Response {
+        match self.media {
+            EntityMedia::Ld(media) => respond_in(media, StatusCode::OK, self.entity(entity), self.context),
+            EntityMedia::GeoJson => {
+                let compactor = answer_compactor(Media::LdJson, self.context);
+                respond_geojson(StatusCode::OK, self.feature(entity, &compactor), self.context)
+            }
+        }
+    }
+
+    /// The answer of a page of entities.
+    fn respond_page<'e>(&self, entities: impl Iterator<Item = &'e Arc<StoredEntity>>) -> Response {
+        match self.media {
+            EntityMedia::Ld(media) => {
+                let page = entities.map(|entity| self.entity(entity)).collect();
+                respond_in(media, StatusCode::OK, Value::Array(page), self.context)
+            }
+            EntityMedia::GeoJson => {
+                let compactor = answer_compactor(Media::LdJson, self.context);
+                let features = entities.map(|entity| self.feature(entity, &compactor)).collect();
+                respond_geojson(StatusCode::OK, feature_collection(features), self.context)
+            }
+        }
+    }
+}
+
 /// `GET /ngsi-ld/v1/entities/{id}[?attrs=&options=keyValues|concise|sysAttrs]`; 404 when it does not exist or
 /// has none of the `attrs`. With federation, a client's `GET` of an entity another broker owns is fetched from
 /// it.
@@ -75,10 +150,10 @@ pub async fn retrieve(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
-    let media = accept(&headers)?;
+    let media = accept_entities(&headers)?;
     let tenant = tenant(&headers)?;
     let context = link_only(&state.contexts, &headers).await?;
-    let rendering = Params::parse(&uri)?.rendering(&context, &[])?;
+    let shape = Shape::read(&Params::parse(&uri)?, media, &context, &[])?;
     check_uri("entity id", &id)?;
     let entity = match find(&state, &tenant, &id) {
         Ok(entity) => entity,
@@ -92,10 +167,11 @@ pub async fn retrieve(
             Arc::new(federated::held_elsewhere(&tenant, remote.ok_or(not_found)?))
         }
     };
-    if !rendering.attrs.is_empty() && !view(&entity.element).iter().any(|a| rendering.attrs.contains(&a.name)) {
+    let attrs = &shape.rendering.attrs;
+    if !attrs.is_empty() && !view(&entity.element).iter().any(|a| attrs.contains(&a.name)) {
         return Err(LdError::not_found(format!("entity `{id}` has none of the attributes asked for")));
     }
-    Ok(respond_in(media, StatusCode::OK, render(&entity, &rendering), &context))
+    Ok(shape.respond_one(&entity))
 }
 
 /// `PUT /ngsi-ld/v1/entities/{id}`: replaces the entity (type and attributes); 204, or 404.
@@ -169,13 +245,13 @@ pub async fn query(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, LdError> {
-    let media = accept(&headers)?;
+    let media = accept_entities(&headers)?;
     let tenant = tenant(&headers)?;
     let context = link_only(&state.contexts, &headers).await?;
     let params = Params::parse(&uri)?;
-    let rendering = params.rendering(&context, &[])?;
+    let shape = Shape::read(&params, media, &context, &[])?;
     let query = EntityQuery::parse(&params, &context)?;
-    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, (media, &context)).await
+    federated_page(&state, federation.for_client(&headers), &tenant, &query, &shape).await
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/query`: a `Query` body (`entities`, `attrs`, `q`, `geoQ`), paged and
@@ -187,17 +263,14 @@ pub async fn query_body(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, LdError> {
-    let media = accept(&headers)?;
+    let media = accept_entities(&headers)?;
     let tenant = tenant(&headers)?;
     let (body, body_media) = read_body(&headers, body, state.max_body_bytes).await?;
     let context = body_context(&state.contexts, &headers, body_media, &body).await?;
     let params = Params::parse(&uri)?;
-    let mut rendering = params.rendering(&context, &[])?;
     let query = EntityQuery::from_body(&params, &body, &context)?;
-    if rendering.attrs.is_empty() {
-        rendering.attrs = query.attrs().to_vec();
-    }
-    federated_page(&state, federation.for_client(&headers), &tenant, &query, &rendering, (media, &context)).await
+    let shape = Shape::read(&params, media, &context, query.attrs())?;
+    federated_page(&state, federation.for_client(&headers), &tenant, &query, &shape).await
 }
 
 /// The page of what `query` selects among the tenant's entities and, with `federation`, the other brokers'
@@ -207,14 +280,13 @@ async fn federated_page(
     federation: Option<&Federation>,
     tenant: &str,
     query: &EntityQuery,
-    rendering: &Rendering,
-    answer: (Media, &LdContext),
+    shape: &Shape<'_>,
 ) -> Result<Response, LdError> {
     let (remote, unanswered) = match federation {
         Some(federation) => federated::remote_entities(state, federation, tenant, query.entities()).await,
         None => (Vec::new(), Vec::new()),
     };
-    let mut response = page(state, tenant, query, rendering, answer, remote)?;
+    let mut response = page(state, tenant, query, shape, remote)?;
     federated::mark_partial(&mut response, &unanswered);
     Ok(response)
 }
@@ -225,8 +297,7 @@ fn page(
     state: &BrokerState,
     tenant: &str,
     query: &EntityQuery,
-    rendering: &Rendering,
-    (media, context): (Media, &LdContext),
+    shape: &Shape<'_>,
     remote: Vec<Arc<StoredEntity>>,
 ) -> Result<Response, LdError> {
     if remote.is_empty() && !tenant_exists(state, tenant) {
@@ -271,9 +342,7 @@ fn page(
             matching.sort_by(creation_order);
         }
     }
-    let page: Vec<Value> =
-        matching.iter().skip(query.offset).take(query.limit).map(|entity| render(entity, rendering)).collect();
-    let mut response = respond_in(media, StatusCode::OK, Value::Array(page), context);
+    let mut response = shape.respond_page(matching.iter().skip(query.offset).take(query.limit));
     if query.count {
         response.headers_mut().insert("ngsild-results-count", HeaderValue::from(total));
     }

@@ -67,6 +67,11 @@ impl LdError {
         LdError::new(StatusCode::UNPROCESSABLE_ENTITY, "OperationNotSupported", "Operation not supported", detail)
     }
 
+    /// 403 `TooManyResults`: more results asked for than the broker gives in one answer.
+    pub fn too_many_results(detail: impl Into<String>) -> Self {
+        LdError::new(StatusCode::FORBIDDEN, "TooManyResults", "Too many results", detail)
+    }
+
     /// 406 `NotAcceptable`.
     pub fn not_acceptable(detail: impl Into<String>) -> Self {
         LdError::new(StatusCode::NOT_ACCEPTABLE, "NotAcceptable", "Not acceptable", detail)

@@ -4,6 +4,7 @@
 //! `@context` for `application/ld+json`; both at once → 400; remote contexts resolved by the broker's
 //! [`ContextResolver`]), and answers with the context as the spec says: a `Link` header for `application/json`, a
 //! body `@context` for `application/ld+json`, entities compacted with the request's context ([`respond_in`]).
+//! Entity reads may also ask for GeoJSON (`application/geo+json`, [`accept_entities`], [`respond_geojson`]).
 
 use std::sync::Arc;
 
@@ -57,30 +58,64 @@ pub fn tenant(headers: &HeaderMap) -> Result<String, LdError> {
     }
 }
 
-/// The response media type the `Accept` header allows (highest `q` first; JSON when absent), or 406.
-pub fn accept(headers: &HeaderMap) -> Result<Media, LdError> {
-    let Some(accept) = single(headers, "accept")? else { return Ok(Media::Json) };
-    let mut best: Option<(f32, Media)> = None;
+/// The representation of an entity read: NGSI-LD JSON / JSON-LD, or GeoJSON (`application/geo+json`, clause
+/// 4.5.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityMedia {
+    /// `application/json` or `application/ld+json`.
+    Ld(Media),
+    /// `application/geo+json`.
+    GeoJson,
+}
+
+/// The media range of `Accept` of highest `q` that `classify` knows (the first of equal ones); `None` when there
+/// is no `Accept` header; 406 naming `wanted` when it allows none of them.
+fn negotiate<T: Copy>(
+    headers: &HeaderMap,
+    classify: impl Fn(&str) -> Option<T>,
+    wanted: &str,
+) -> Result<Option<T>, LdError> {
+    let Some(accept) = single(headers, "accept")? else { return Ok(None) };
+    let mut best: Option<(f32, T)> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
         let quality =
             parts.filter_map(|p| p.trim().strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
-        let candidate = match media.as_str() {
-            "application/ld+json" => Media::LdJson,
-            "application/json" | "application/*" | "*/*" => Media::Json,
-            _ => continue,
-        };
+        let Some(candidate) = classify(&media) else { continue };
         if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
             best = Some((quality, candidate));
         }
     }
     match best {
-        Some((_, media)) => Ok(media),
-        None => Err(LdError::not_acceptable(format!(
-            "Accept `{accept}` allows neither application/json nor application/ld+json"
-        ))),
+        Some((_, media)) => Ok(Some(media)),
+        None => Err(LdError::not_acceptable(format!("Accept `{accept}` allows {wanted}"))),
     }
+}
+
+/// An NGSI-LD JSON media type (`*/*` and `application/*` mean JSON).
+fn ld_media(media: &str) -> Option<Media> {
+    match media {
+        "application/ld+json" => Some(Media::LdJson),
+        "application/json" | "application/*" | "*/*" => Some(Media::Json),
+        _ => None,
+    }
+}
+
+/// The response media type the `Accept` header allows (highest `q` first; JSON when absent), or 406.
+pub fn accept(headers: &HeaderMap) -> Result<Media, LdError> {
+    let media = negotiate(headers, ld_media, "neither application/json nor application/ld+json")?;
+    Ok(media.unwrap_or(Media::Json))
+}
+
+/// The representation of an entity read that the `Accept` header allows: as [`accept`], or GeoJSON.
+pub fn accept_entities(headers: &HeaderMap) -> Result<EntityMedia, LdError> {
+    let classify = |media: &str| match media {
+        "application/geo+json" => Some(EntityMedia::GeoJson),
+        other => ld_media(other).map(EntityMedia::Ld),
+    };
+    let wanted = "neither application/json, application/ld+json nor application/geo+json";
+    Ok(negotiate(headers, classify, wanted)?.unwrap_or(EntityMedia::Ld(Media::Json)))
 }
 
 /// The context URL of a `Link` header, if there is one.
@@ -212,11 +247,36 @@ pub fn respond_named(media: Media, status: StatusCode, value: Value, context: &L
     }
 }
 
+/// A GeoJSON answer (`application/geo+json`): a Feature or a FeatureCollection of entities compacted with
+/// `answer_compactor(Media::LdJson, context)`, carrying the request's context as its top-level `@context` member
+/// (as written, or its inline equivalent; the core context URL when none was given; never in each Feature of a
+/// collection) and, when one URL names that context, in the `Link` header too.
+pub fn respond_geojson(status: StatusCode, value: Value, context: &LdContext) -> Response {
+    let (body_context, link) = if context.is_core() {
+        (Value::String(CORE_CONTEXT_URL.into()), Some(CORE_CONTEXT_URL))
+    } else if context.written.is_null() {
+        ((*context.inline).clone(), None)
+    } else {
+        (context.written.clone(), context.link_url())
+    };
+    let body = with_context(value, &body_context).to_string();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/geo+json")], body).into_response();
+    if let Some(link) = link.and_then(|url| HeaderValue::from_str(&context_link(url)).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
+}
+
+/// The `Link` header value naming a context URL.
+fn context_link(url: &str) -> String {
+    format!("<{url}>; rel=\"{CONTEXT_REL}\"; type=\"application/ld+json\"")
+}
+
 /// An answer naming `link` in the `Link` header (JSON) or carrying `context` in each entity (JSON-LD).
 fn respond_linked(media: Media, status: StatusCode, value: Value, link: &str, context: &Value) -> Response {
     match media {
         Media::Json => {
-            let link = format!("<{link}>; rel=\"{CONTEXT_REL}\"; type=\"application/ld+json\"");
+            let link = context_link(link);
             let mut response =
                 (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response();
             if let Ok(link) = HeaderValue::from_str(&link) {
@@ -248,6 +308,19 @@ mod tests {
             accept(&headers(&[("accept", "application/xml")])).unwrap_err().status(),
             StatusCode::NOT_ACCEPTABLE
         );
+        assert_eq!(
+            accept(&headers(&[("accept", "application/geo+json")])).unwrap_err().status(),
+            StatusCode::NOT_ACCEPTABLE,
+            "only entity reads answer GeoJSON"
+        );
+        let entities = |value: &'static str| accept_entities(&headers(&[("accept", value)]));
+        assert_eq!(entities("application/geo+json").unwrap(), EntityMedia::GeoJson);
+        assert_eq!(
+            entities("application/geo+json;q=0.5, application/ld+json").unwrap(),
+            EntityMedia::Ld(Media::LdJson)
+        );
+        assert_eq!(accept_entities(&HeaderMap::new()).unwrap(), EntityMedia::Ld(Media::Json));
+        assert_eq!(entities("text/html").unwrap_err().status(), StatusCode::NOT_ACCEPTABLE);
         assert_eq!(tenant(&headers(&[("ngsild-tenant", "Farm_1")])).unwrap(), "farm_1");
         assert!(tenant(&headers(&[("ngsild-tenant", "a/b")])).is_err());
     }

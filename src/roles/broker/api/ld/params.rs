@@ -1,6 +1,7 @@
 //! The URL parameters of the NGSI-LD entity routes: `options` (`keyValues`/`simplified`, `concise`,
-//! `normalized`, `sysAttrs`, `noOverwrite`, `replace`, `update`), `attrs`, `lang`, comma lists and flags. Names are
-//! expanded with the request's context; unknown options are refused. The query parameters of
+//! `normalized`, `sysAttrs`, `noOverwrite`, `replace`, `update`), `attrs`, `lang`, `pick`/`omit` (not with
+//! `attrs`), `geometryProperty` (only for GeoJSON answers), comma lists and flags. Names are expanded with the
+//! request's context; unknown options are refused. The query parameters of
 //! `GET /ngsi-ld/v1/entities` are read in [`super::selection`].
 
 use axum::http::Uri;
@@ -8,7 +9,9 @@ use axum::http::Uri;
 use super::error::LdError;
 use crate::ngsi::ld::context::Context;
 use crate::ngsi::ld::lang::LanguageFilter;
+use crate::ngsi::ld::projection::Projection;
 use crate::ngsi::ld::render::{Format, Rendering};
+use crate::ngsi::ld::LOCATION;
 use crate::ngsi::limits::check_name;
 
 /// Most items in one comma list.
@@ -86,6 +89,31 @@ impl Params {
         let lang = self.get("lang").map(LanguageFilter::parse).transpose()?;
         Ok(Rendering { format, sys_attrs: has("sysAttrs"), attrs: self.list("attrs", context, true)?, lang })
     }
+
+    /// The `pick` / `omit` projection; refused with `attrs` (in the URL, or `body_attrs` of a query batch).
+    pub fn projection(&self, context: &Context, body_attrs: bool) -> Result<Projection, LdError> {
+        let expand = |name: &str| context.canonical(name);
+        let projection = Projection::parse(self.get("pick"), self.get("omit"), MAX_LIST, expand)?;
+        if !projection.is_empty() && (body_attrs || self.get("attrs").is_some()) {
+            return Err(LdError::bad_data("attrs cannot be given with pick or omit"));
+        }
+        Ok(projection)
+    }
+
+    /// The GeoProperty whose value is the geometry of a GeoJSON answer (`geometryProperty`, expanded; `location`
+    /// by default), `None` when the answer is not GeoJSON; `geometryProperty` without GeoJSON is refused.
+    pub fn geometry_property(&self, context: &Context, geojson: bool) -> Result<Option<String>, LdError> {
+        let given = self.get("geometryProperty");
+        if !geojson {
+            return match given {
+                Some(_) => Err(LdError::bad_data("geometryProperty is only allowed with Accept: application/geo+json")),
+                None => Ok(None),
+            };
+        }
+        let property = given.map_or_else(|| LOCATION.to_string(), |name| context.canonical(name.trim()));
+        check_name("geometryProperty", &property)?;
+        Ok(Some(property))
+    }
 }
 
 #[cfg(test)]
@@ -106,5 +134,31 @@ mod tests {
         assert!(rendering("lang=fr;q=5").is_err());
         let uri: Uri = "/x?deleteAll=maybe".parse().unwrap();
         assert!(Params::parse(&uri).unwrap().flag("deleteAll").is_err());
+    }
+
+    fn params(query: &str) -> Params {
+        let uri: Uri = format!("/x?{query}").parse().unwrap();
+        Params::parse(&uri).unwrap()
+    }
+
+    #[test]
+    fn pick_and_omit_exclude_attrs() {
+        let core = Context::core();
+        let projection = params("pick=id,temperature&omit=type").projection(&core, false).unwrap();
+        assert_eq!(projection.picked(), ["id", "temperature"]);
+        assert!(params("pick=id&attrs=temperature").projection(&core, false).is_err());
+        assert!(params("omit=id").projection(&core, true).is_err(), "attrs of a query batch body");
+        assert!(params("pick=name&omit=name").projection(&core, false).is_err());
+        assert!(params("attrs=temperature").projection(&core, true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn geometry_property_is_only_for_geojson() {
+        let core = Context::core();
+        assert_eq!(params("").geometry_property(&core, true).unwrap().as_deref(), Some("location"));
+        assert_eq!(params("geometryProperty=area").geometry_property(&core, true).unwrap().as_deref(), Some("area"));
+        assert_eq!(params("").geometry_property(&core, false).unwrap(), None);
+        assert!(params("geometryProperty=area").geometry_property(&core, false).is_err());
+        assert!(params("geometryProperty=").geometry_property(&core, true).is_err());
     }
 }

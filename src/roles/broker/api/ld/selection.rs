@@ -1,7 +1,8 @@
 //! What an NGSI-LD query selects, read from the URL of `GET /ngsi-ld/v1/entities` (`type` and `id` comma lists,
 //! `idPattern`, `attrs`, `q`, `georel`/`geometry`/`coordinates`/`geoproperty`) or from the `Query` body of
 //! `POST /ngsi-ld/v1/entityOperations/query` (`entities` selectors, `attrs`, `q`, `geoQ`), with the paging of
-//! the URL: `limit` (default 20, at most 1000, 0 with `count=true` for the count alone), `offset`, `count`.
+//! the URL: `limit` (default 20, at most 1000: more is 403 `TooManyResults`; 0 with `count=true` for the count
+//! alone), `offset`, `count`.
 //! A query without any filter is refused (`BadRequestData`).
 
 use serde_json::Value;
@@ -67,7 +68,22 @@ pub struct EntityQuery {
     pub count: bool,
 }
 
-fn number(params: &Params, name: &str, default: usize) -> Result<usize, LdError> {
+/// The page size a paged NGSI-LD read asks for (`limit`, default [`DEFAULT_LIMIT`]): above [`MAX_LIMIT`] 403
+/// `TooManyResults` (as GS CIM 009 V1.8 answers a page larger than the broker's maximum), 0 only with
+/// `count=true` (400 `BadRequestData`).
+pub fn page_limit(params: &Params, count: bool) -> Result<usize, LdError> {
+    let limit = number(params, "limit", DEFAULT_LIMIT)?;
+    if limit > MAX_LIMIT {
+        return Err(LdError::too_many_results(format!("limit {limit} is over the maximum of {MAX_LIMIT}")));
+    }
+    if limit == 0 && !count {
+        return Err(LdError::bad_data("limit 0 is only allowed with count=true"));
+    }
+    Ok(limit)
+}
+
+/// A non-negative integer parameter, `default` when absent.
+pub fn number(params: &Params, name: &str, default: usize) -> Result<usize, LdError> {
     match params.get(name) {
         None => Ok(default),
         Some(text) => text.parse().map_err(|_| LdError::bad_data(format!("{name} must be a non-negative integer"))),
@@ -91,13 +107,7 @@ fn strings(value: Option<&Value>, what: &str) -> Result<Vec<String>, LdError> {
 impl EntityQuery {
     fn new(params: &Params, selectors: Vec<Selector>, attrs: Vec<String>) -> Result<EntityQuery, LdError> {
         let count = params.flag("count")?;
-        let limit = number(params, "limit", DEFAULT_LIMIT)?;
-        if limit > MAX_LIMIT {
-            return Err(LdError::bad_data(format!("limit {limit} is over the maximum of {MAX_LIMIT}")));
-        }
-        if limit == 0 && !count {
-            return Err(LdError::bad_data("limit 0 is only allowed with count=true"));
-        }
+        let limit = page_limit(params, count)?;
         let offset = number(params, "offset", 0)?;
         Ok(EntityQuery { selectors, attrs, q: None, geo: None, limit, offset, count })
     }
@@ -250,7 +260,8 @@ mod tests {
     fn url_queries_are_checked() {
         assert!(query("type=Room").is_ok_and(|q| q.limit == DEFAULT_LIMIT && q.offset == 0));
         assert!(query("").is_err(), "a filter is required");
-        assert!(query("type=Room&limit=1001").is_err());
+        assert_eq!(query("type=Room&limit=1001").unwrap_err().status(), axum::http::StatusCode::FORBIDDEN);
+        assert!(query("type=Room&limit=1000").is_ok());
         assert!(query("type=Room&limit=0").is_err());
         assert!(query("type=Room&limit=0&count=true").is_ok());
         assert!(query("type=Room&offset=-1").is_err());

@@ -16,7 +16,7 @@ use super::entities::encode_path;
 use super::error::LdError;
 use super::negotiation::{accept, answer_compactor, body_context, link_only, read_body, respond_named, tenant};
 use super::params::Params;
-use super::selection::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::selection::{number, page_limit};
 use super::tenant_exists;
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::context::Compactor;
@@ -92,19 +92,8 @@ pub async fn list(State(state): State<BrokerState>, uri: Uri, headers: HeaderMap
     let context = link_only(&state.contexts, &headers).await?;
     let compactor = answer_compactor(media, &context);
     let params = Params::parse(&uri)?;
-    let number = |name: &str, default: usize| match params.get(name) {
-        None => Ok(default),
-        Some(text) => {
-            text.parse::<usize>().map_err(|_| LdError::bad_data(format!("{name} must be a non-negative integer")))
-        }
-    };
-    let (limit, offset, count) = (number("limit", DEFAULT_LIMIT)?, number("offset", 0)?, params.flag("count")?);
-    if limit > MAX_LIMIT {
-        return Err(LdError::bad_data(format!("limit {limit} is over the maximum of {MAX_LIMIT}")));
-    }
-    if limit == 0 && !count {
-        return Err(LdError::bad_data("limit 0 is only allowed with count=true"));
-    }
+    let count = params.flag("count")?;
+    let (limit, offset) = (page_limit(&params, count)?, number(&params, "offset", 0)?);
     if !tenant_exists(&state, &tenant) {
         return Err(LdError::nonexistent_tenant(&tenant));
     }
