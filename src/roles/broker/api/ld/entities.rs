@@ -22,6 +22,7 @@ use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::edit::Edit;
 use crate::ngsi::ld::entity::{parse_attributes_owned, parse_entity_owned};
 use crate::ngsi::ld::render::{render_entity, view, Rendering};
+use crate::ngsi::times::EntityTimes;
 use crate::roles::broker::api::federated;
 use crate::roles::broker::contexts::LdContext;
 use crate::roles::broker::entities::StoredEntity;
@@ -60,9 +61,9 @@ pub fn encode_path(id: &str) -> String {
 fn render(entity: &StoredEntity, rendering: &Rendering) -> Value {
     if federated::is_held_elsewhere(entity) && rendering.sys_attrs {
         let rendering = Rendering { sys_attrs: false, ..rendering.clone() };
-        return render_entity(&entity.element, 0, 0, &rendering);
+        return render_entity(&entity.element, &EntityTimes::default(), &rendering);
     }
-    render_entity(&entity.element, entity.created_at, entity.modified_at, rendering)
+    render_entity(&entity.element, &entity.times(), rendering)
 }
 
 /// `GET /ngsi-ld/v1/entities/{id}[?attrs=&options=keyValues|concise|sysAttrs]`; 404 when it does not exist or
