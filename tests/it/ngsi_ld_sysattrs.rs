@@ -1,8 +1,9 @@
 //! NGSI-LD system attributes of attribute instances (ETSI GS CIM 009 clause 4.8): with `options=sysAttrs` every
 //! attribute (each `datasetId` instance of a multi-attribute) shows its own `createdAt` (first written, kept across
 //! updates, overwrites and replaces) and `modifiedAt` (last written), whichever API wrote it (NGSI-LD, NGSI10,
-//! NGSIv2), in retrieval, queries and the query batch, normalized and concise, none in keyValues. Times are
-//! compared by order (ISO 8601 UTC with milliseconds sorts as text), never by wall-clock value.
+//! NGSIv2), in retrieval, queries and the query batch, normalized and concise, none in keyValues; NGSIv2 reads show
+//! the same times as Orion's `dateCreated`/`dateModified` metadata. Times are compared by order (ISO 8601 UTC with
+//! milliseconds sorts as text), never by wall-clock value.
 
 use std::time::Duration;
 
@@ -94,6 +95,13 @@ fn attribute_instances_keep_their_own_times_through_every_api() {
     let car = read(&broker);
     let brand2 = times(&car["brand"]);
     assert!(brand2.0 == brand0.0 && brand2.1 > brand1.1, "NGSIv2 writes stamp the attribute: {car}");
+    let orion = broker.get("/v2/entities/urn:ngsi-ld:Car:1?attrs=brand&metadata=dateCreated,dateModified").json();
+    let stamp = |time: &str| json!({"type": "DateTime", "value": time});
+    assert_eq!(
+        orion["brand"]["metadata"],
+        json!({"dateCreated": stamp(&brand2.0), "dateModified": stamp(&brand2.1)}),
+        "the same times as Orion's builtin metadata: {orion}"
+    );
 
     // NGSI-LD batch upsert (update mode) of the gps instance.
     tick();
