@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::ld::render::{render_entity, Rendering};
+use super::times::EntityTimes;
 use super::v1::ContextElement;
 
 /// The NGSIv2 normalized entity: `{"id","type", attr: {"type","value","metadata"}, …}`; domain metadata become
@@ -40,7 +41,7 @@ pub fn to_ngsiv2(element: &ContextElement) -> Value {
 /// name), except that ids which are not URIs get FogFlow's `urn:` prefix, as an NGSI-LD broker receiving the
 /// upsert requires URIs.
 pub fn to_ngsi_ld(element: &ContextElement) -> Value {
-    let mut entity = render_entity(element, 0, 0, &Rendering::default());
+    let mut entity = render_entity(element, &EntityTimes::default(), &Rendering::default());
     let id = &element.entity_id.id;
     if !id.contains(':') {
         entity["id"] = Value::String(format!("urn:{id}"));

@@ -1,5 +1,5 @@
-//! The NGSI data model and its codecs: wire types, entity-id patterns, restriction scopes and geometry, limits
-//! and ISO 8601 durations.
+//! The NGSI data model and its codecs: wire types, entity-id patterns, restriction scopes and geometry, limits,
+//! ISO 8601 durations and the system times of attribute instances.
 //!
 //! Pure: no I/O, no async, no knowledge of HTTP or the store. Everything a client can send is validated here
 //! into typed values, with a [`ParseError`] the API layer turns into its own error format.
@@ -10,6 +10,7 @@ pub mod ld;
 pub mod limits;
 pub mod pattern;
 pub mod scope;
+pub mod times;
 pub mod v1;
 pub mod v2;
 pub mod v9;

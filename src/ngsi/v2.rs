@@ -1,7 +1,8 @@
 //! NGSIv2 (Orion-compatible) entity codec: Orion's identifier rules, parsing of normalized and `keyValues`
 //! entities and attributes into NGSI10 [`ContextElement`]s (Orion's type inference), the v2 view of a stored
-//! element and its rendering (normalized, `keyValues`, `values`). The entity edits of the v2 API, as pure
-//! functions over the stored element, are in [`edit`]; the `location` domain metadata derived from a geo attribute
+//! element and its rendering (normalized, `keyValues`, `values`; Orion's builtin `dateCreated`/`dateModified`
+//! attributes and metadata in [`builtins`]). The entity edits of the v2 API, as pure functions over the stored
+//! element, are in [`edit`]; the `location` domain metadata derived from a geo attribute
 //! in [`location`]; the `q` query language and geo queries in [`query`] and [`geo`].
 //!
 //! The v2 view of an element is its attributes plus its domain metadata whose name no attribute has (as FogFlow's
@@ -13,6 +14,7 @@ use super::limits::MAX_ID_LEN;
 use super::v1::{ContextAttribute, ContextElement, ContextMetadata, EntityId};
 use super::ParseError;
 
+pub mod builtins;
 pub mod edit;
 #[cfg(test)]
 mod fuzz;
@@ -22,6 +24,7 @@ pub mod query;
 pub mod service_path;
 pub mod subscription;
 
+pub use builtins::{render_attributes_with, Builtins};
 pub use edit::{Edit, IfExists, Rejection};
 use location::geo_attribute;
 pub use location::refresh_location;
@@ -237,27 +240,24 @@ pub fn render_attribute(attribute: &ContextAttribute) -> Value {
     serde_json::json!({ "type": attribute.attribute_type, "value": attribute.value, "metadata": metadata })
 }
 
-fn selected<'a>(element: &ContextElement, attrs: &'a [String]) -> Vec<ContextAttribute> {
-    let all = view(element);
-    if attrs.is_empty() || attrs.iter().any(|a| a == "*") {
-        return all;
-    }
-    attrs.iter().filter_map(|name: &'a String| all.iter().find(|a| &a.name == name).cloned()).collect()
-}
-
 /// The attributes of an element (those in `attrs`, in that order; all when empty) in a format.
 pub fn render_attributes(element: &ContextElement, attrs: &[String], format: Format) -> Value {
-    let attributes = selected(element, attrs);
-    match format {
-        Format::Values => Value::Array(attributes.into_iter().map(|a| a.value).collect()),
-        Format::KeyValues => Value::Object(attributes.into_iter().map(|a| (a.name, a.value)).collect()),
-        Format::Normalized => Value::Object(attributes.iter().map(|a| (a.name.clone(), render_attribute(a))).collect()),
-    }
+    render_attributes_with(element, attrs, format, &Builtins::default())
 }
 
 /// A whole entity in a format (`values` gives the attribute values only, as Orion does).
 pub fn render_entity(element: &ContextElement, attrs: &[String], format: Format) -> Value {
-    let attributes = render_attributes(element, attrs, format);
+    render_entity_with(element, attrs, format, &Builtins::default())
+}
+
+/// [`render_entity`] with the builtin attributes and metadata `builtins` asks for.
+pub fn render_entity_with(
+    element: &ContextElement,
+    attrs: &[String],
+    format: Format,
+    builtins: &Builtins<'_>,
+) -> Value {
+    let attributes = render_attributes_with(element, attrs, format, builtins);
     let Value::Object(members) = attributes else { return attributes };
     let mut entity = Map::with_capacity(members.len() + 2);
     entity.insert("id".into(), Value::String(element.entity_id.id.clone()));

@@ -30,6 +30,7 @@ mod ngsi_ld_https;
 mod ngsi_ld_periodic;
 mod ngsi_ld_queries;
 mod ngsi_ld_subscriptions;
+mod ngsi_ld_sysattrs;
 mod ngsi_mapping;
 mod ngsiv2_entities;
 mod ngsiv2_ops;

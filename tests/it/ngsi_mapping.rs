@@ -247,14 +247,33 @@ fn fiware_service_and_ngsild_tenant_name_the_same_tenants_and_the_default_one_is
 }
 
 #[test]
-fn only_ld_shows_system_attributes() {
+fn system_attributes_show_in_ld_and_as_orion_builtins_in_v2() {
     let broker = Broker::start();
     v2_write(&broker, "urn:ngsi-ld:Room:sys", json!(1), &[]);
     let ld = read(&broker, "/ngsi-ld/v1/entities/urn:ngsi-ld:Room:sys?options=sysAttrs", &[], 200);
     assert!(ld["createdAt"].is_string() && ld["modifiedAt"].is_string(), "{ld}");
     read(&broker, "/v2/entities/urn:ngsi-ld:Room:sys?options=sysAttrs", &[], 400);
     let v2 = read(&broker, "/v2/entities/urn:ngsi-ld:Room:sys?attrs=dateCreated,dateModified", &[], 200);
-    assert_eq!(v2, json!({"id":"urn:ngsi-ld:Room:sys","type":"Room"}));
+    let date = |value: &Value| json!({"type":"DateTime","value":value,"metadata":{}});
+    assert_eq!(
+        v2,
+        json!({"id":"urn:ngsi-ld:Room:sys","type":"Room",
+            "dateCreated":date(&ld["createdAt"]),"dateModified":date(&ld["modifiedAt"])}),
+        "Orion's builtin attributes, the entity's times"
+    );
+    let path = "/v2/entities/urn:ngsi-ld:Room:sys?attrs=temp&metadata=dateCreated,dateModified";
+    let v2 = read(&broker, path, &[], 200);
+    let stamp = |value: &Value| json!({"type":"DateTime","value":value});
+    assert_eq!(
+        v2["temp"]["metadata"],
+        json!({"dateCreated":stamp(&ld["temp"]["createdAt"]),"dateModified":stamp(&ld["temp"]["modifiedAt"])}),
+        "the attribute's times as Orion's builtin metadata (user metadata not named are left out): {v2}"
+    );
+    let all = read(&broker, "/v2/entities/urn:ngsi-ld:Room:sys/attrs?metadata=*,dateModified", &[], 200);
+    assert_eq!(all["temp"]["metadata"]["unitCode"], json!({"type":"Text","value":"CEL"}), "{all}");
+    assert_eq!(all["temp"]["metadata"]["dateModified"], stamp(&ld["temp"]["modifiedAt"]), "{all}");
+    let plain = read(&broker, "/v2/entities/urn:ngsi-ld:Room:sys?attrs=temp", &[], 200);
+    assert_eq!(plain["temp"]["metadata"].as_object().map(|m| m.len()), Some(2), "no builtins unless asked: {plain}");
 }
 
 /// Subscribes an NGSI10 and an NGSIv2 subscription (both on every entity) to one sink; v2 notifications arrive

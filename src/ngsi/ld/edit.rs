@@ -1,7 +1,8 @@
 //! The entity edits of the NGSI-LD API as pure functions over the stored element (run under the entity's lock
 //! by the broker state): create, replace, batch upsert/update, append (`noOverwrite`), update of existing
 //! attributes, partial update of one attribute (sub-properties merged), and deletion of one attribute
-//! (`datasetId`, `deleteAll`). Each answers the new element and the names it wrote or removed, or a refusal.
+//! (`datasetId`, `deleteAll`). Each answers the new element, the names it wrote or removed and the instances it
+//! wrote (for their system times, [`crate::ngsi::times`]), or a refusal.
 //! Attributes are written instance by instance: an instance replaces the stored one of the same name and
 //! `datasetId` only (multi-attributes, [`super::multi`]); a partial update edits the instance of the fragment's
 //! `datasetId`.
@@ -13,6 +14,7 @@ use super::entity::{parse_attribute_owned, refresh_location};
 use super::multi::{dataset_id, has_instance, put, with_all};
 use super::render::{render_attribute, Format};
 use super::DATASET_ID;
+use crate::ngsi::times::{Edited, Written};
 use crate::ngsi::v1::{ContextAttribute, ContextElement};
 use crate::ngsi::ParseError;
 
@@ -96,32 +98,34 @@ fn names(attributes: &[ContextAttribute]) -> Vec<String> {
 
 impl Edit {
     /// Applies the edit to the stored element of entity `id` (None when it does not exist).
-    pub fn apply(self, id: &str, stored: Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), Refusal> {
-        let (mut element, touched) = match (self, stored) {
+    pub fn apply(self, id: &str, stored: Option<&ContextElement>) -> Result<Edited, Refusal> {
+        let (mut element, touched, written) = match (self, stored) {
             (Edit::Create(element), None) => {
                 let touched = names(&element.attributes);
-                (element, touched)
+                (element, touched, Written::All)
             }
             (Edit::Create(_), Some(_)) => return Err(Refusal::AlreadyExists(format!("entity `{id}` already exists"))),
             (Edit::Upsert { element, .. }, None) => {
                 let touched = names(&element.attributes);
-                (element, touched)
+                (element, touched, Written::All)
             }
             (Edit::Replace(element), Some(before)) | (Edit::Upsert { element, replace: true }, Some(before)) => {
                 let mut touched = names(&element.attributes);
                 let removed: Vec<String> =
                     names(&before.attributes).into_iter().filter(|n| !touched.contains(n)).collect();
                 touched.extend(removed);
-                (element, touched)
+                (element, touched, Written::All)
             }
             (Edit::Upsert { element: update, replace: false }, Some(before)) => {
                 let touched = names(&update.attributes);
-                (with_all(before, update.attributes), touched)
+                let (element, written) = with_all(before, update.attributes);
+                (element, touched, Written::Instances(written))
             }
             (_, None) => return Err(not_found(id)),
             (Edit::Append { attributes, no_overwrite }, Some(before)) => {
                 let mut element = before.clone();
                 let mut touched = Vec::new();
+                let mut written = Vec::with_capacity(attributes.len());
                 for attribute in attributes {
                     if no_overwrite && has_instance(before, &attribute) {
                         continue;
@@ -129,28 +133,29 @@ impl Edit {
                     if !touched.contains(&attribute.name) {
                         touched.push(attribute.name.clone());
                     }
-                    put(&mut element, attribute);
+                    written.push(put(&mut element, attribute));
                 }
                 if touched.is_empty() {
                     return Err(Refusal::NothingUpdated);
                 }
-                (element, touched)
+                (element, touched, Written::Instances(written))
             }
             (Edit::UpdateExisting(attributes), Some(before)) => {
                 let mut element = before.clone();
                 let mut touched = Vec::new();
+                let mut written = Vec::with_capacity(attributes.len());
                 for attribute in attributes {
                     if has_instance(before, &attribute) {
                         if !touched.contains(&attribute.name) {
                             touched.push(attribute.name.clone());
                         }
-                        put(&mut element, attribute);
+                        written.push(put(&mut element, attribute));
                     }
                 }
                 if touched.is_empty() {
                     return Err(Refusal::NothingUpdated);
                 }
-                (element, touched)
+                (element, touched, Written::Instances(written))
             }
             (Edit::Patch { name, fragment, context }, Some(before)) => {
                 // The instance of the fragment's `datasetId` (the default instance without one).
@@ -174,8 +179,8 @@ impl Edit {
                 // Sub-property keys are canonical already; parse them against the core context.
                 let attribute = parse_attribute_owned(&Context::core(), name.clone(), Value::Object(merged))?;
                 let mut element = before.clone();
-                put(&mut element, attribute);
-                (element, vec![name])
+                let index = put(&mut element, attribute);
+                (element, vec![name], Written::Instances(vec![index]))
             }
             (Edit::DeleteAttribute { name, dataset_id, delete_all }, Some(before)) => {
                 let matches = |attribute: &ContextAttribute| {
@@ -191,11 +196,11 @@ impl Edit {
                 }
                 let mut element = before.clone();
                 element.attributes.retain(|a| !matches(a));
-                (element, vec![name])
+                (element, vec![name], Written::Instances(Vec::new()))
             }
         };
         refresh_location(stored, &mut element);
-        Ok((element, touched))
+        Ok(Edited { element, touched, written })
     }
 }
 
@@ -226,7 +231,7 @@ mod tests {
         assert!(matches!(Edit::Replace(room()).apply("urn:r", None), Err(Refusal::NotFound(_))));
         let mut bare = room();
         bare.attributes.clear();
-        let (replaced, touched) = Edit::Replace(bare).apply("urn:r", Some(&room())).unwrap();
+        let Edited { element: replaced, touched, .. } = Edit::Replace(bare).apply("urn:r", Some(&room())).unwrap();
         assert!(replaced.attributes.is_empty() && replaced.domain_metadata.is_empty(), "{replaced:?}");
         assert_eq!(touched, ["location", "t"], "attributes in name order");
     }
@@ -235,14 +240,14 @@ mod tests {
     fn append_update_patch_and_delete() {
         let append =
             Edit::Append { attributes: vec![attribute("t", json!(2)), attribute("h", json!(3))], no_overwrite: true };
-        let (element, touched) = append.apply("urn:r", Some(&room())).unwrap();
+        let Edited { element, touched, .. } = append.apply("urn:r", Some(&room())).unwrap();
         assert_eq!(touched, ["h"]);
         assert_eq!(element.attributes.iter().find(|a| a.name == "t").unwrap().value, json!(1));
         let update = Edit::UpdateExisting(vec![attribute("x", json!(2))]);
         assert_eq!(update.apply("urn:r", Some(&room())), Err(Refusal::NothingUpdated));
         let fragment = json!({"value": 5, "observedAt": "2024-01-01T00:00:00Z"}).as_object().unwrap().clone();
         let patch = Edit::Patch { name: "t".into(), fragment, context: Context::core() };
-        let (element, _) = patch.apply("urn:r", Some(&room())).unwrap();
+        let Edited { element, .. } = patch.apply("urn:r", Some(&room())).unwrap();
         let t = element.attributes.iter().find(|a| a.name == "t").unwrap();
         assert_eq!((t.attribute_type.as_str(), &t.value, t.metadata.len()), ("Property", &json!(5), 2));
         let delete = |dataset_id: Option<&str>, delete_all| Edit::DeleteAttribute {
@@ -250,7 +255,7 @@ mod tests {
             dataset_id: dataset_id.map(str::to_string),
             delete_all,
         };
-        let (element, _) = delete(None, false).apply("urn:r", Some(&room())).unwrap();
+        let Edited { element, .. } = delete(None, false).apply("urn:r", Some(&room())).unwrap();
         assert!(element.domain_metadata.is_empty(), "the location point goes with the GeoProperty");
         assert!(matches!(delete(Some("urn:d"), false).apply("urn:r", Some(&room())), Err(Refusal::NotFound(_))));
         assert!(delete(Some("urn:d"), true).apply("urn:r", Some(&room())).is_ok());
@@ -262,26 +267,33 @@ mod tests {
             parse_attribute(&Context::core(), "t", &json!({"type": "Property", "value": value, "datasetId": "urn:gps"}))
                 .unwrap()
         };
-        let (element, touched) =
+        let Edited { element, touched, written } =
             Edit::Append { attributes: vec![gps(7)], no_overwrite: false }.apply("urn:r", Some(&room())).unwrap();
+        let gps_at = element.attributes.len() - 1;
+        assert_eq!(written, Written::Instances(vec![gps_at]), "the new instance only");
         let values = |element: &ContextElement| -> Vec<Value> {
             element.attributes.iter().filter(|a| a.name == "t").map(|a| a.value.clone()).collect()
         };
         assert_eq!((values(&element), touched), (vec![json!(1), json!(7)], vec!["t".to_string()]));
         let no_overwrite = Edit::Append { attributes: vec![gps(8)], no_overwrite: true };
         assert_eq!(no_overwrite.apply("urn:r", Some(&element)), Err(Refusal::NothingUpdated));
-        let (updated, _) = Edit::UpdateExisting(vec![gps(9)]).apply("urn:r", Some(&element)).unwrap();
+        let Edited { element: updated, written, .. } =
+            Edit::UpdateExisting(vec![gps(9)]).apply("urn:r", Some(&element)).unwrap();
         assert_eq!(values(&updated), [json!(1), json!(9)], "only the instance of that datasetId");
+        assert_eq!(written, Written::Instances(vec![gps_at]));
         let fragment = json!({"value": 10, "datasetId": "urn:gps"}).as_object().unwrap().clone();
-        let (patched, _) = Edit::Patch { name: "t".into(), fragment, context: Context::core() }
-            .apply("urn:r", Some(&element))
-            .unwrap();
+        let Edited { element: patched, written, .. } =
+            Edit::Patch { name: "t".into(), fragment, context: Context::core() }
+                .apply("urn:r", Some(&element))
+                .unwrap();
         assert_eq!(values(&patched), [json!(1), json!(10)]);
+        assert_eq!(written, Written::Instances(vec![gps_at]));
         let other = json!({"value": 10, "datasetId": "urn:other"}).as_object().unwrap().clone();
         let patch = Edit::Patch { name: "t".into(), fragment: other, context: Context::core() };
         assert!(matches!(patch.apply("urn:r", Some(&element)), Err(Refusal::NotFound(_))));
         let delete = Edit::DeleteAttribute { name: "t".into(), dataset_id: Some("urn:gps".into()), delete_all: false };
-        let (deleted, _) = delete.apply("urn:r", Some(&element)).unwrap();
+        let Edited { element: deleted, written, .. } = delete.apply("urn:r", Some(&element)).unwrap();
         assert_eq!(values(&deleted), [json!(1)], "the default instance stays");
+        assert_eq!(written, Written::Instances(Vec::new()), "a deletion writes no instance");
     }
 }

@@ -12,6 +12,7 @@ use super::entity::parse_entity;
 use super::geo::GeoQuery;
 use super::query::Query;
 use super::render::{render_entity, Format, Rendering};
+use crate::ngsi::times::EntityTimes;
 use crate::ngsi::v1::ContextElement;
 
 const NAMES: &[&str] = &[
@@ -124,13 +125,13 @@ fn entities_never_panic_and_round_trip() {
         parsed += 1;
         for format in [Format::Normalized, Format::Concise] {
             let rendering = Rendering { format, ..Rendering::default() };
-            let rendered = render_entity(&element, 0, 0, &rendering);
+            let rendered = render_entity(&element, &EntityTimes::default(), &rendering);
             let again = parse_entity(&context, &rendered).map(sorted);
             assert_eq!(again, Ok(sorted(element.clone())), "{body} rendered {format:?} as {rendered}");
         }
         let key_values =
             Rendering { format: Format::KeyValues, sys_attrs: true, attrs: vec!["temp".into()], lang: None };
-        render_entity(&element, i64::MAX, i64::MIN, &key_values);
+        render_entity(&element, &EntityTimes::entity(i64::MAX, i64::MIN), &key_values);
         let fragment = value(&mut rng, 0).as_object().cloned().unwrap_or_default();
         let patch = Edit::Patch { name: pick(&mut rng, NAMES).to_string(), fragment, context: Context::core() };
         let _ = patch.apply("urn:e:1", Some(&element));
@@ -249,7 +250,13 @@ fn subscriptions_never_panic() {
             .filter(|element| selection.selects(element))
             .map(|element| parsed_subscription.project(element))
             .collect();
-        notification_body(&parsed_subscription, "urn:s", "urn:n", i64::MAX, projected.iter());
+        notification_body(
+            &parsed_subscription,
+            "urn:s",
+            "urn:n",
+            i64::MAX,
+            projected.iter().map(|e| (e, EntityTimes::default())),
+        );
         render_subscription("urn:s", &parsed_subscription, &Shown::default(), i64::MIN, &Default::default());
         let _ = parsed_subscription.patch(&subscription(&mut rng), &context, Value::Null);
     }

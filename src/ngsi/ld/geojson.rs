@@ -70,13 +70,14 @@ mod tests {
     use crate::ngsi::ld::context::Context;
     use crate::ngsi::ld::entity::parse_entity;
     use crate::ngsi::ld::render::{render_entity, Format, Rendering};
+    use crate::ngsi::times::EntityTimes;
 
     fn element(entity: Value) -> ContextElement {
         parse_entity(&Context::core(), &entity).unwrap()
     }
 
     fn as_feature(element: &ContextElement, rendering: &Rendering, property: &str) -> Value {
-        feature(render_entity(element, 0, 0, rendering), geometry(element, property))
+        feature(render_entity(element, &EntityTimes::default(), rendering), geometry(element, property))
     }
 
     const POLYGON: &str = r#"{"type": "Polygon", "coordinates": [[[8, 49], [9, 49], [9, 50], [8, 49]]]}"#;

@@ -37,18 +37,26 @@ pub fn check_instances(name: &str, instances: &[ContextAttribute]) -> Result<(),
 }
 
 /// Writes one instance into an element: replaces the instance of the same name and `datasetId`, or adds it.
-pub fn put(element: &mut ContextElement, attribute: ContextAttribute) {
-    match element.attributes.iter_mut().find(|a| same_instance(a, &attribute)) {
-        Some(existing) => *existing = attribute,
-        None => element.attributes.push(attribute),
+/// Answers where it is in the element's attributes.
+pub fn put(element: &mut ContextElement, attribute: ContextAttribute) -> usize {
+    match element.attributes.iter().position(|a| same_instance(a, &attribute)) {
+        Some(index) => {
+            element.attributes[index] = attribute;
+            index
+        }
+        None => {
+            element.attributes.push(attribute);
+            element.attributes.len() - 1
+        }
     }
 }
 
 /// `before` with every instance of `updates` written in order by [`put`], without cloning the stored instances
 /// that an update replaces (the last update of an instance wins; new instances are added in the order they
-/// first appear).
-pub fn with_all(before: &ContextElement, updates: Vec<ContextAttribute>) -> ContextElement {
+/// first appear), and the indices of the instances written.
+pub fn with_all(before: &ContextElement, updates: Vec<ContextAttribute>) -> (ContextElement, Vec<usize>) {
     let mut updates: Vec<Option<ContextAttribute>> = updates.into_iter().map(Some).collect();
+    let mut written = Vec::with_capacity(updates.len());
     let mut attributes = Vec::with_capacity(before.attributes.len() + updates.len());
     for (index, stored) in before.attributes.iter().enumerate() {
         let matches = |update: &Option<ContextAttribute>| update.as_ref().is_some_and(|u| same_instance(u, stored));
@@ -61,15 +69,26 @@ pub fn with_all(before: &ContextElement, updates: Vec<ContextAttribute>) -> Cont
             }
             _ => None,
         };
-        attributes.push(replaced.unwrap_or_else(|| stored.clone()));
+        match replaced {
+            Some(replacement) => {
+                written.push(index);
+                attributes.push(replacement);
+            }
+            None => attributes.push(stored.clone()),
+        }
     }
     let mut element = ContextElement {
         entity_id: before.entity_id.clone(),
         attributes,
         domain_metadata: before.domain_metadata.clone(),
     };
-    updates.into_iter().flatten().for_each(|attribute| put(&mut element, attribute));
-    element
+    for attribute in updates.into_iter().flatten() {
+        let index = put(&mut element, attribute);
+        if !written.contains(&index) {
+            written.push(index);
+        }
+    }
+    (element, written)
 }
 
 /// Whether the element has this instance (same name and `datasetId`).
@@ -132,8 +151,18 @@ mod tests {
         ];
         for n in 0..=updates.len() {
             let mut expected = before.clone();
-            updates[..n].iter().cloned().for_each(|u| put(&mut expected, u));
-            assert_eq!(with_all(&before, updates[..n].to_vec()), expected, "{n} updates");
+            let mut expected_written: Vec<usize> = Vec::new();
+            for update in &updates[..n] {
+                let index = put(&mut expected, update.clone());
+                if !expected_written.contains(&index) {
+                    expected_written.push(index);
+                }
+            }
+            let (element, mut written) = with_all(&before, updates[..n].to_vec());
+            assert_eq!(element, expected, "{n} updates");
+            written.sort_unstable();
+            expected_written.sort_unstable();
+            assert_eq!(written, expected_written, "{n} updates write the same instances");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Rendering stored elements as NGSI-LD entities: normalized, `keyValues` (simplified) or `concise`, with the
-//! `sysAttrs` (`createdAt`/`modifiedAt` of the entity), an `attrs` projection and the language filter `lang`
+//! `sysAttrs` (`createdAt`/`modifiedAt` of the entity and of each attribute instance, see [`crate::ngsi::times`];
+//! not of sub-properties, and none in `keyValues`), an `attrs` projection and the language filter `lang`
 //! (LanguageProperties shown as Properties in one language, see [`super::lang`]). A multi-attribute shows as an
 //! array of its instances (in `keyValues`, of their values). The inverse of [`super::entity`]; NGSI10-written
 //! elements read as Properties (see there).
@@ -9,6 +10,7 @@ use serde_json::{Map, Value};
 use super::entity::{is_geojson, Kind};
 use super::lang::LanguageFilter;
 use super::{DATASET_ID, LOCATION, OBSERVED_AT, UNIT_CODE};
+use crate::ngsi::times::{EntityTimes, InstanceTimes};
 use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata};
 
 /// How an entity is rendered (`options=`).
@@ -28,7 +30,7 @@ pub enum Format {
 pub struct Rendering {
     /// The format.
     pub format: Format,
-    /// Whether to add `createdAt`/`modifiedAt`.
+    /// Whether to add `createdAt`/`modifiedAt` (to the entity and to each attribute instance).
     pub sys_attrs: bool,
     /// The attributes to keep (canonical names); all when empty.
     pub attrs: Vec<String>,
@@ -53,11 +55,30 @@ fn sub_property(metadata: &ContextMetadata, format: Format) -> Value {
 }
 
 fn fragment(kind: Kind, value: &Value, metadata: &[ContextMetadata], format: Format) -> Value {
+    fragment_with_times(kind, value, metadata, format, None)
+}
+
+/// `createdAt`/`modifiedAt` added to a rendered attribute object.
+fn insert_times(object: &mut Map<String, Value>, times: Option<InstanceTimes>) {
+    if let Some(times) = times {
+        object.insert("createdAt".into(), date_time(times.created_at));
+        object.insert("modifiedAt".into(), date_time(times.modified_at));
+    }
+}
+
+fn fragment_with_times(
+    kind: Kind,
+    value: &Value,
+    metadata: &[ContextMetadata],
+    format: Format,
+    times: Option<InstanceTimes>,
+) -> Value {
     if format == Format::KeyValues {
         return value.clone();
     }
     let concise_bare = format == Format::Concise
         && metadata.is_empty()
+        && times.is_none()
         && match kind {
             Kind::Property => !value.is_object() && !value.is_array(),
             Kind::GeoProperty => true,
@@ -75,6 +96,7 @@ fn fragment(kind: Kind, value: &Value, metadata: &[ContextMetadata], format: For
     for sub in metadata {
         object.insert(sub.name.clone(), sub_property(sub, format));
     }
+    insert_times(&mut object, times);
     Value::Object(object)
 }
 
@@ -83,11 +105,21 @@ pub fn render_attribute(attribute: &ContextAttribute, format: Format) -> Value {
     fragment(Kind::of(&attribute.attribute_type), &attribute.value, &attribute.metadata, format)
 }
 
+/// One attribute instance rendered with its system times, when given.
+fn render_attribute_with_times(attribute: &ContextAttribute, format: Format, times: Option<InstanceTimes>) -> Value {
+    fragment_with_times(Kind::of(&attribute.attribute_type), &attribute.value, &attribute.metadata, format, times)
+}
+
 /// A LanguageProperty shown through a language filter: a Property with the value of the language picked and a
 /// `lang` member naming it (keyValues: the value alone); as stored when its languageMap is empty.
-fn render_in_language(attribute: &ContextAttribute, filter: &LanguageFilter, format: Format) -> Value {
+fn render_in_language(
+    attribute: &ContextAttribute,
+    filter: &LanguageFilter,
+    format: Format,
+    times: Option<InstanceTimes>,
+) -> Value {
     let Some((tag, value)) = attribute.value.as_object().and_then(|map| filter.pick(map)) else {
-        return render_attribute(attribute, format);
+        return render_attribute_with_times(attribute, format, times);
     };
     if format == Format::KeyValues {
         return value.clone();
@@ -101,6 +133,7 @@ fn render_in_language(attribute: &ContextAttribute, filter: &LanguageFilter, for
     for sub in &attribute.metadata {
         object.insert(sub.name.clone(), sub_property(sub, format));
     }
+    insert_times(&mut object, times);
     Value::Object(object)
 }
 
@@ -132,21 +165,24 @@ pub fn view(element: &ContextElement) -> Vec<ContextAttribute> {
     attributes
 }
 
-/// An entity rendered; `created_at`/`modified_at` are milliseconds since the epoch.
-pub fn render_entity(element: &ContextElement, created_at: i64, modified_at: i64, rendering: &Rendering) -> Value {
+/// An entity rendered, with the system times of `times` under `sysAttrs` (`element` is the stored element of
+/// `times`, or a projection of it, as a notification's).
+pub fn render_entity(element: &ContextElement, times: &EntityTimes<'_>, rendering: &Rendering) -> Value {
     let mut object = Map::new();
     object.insert("id".into(), Value::String(element.entity_id.id.clone()));
     object.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
     let mut multi: Vec<String> = Vec::new();
-    for attribute in view(element) {
+    let sys_attrs = rendering.sys_attrs && rendering.format != Format::KeyValues;
+    for (index, attribute) in view(element).into_iter().enumerate() {
         if !rendering.attrs.is_empty() && !rendering.attrs.contains(&attribute.name) {
             continue;
         }
+        let attribute_times = sys_attrs.then(|| times.of(index, &attribute));
         let rendered = match &rendering.lang {
             Some(filter) if Kind::of(&attribute.attribute_type) == Kind::LanguageProperty => {
-                render_in_language(&attribute, filter, rendering.format)
+                render_in_language(&attribute, filter, rendering.format, attribute_times)
             }
-            _ => render_attribute(&attribute, rendering.format),
+            _ => render_attribute_with_times(&attribute, rendering.format, attribute_times),
         };
         // The instances of a multi-attribute (one attribute per `datasetId`) show as an array.
         match object.get_mut(&attribute.name) {
@@ -160,9 +196,9 @@ pub fn render_entity(element: &ContextElement, created_at: i64, modified_at: i64
             }
         }
     }
-    if rendering.sys_attrs && rendering.format != Format::KeyValues {
-        object.insert("createdAt".into(), date_time(created_at));
-        object.insert("modifiedAt".into(), date_time(modified_at));
+    if sys_attrs {
+        object.insert("createdAt".into(), date_time(times.created_at));
+        object.insert("modifiedAt".into(), date_time(times.modified_at));
     }
     Value::Object(object)
 }
@@ -190,7 +226,7 @@ mod tests {
     #[test]
     fn normalized_rendering_is_lossless() {
         let element = parse_entity(&Context::core(), &sample()).unwrap();
-        let rendered = render_entity(&element, 0, 0, &Rendering::default());
+        let rendered = render_entity(&element, &EntityTimes::default(), &Rendering::default());
         assert_eq!(rendered, sample());
         let again = parse_entity(&Context::core(), &rendered).unwrap();
         assert_eq!(again, element);
@@ -200,22 +236,25 @@ mod tests {
     fn key_values_concise_sys_attrs_and_projection() {
         let element = parse_entity(&Context::core(), &sample()).unwrap();
         let key_values = Rendering { format: Format::KeyValues, ..Rendering::default() };
-        let simple = render_entity(&element, 0, 0, &key_values);
+        let simple = render_entity(&element, &EntityTimes::default(), &key_values);
         assert_eq!(simple["temperature"], json!(21.5));
         assert_eq!(simple["inBuilding"], json!("urn:ngsi-ld:Building:1"));
         let concise = Rendering { format: Format::Concise, ..Rendering::default() };
-        let concise = render_entity(&element, 0, 0, &concise);
+        let concise = render_entity(&element, &EntityTimes::default(), &concise);
         assert_eq!(concise["count"], json!(3));
         assert_eq!(concise["inBuilding"], json!({"object": "urn:ngsi-ld:Building:1"}));
         assert_eq!(concise["temperature"], json!({"value": 21.5, "unitCode": "CEL", "accuracy": 0.5}));
         assert_eq!(concise["location"], json!({"type": "Point", "coordinates": [8.68, 49.4]}));
         assert_eq!(parse_entity(&Context::core(), &concise).unwrap(), element, "concise input reads back");
         let sys = Rendering { sys_attrs: true, attrs: vec!["count".into()], ..Rendering::default() };
-        let projected = render_entity(&element, 1_700_000_000_000, 1_700_000_000_500, &sys);
+        let projected = render_entity(&element, &EntityTimes::entity(1_700_000_000_000, 1_700_000_000_500), &sys);
         assert_eq!(
             projected,
-            json!({"id": "urn:ngsi-ld:Room:1", "type": "Room", "count": {"type": "Property", "value": 3},
-                "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.500Z"})
+            json!({"id": "urn:ngsi-ld:Room:1", "type": "Room",
+                "count": {"type": "Property", "value": 3,
+                    "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.500Z"},
+                "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.500Z"}),
+            "without instance times, attributes show the entity's"
         );
     }
 
@@ -228,7 +267,7 @@ mod tests {
         let lang = |text: &str, format: Format| {
             let rendering =
                 Rendering { format, lang: Some(LanguageFilter::parse(text).unwrap()), ..Rendering::default() };
-            render_entity(&element, 0, 0, &rendering)
+            render_entity(&element, &EntityTimes::default(), &rendering)
         };
         assert_eq!(
             lang("fr", Format::Normalized)["name"],
@@ -237,7 +276,7 @@ mod tests {
         assert_eq!(lang("it", Format::Concise)["name"], json!({"value": "R", "lang": "@none", "accuracy": 1}));
         assert_eq!(lang("en", Format::KeyValues)["name"], json!("Room"));
         assert_eq!(lang("en", Format::Normalized)["temperature"], sample()["temperature"], "other kinds unchanged");
-        let without = render_entity(&element, 0, 0, &Rendering::default());
+        let without = render_entity(&element, &EntityTimes::default(), &Rendering::default());
         assert_eq!(without["name"]["languageMap"]["fr"], "Salle", "without lang the languageMap is shown");
     }
 
@@ -246,13 +285,55 @@ mod tests {
         let entity = json!({"id": "urn:a", "type": "T", "speed": [{"type": "Property", "value": 1},
             {"type": "Property", "value": 2, "datasetId": "urn:gps"}, {"type": "Property", "value": 3, "datasetId": "urn:b"}]});
         let element = parse_entity(&Context::core(), &entity).unwrap();
-        assert_eq!(render_entity(&element, 0, 0, &Rendering::default()), entity, "lossless");
+        assert_eq!(render_entity(&element, &EntityTimes::default(), &Rendering::default()), entity, "lossless");
         let key_values = Rendering { format: Format::KeyValues, ..Rendering::default() };
-        assert_eq!(render_entity(&element, 0, 0, &key_values)["speed"], json!([1, 2, 3]));
+        assert_eq!(render_entity(&element, &EntityTimes::default(), &key_values)["speed"], json!([1, 2, 3]));
         assert_eq!(
-            parse_entity(&Context::core(), &render_entity(&element, 0, 0, &Rendering::default())).unwrap(),
+            parse_entity(&Context::core(), &render_entity(&element, &EntityTimes::default(), &Rendering::default()))
+                .unwrap(),
             element
         );
+    }
+
+    #[test]
+    fn sys_attrs_show_the_times_of_each_instance_but_not_of_sub_properties() {
+        let entity = json!({"id": "urn:a", "type": "T", "count": {"type": "Property", "value": 3, "unitCode": "C62"},
+            "speed": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:gps"}]});
+        let element = parse_entity(&Context::core(), &entity).unwrap();
+        let names: Vec<&str> = element.attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["count", "speed", "speed"]);
+        let at = |created_at, modified_at| InstanceTimes { created_at, modified_at };
+        let base = 1_700_000_000_000;
+        let instance_times = [at(base, base + 1), at(base, base + 2), at(base + 3, base + 3)];
+        let times = EntityTimes::stored(base, base + 3, &element, &instance_times);
+        let render =
+            |format| render_entity(&element, &times, &Rendering { format, sys_attrs: true, ..Default::default() });
+        let normalized = render(Format::Normalized);
+        assert_eq!(
+            normalized["count"],
+            json!({"type": "Property", "value": 3, "unitCode": "C62",
+                "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.001Z"})
+        );
+        assert_eq!(
+            normalized["speed"][1],
+            json!({"type": "Property", "value": 2, "datasetId": "urn:gps",
+                "createdAt": "2023-11-14T22:13:20.003Z", "modifiedAt": "2023-11-14T22:13:20.003Z"})
+        );
+        assert_eq!(normalized["speed"][0]["modifiedAt"], "2023-11-14T22:13:20.002Z");
+        assert_eq!(normalized["modifiedAt"], "2023-11-14T22:13:20.003Z");
+        let concise = render(Format::Concise);
+        assert_eq!(
+            concise["speed"][0],
+            json!({"value": 1, "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.002Z"}),
+            "a bare concise value becomes an object to hold the times"
+        );
+        assert_eq!(parse_entity(&Context::core(), &concise).unwrap(), element, "times are ignored on input");
+        assert_eq!(parse_entity(&Context::core(), &normalized).unwrap(), element);
+        let key_values = render(Format::KeyValues);
+        assert_eq!(key_values, json!({"id": "urn:a", "type": "T", "count": 3, "speed": [1, 2]}), "none in keyValues");
+        let lang =
+            Rendering { sys_attrs: true, lang: Some(LanguageFilter::parse("en").unwrap()), ..Default::default() };
+        assert_eq!(render_entity(&element, &times, &lang)["count"]["createdAt"], "2023-11-14T22:13:20.000Z");
     }
 
     #[test]
@@ -263,7 +344,7 @@ mod tests {
             "domainMetadata": [{"name": "location", "type": "point", "value": {"latitude": 49.4, "longitude": 8.6}}]
         }))
         .unwrap();
-        let rendered = render_entity(&element, 0, 0, &Rendering::default());
+        let rendered = render_entity(&element, &EntityTimes::default(), &Rendering::default());
         assert_eq!(rendered["on"], json!({"type": "Property", "value": true}));
         assert_eq!(
             rendered["location"],

@@ -25,6 +25,7 @@ use super::geo::GeoQuery;
 use super::query::Query;
 use super::render::{view, Format};
 use crate::ngsi::pattern::EntitySelector;
+use crate::ngsi::times::EntityTimes;
 use crate::ngsi::v1::{ContextElement, EntityId};
 use crate::ngsi::ParseError;
 
@@ -328,7 +329,8 @@ fn context_of(raw: &Value) -> Result<Context, ContextError> {
     }
 }
 
-/// The Notification body (clause 5.3.1) of `elements` (already projected): `id`, `type`, `subscriptionId`,
+/// The Notification body (clause 5.3.1) of `elements` (already projected, each with the system times of the
+/// stored entity it was projected from, see [`super::render::render_entity`]): `id`, `type`, `subscriptionId`,
 /// `notifiedAt` and `data`, entities in the subscription's format with names compacted by its context; for
 /// `application/ld+json` with the `@context` in the body (the core context URL when it has none). An
 /// `application/json` notification is compacted only when its context is one URL (named in the `Link` header,
@@ -338,7 +340,7 @@ pub fn notification_body<'a>(
     subscription_id: &str,
     notification_id: &str,
     notified_at_ms: i64,
-    elements: impl Iterator<Item = &'a ContextElement>,
+    elements: impl Iterator<Item = (&'a ContextElement, EntityTimes<'a>)>,
 ) -> Value {
     let compacted = subscription.accept == Accept::LdJson || subscription.context_link().is_some();
     let compactor = match subscription.context() {
@@ -352,8 +354,8 @@ pub fn notification_body<'a>(
         ..Default::default()
     };
     let data: Vec<Value> = elements
-        .map(|element| {
-            let rendered = super::render::render_entity(element, 0, 0, &rendering);
+        .map(|(element, times)| {
+            let rendered = super::render::render_entity(element, &times, &rendering);
             render::compact_entity(&compactor, rendered)
         })
         .collect();

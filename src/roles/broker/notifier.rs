@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::request::build_request;
+use super::entities::StoredEntity;
 use super::subscriptions::SubscriptionRecord;
 use crate::clients::http_client::HttpClient;
 use crate::config::NotificationConfig;
@@ -103,6 +104,9 @@ struct Pending {
     correlator: Option<String>,
     /// The entity's NGSIv2 service path (sent as `Fiware-ServicePath` to NGSIv2 subscribers).
     service_path: String,
+    /// The stored entity `element` was projected from, for the system times of its attributes (kept for NGSI-LD
+    /// subscriptions only).
+    entity: Option<Arc<StoredEntity>>,
 }
 
 /// The delivery queue and task of one subscription.
@@ -128,14 +132,21 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    /// Queues one element (of an entity living in `service_path`); drops the oldest when full (throttled and
-    /// periodic subscriptions replace a queued element of the same entity instead).
-    pub fn push(&self, element: ContextElement, correlator: Option<String>, service_path: &str) {
+    /// Queues one element (of an entity living in `service_path`, projected from the stored `entity` when given);
+    /// drops the oldest when full (throttled and periodic subscriptions replace a queued element of the same entity
+    /// instead).
+    pub fn push(
+        &self,
+        element: ContextElement,
+        entity: Option<Arc<StoredEntity>>,
+        correlator: Option<String>,
+        service_path: &str,
+    ) {
         if self.is_disabled() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        self.enqueue(&mut queue, Pending { element, correlator, service_path: service_path.to_string() });
+        self.enqueue(&mut queue, Pending { element, correlator, service_path: service_path.to_string(), entity });
         drop(queue);
         self.wake.notify_one();
     }
@@ -179,6 +190,7 @@ impl Delivery {
             element,
             correlator: None,
             service_path,
+            entity: None,
         }));
         drop(queue);
         self.wake.notify_one();

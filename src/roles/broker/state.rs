@@ -16,6 +16,7 @@ use super::subscriptions::{validate_request, CompiledSubscription, Subscriber, S
 use crate::http::Readiness;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::ScopeFilter;
+use crate::ngsi::times::Edited;
 use crate::ngsi::v1::{
     ContextAttribute, ContextElement, ContextElementResponse, QueryContextRequest, StatusCode, SubscribeContextRequest,
     UpdateContextRequest, UpdateContextResponse,
@@ -104,7 +105,7 @@ pub fn acknowledgement(element: &ContextElement) -> ContextElement {
 fn relay_to(live: &LiveSubscription, tenant: &str, elements: &[ContextElement]) {
     for element in elements {
         if let Some(relayed) = live.compiled.relay_for(tenant, element) {
-            live.delivery.push(relayed, None, ROOT);
+            live.delivery.push(relayed, None, None, ROOT);
         }
     }
 }
@@ -275,7 +276,7 @@ impl BrokerState {
         &self,
         meta: &RequestMeta,
         id: &str,
-        edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
+        edit: impl FnOnce(Option<&ContextElement>) -> Result<Edited, E>,
     ) -> Result<Result<bool, E>, BrokerError> {
         Ok(self.edit_entity_touched(meta, id, edit).await?.map(|(created, _)| created))
     }
@@ -285,7 +286,7 @@ impl BrokerState {
         &self,
         meta: &RequestMeta,
         id: &str,
-        edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
+        edit: impl FnOnce(Option<&ContextElement>) -> Result<Edited, E>,
     ) -> Result<Result<(bool, Vec<String>), E>, BrokerError> {
         let path = meta.service_path.as_ref().map(ServicePaths::update_path).transpose()?;
         let change = match self.entities.edit(&meta.tenant, id, path.as_deref(), edit).await? {
@@ -321,7 +322,9 @@ impl BrokerState {
                     return;
                 }
                 if let Some((element, path)) = live.compiled.notification_for(tenant, change, correlator) {
-                    live.delivery.push(element, correlator.map(str::to_string), path);
+                    // NGSI-LD notifications may show the system times of the entity's attributes.
+                    let entity = live.compiled.record.ld.as_ref().and(change.after.clone());
+                    live.delivery.push(element, entity, correlator.map(str::to_string), path);
                 }
             });
         }

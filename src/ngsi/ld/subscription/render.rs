@@ -9,7 +9,8 @@ use crate::ngsi::ld::render::date_time;
 use crate::ngsi::ld::{DATASET_ID, OBSERVED_AT, UNIT_CODE};
 
 /// Members of a rendered attribute that are not sub-properties.
-const ATTRIBUTE_KEYS: &[&str] = &["type", "value", "object", "languageMap", "lang", OBSERVED_AT, UNIT_CODE, DATASET_ID];
+const ATTRIBUTE_KEYS: &[&str] =
+    &["type", "value", "object", "languageMap", "lang", "createdAt", "modifiedAt", OBSERVED_AT, UNIT_CODE, DATASET_ID];
 
 /// Whether a rendered attribute object has a value member (normalized, or concise with sub-properties).
 fn has_value(object: &Map<String, Value>) -> bool {

@@ -6,6 +6,7 @@ use super::render::{render_subscription, Shown};
 use super::*;
 use crate::ngsi::ld::context::CORE_CONTEXT_URL;
 use crate::ngsi::ld::entity::parse_entity;
+use crate::ngsi::times::EntityTimes;
 
 fn parse(body: Value) -> Result<(Option<String>, LdSubscription), SubscriptionError> {
     LdSubscription::parse(&body, &Context::core(), Value::Null)
@@ -143,7 +144,13 @@ fn notifications_are_rendered_in_the_format_and_compacted_with_the_context() {
     )
     .unwrap();
     let element = subscription.project(&room("urn:a", 21.0));
-    let body = notification_body(&subscription, "urn:s", "urn:ngsi-ld:Notification:1", 0, [&element].into_iter());
+    let body = notification_body(
+        &subscription,
+        "urn:s",
+        "urn:ngsi-ld:Notification:1",
+        0,
+        [(&element, EntityTimes::default())].into_iter(),
+    );
     assert_eq!(body["type"], "Notification");
     assert_eq!(
         (body["subscriptionId"].as_str(), body["notifiedAt"].as_str()),
@@ -154,12 +161,12 @@ fn notifications_are_rendered_in_the_format_and_compacted_with_the_context() {
     assert_eq!(body["@context"], user);
     subscription.accept = Accept::Json;
     subscription.format = NotificationFormat::Normalized;
-    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [&element].into_iter());
+    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
     assert_eq!(body["data"][0]["temperature"], json!({"type": "Property", "value": 21.0, "unitCode": "CEL"}));
     assert!(body.get("@context").is_none(), "application/json links the core context instead");
     subscription.accept = Accept::LdJson;
     subscription.context = Value::Null;
-    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [&element].into_iter());
+    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
     assert_eq!(body["@context"], CORE_CONTEXT_URL);
 }
 
@@ -245,10 +252,10 @@ fn lang_picks_the_language_of_notified_language_properties() {
         &json!({"id": "urn:r", "type": "Room", "name": {"type": "LanguageProperty", "languageMap": {"en": "Room", "fr": "Salle"}}}),
     )
     .unwrap();
-    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [&element].into_iter());
+    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
     assert_eq!(body["data"][0]["name"], json!({"type": "Property", "value": "Salle", "lang": "fr"}), "{body}");
     let (_, plain) = parse(json!({"entities": [{"type": "Room"}], "notification": endpoint()})).unwrap();
-    let body = notification_body(&plain, "urn:s", "urn:n", 0, [&element].into_iter());
+    let body = notification_body(&plain, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
     assert_eq!(body["data"][0]["name"]["languageMap"]["fr"], "Salle", "without lang the map is notified: {body}");
     for bad in [json!("not a tag!"), json!(3)] {
         let body = json!({"entities": [{"type": "Room"}], "lang": bad, "notification": endpoint()});

@@ -157,6 +157,7 @@ pub fn held_elsewhere(tenant: &str, element: ContextElement) -> StoredEntity {
         service_path: crate::ngsi::v2::service_path::ROOT.to_string(),
         created_at: HELD_ELSEWHERE,
         modified_at: HELD_ELSEWHERE,
+        attribute_times: Vec::new(),
     }
 }
 

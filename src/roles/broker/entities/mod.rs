@@ -16,6 +16,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ngsi::limits::MAX_ATTRIBUTES_PER_ENTITY;
+use crate::ngsi::times::{stamp, Edited, EntityTimes, InstanceTimes, Written};
 use crate::ngsi::v1::{ContextElement, UpdateAction};
 use crate::ngsi::v2::service_path::ROOT;
 use crate::ngsi::ParseError;
@@ -25,7 +26,8 @@ pub use self::element::{has_all_attributes, project};
 use self::element::{merge, normalized_new, same_registration, validate_update};
 use self::index::Index;
 
-/// An entity as stored: its element plus system timestamps (milliseconds since the Unix epoch).
+/// An entity as stored: its element plus system timestamps (milliseconds since the Unix epoch), its own and those of
+/// each attribute instance (see [`crate::ngsi::times`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEntity {
     /// Tenant (`Fiware-Service`), empty for the default one.
@@ -41,6 +43,17 @@ pub struct StoredEntity {
     pub created_at: i64,
     /// When it last changed.
     pub modified_at: i64,
+    /// The times of `element`'s attributes, by index (empty for an entity stored by an older build: its attributes
+    /// show the entity's times).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attribute_times: Vec<InstanceTimes>,
+}
+
+impl StoredEntity {
+    /// Its system times and those of its attribute instances.
+    pub fn times(&self) -> EntityTimes<'_> {
+        EntityTimes::stored(self.created_at, self.modified_at, &self.element, &self.attribute_times)
+    }
 }
 
 fn root_path() -> String {
@@ -223,7 +236,8 @@ impl Entities {
 
     /// Replaces one entity by what `edit` makes of it (given the stored element, or `None` when there is none),
     /// under the entity's lock, validates the result as an update, stores it and makes it durable. `edit` also
-    /// returns the attribute names it wrote or removed. `Ok(Err(_))` is `edit`'s refusal, nothing written.
+    /// returns the attribute names it wrote or removed and the instances it wrote (they are stamped modified now,
+    /// see [`stamp`]). `Ok(Err(_))` is `edit`'s refusal, nothing written.
     /// With a `service_path` (NGSIv2 writes), an entity living in another path is not touched
     /// ([`RepoError::OtherServicePath`]) and a new one is created in it; without, an entity keeps its path and a new
     /// one is created in `/`.
@@ -232,7 +246,7 @@ impl Entities {
         tenant: &str,
         id: &str,
         service_path: Option<&str>,
-        edit: impl FnOnce(Option<&ContextElement>) -> Result<(ContextElement, Vec<String>), E>,
+        edit: impl FnOnce(Option<&ContextElement>) -> Result<Edited, E>,
     ) -> Result<Result<EntityChange, E>, RepoError> {
         let entry = self.map.entry(entity_key(tenant, id));
         // A slot with `created_at == 0` is the placeholder of a creation in progress or failed (see `upsert`).
@@ -245,7 +259,7 @@ impl Entities {
                 return Err(RepoError::OtherServicePath { id: id.to_string(), path: before.service_path.clone() });
             }
         }
-        let (element, touched) = match edit(before.as_ref().map(|entity| &entity.element)) {
+        let Edited { element, touched, written } = match edit(before.as_ref().map(|entity| &entity.element)) {
             Ok(edited) => edited,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -256,12 +270,14 @@ impl Entities {
             Some(before) => before.service_path.clone(),
             None => service_path.unwrap_or(ROOT).to_string(),
         };
+        let attribute_times = stamp(before.as_ref().map(|b| b.times()).as_ref(), &element, &touched, &written, now);
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element,
             service_path: path,
             created_at: before.as_ref().map_or_else(|| self.next_creation_time(now), |b| b.created_at),
             modified_at: now,
+            attribute_times,
         });
         self.tree.insert(entry.key(), &stored)?;
         match entry {
@@ -304,6 +320,7 @@ impl Entities {
                 service_path: ROOT.to_string(),
                 created_at: 0,
                 modified_at: 0,
+                attribute_times: Vec::new(),
             })
         });
         let existing = slot.value().clone();
@@ -312,12 +329,25 @@ impl Entities {
             Some(before) => merge(&before.element, element),
             None => (normalized_new(element), true),
         };
+        let attribute_times = match &before {
+            // `merge` writes the first attribute of each name of the update.
+            Some(before) => {
+                let written = element
+                    .attributes
+                    .iter()
+                    .filter_map(|update| merged.attributes.iter().position(|a| a.name == update.name))
+                    .collect();
+                stamp(Some(&before.times()), &merged, &[], &Written::Instances(written), now)
+            }
+            None => stamp(None, &merged, &[], &Written::All, now),
+        };
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element: merged,
             service_path: before.as_ref().map_or_else(root_path, |b| b.service_path.clone()),
             created_at: before.as_ref().map_or_else(|| self.next_creation_time(now), |b| b.created_at),
             modified_at: now,
+            attribute_times,
         });
         if let Err(error) = self.tree.insert(&key, &stored) {
             if before.is_none() {
@@ -363,12 +393,15 @@ impl Entities {
         }
         let mut remaining = before.element.clone();
         remaining.attributes.retain(|attribute| !names.contains(&attribute.name.as_str()));
+        let now = now_millis();
+        let attribute_times = stamp(Some(&before.times()), &remaining, &[], &Written::Instances(Vec::new()), now);
         let stored = Arc::new(StoredEntity {
             tenant: tenant.to_string(),
             element: remaining,
             service_path: before.service_path.clone(),
             created_at: before.created_at,
-            modified_at: now_millis(),
+            modified_at: now,
+            attribute_times,
         });
         self.tree.insert(&key, &stored)?;
         *slot.value_mut() = stored.clone();

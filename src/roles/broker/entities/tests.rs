@@ -5,6 +5,7 @@ use serde_json::json;
 use super::*;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::ScopeFilter;
+use crate::ngsi::times::Edited;
 
 fn element(value: serde_json::Value) -> ContextElement {
     serde_json::from_value(value).unwrap()
@@ -55,22 +56,30 @@ async fn edit_creates_refuses_and_replaces_under_the_lock() {
     let entities = Entities::open(&store).unwrap();
     let fresh = element(json!({"entityId":{"id":"e","type":"T"},"attributes":[{"name":"a","value":1}]}));
     let created = entities.edit("", "e", None, |stored| match stored {
-        None => Ok((fresh.clone(), vec!["a".to_string()])),
+        None => Ok(Edited::by_name((fresh.clone(), vec!["a".to_string()]))),
         Some(_) => Err("exists"),
     });
     let change = created.await.unwrap().unwrap();
     assert!(change.before.is_none() && change.registration_changed);
-    let refused = entities.edit("", "e", None, |_| Err::<(ContextElement, Vec<String>), _>("no")).await.unwrap();
+    let refused = entities.edit("", "e", None, |_| Err::<Edited, _>("no")).await.unwrap();
     assert_eq!(refused.err(), Some("no"));
     let mut renamed = fresh.clone();
     renamed.attributes[0].name = "b".into();
-    let change = entities.edit("", "e", None, |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+    let change = entities
+        .edit("", "e", None, |_| Ok::<_, ()>(Edited::by_name((renamed.clone(), vec![]))))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(change.before.is_some() && change.registration_changed);
-    let same = entities.edit("", "e", None, |_| Ok::<_, ()>((renamed.clone(), vec![]))).await.unwrap().unwrap();
+    let same = entities
+        .edit("", "e", None, |_| Ok::<_, ()>(Edited::by_name((renamed.clone(), vec![]))))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!same.registration_changed);
     let mut invalid = fresh.clone();
     invalid.attributes[0].name = String::new();
-    assert!(entities.edit("", "e", None, |_| Ok::<_, ()>((invalid, vec![]))).await.is_err());
+    assert!(entities.edit("", "e", None, |_| Ok::<_, ()>(Edited::by_name((invalid, vec![])))).await.is_err());
     assert_eq!(entities.get("", "e").unwrap().element, renamed, "an invalid edit writes nothing");
     assert_eq!(Entities::open(&store).unwrap().get("", "e").unwrap().element, renamed, "durable");
 }
@@ -117,7 +126,7 @@ async fn service_paths_are_kept_enforced_for_v2_writes_and_persisted() {
     let write = |value: i64| {
         let mut edited = fresh.clone();
         edited.attributes[0].value = json!(value);
-        move |_: Option<&ContextElement>| Ok::<_, ()>((edited, vec!["a".to_string()]))
+        move |_: Option<&ContextElement>| Ok::<_, ()>(Edited::by_name((edited, vec!["a".to_string()])))
     };
     entities.edit("", "e", Some("/park"), write(1)).await.unwrap().unwrap();
     assert_eq!(entities.get("", "e").unwrap().service_path, "/park");
@@ -188,7 +197,11 @@ async fn index_follows_inserts_type_changes_deletes_and_tenants() {
     assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["T"])), all, None)), ["a"]);
     assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["U"])), all, None)), ["c", "b"]);
     let retyped = create("b", "V", 4);
-    entities.edit("", "b", None, |_| Ok::<_, ()>((retyped, vec!["n".to_string()]))).await.unwrap().unwrap();
+    entities
+        .edit("", "b", None, |_| Ok::<_, ()>(Edited::by_name((retyped, vec!["n".to_string()]))))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["U"])), all, None)), ["c"]);
     assert_eq!(ids(&entities.select_in_creation_order("", Some(&types(&["V", "U"])), all, None)), ["c", "b"]);
     assert_index_matches_map(&entities, "");
@@ -271,4 +284,83 @@ async fn typed_selection_stops_early_in_creation_order() {
     let page = entities.query("", &selector, &ScopeFilter::default(), &[], 0, 3);
     assert_eq!(page.total, 350);
     assert_eq!(page.elements.iter().map(|e| e.entity_id.id.as_str()).collect::<Vec<_>>(), ["e301", "e303", "e305"]);
+}
+
+#[tokio::test]
+async fn attribute_times_follow_each_write_and_are_durable() {
+    use crate::ngsi::ld::context::Context;
+    use crate::ngsi::ld::edit::Edit;
+    use crate::ngsi::ld::entity::parse_attribute;
+
+    let store = Store::temporary().unwrap();
+    let entities = Entities::open(&store).unwrap();
+    let times_of = |name: &str, dataset: Option<&str>| {
+        let entity = entities.get("", "e").unwrap();
+        let index = entity
+            .element
+            .attributes
+            .iter()
+            .position(|a| a.name == name && crate::ngsi::ld::multi::dataset_id(a) == dataset)
+            .unwrap();
+        entity.attribute_times[index]
+    };
+    let tick = || tokio::time::sleep(std::time::Duration::from_millis(3));
+    let ngsi10 =
+        |attributes: serde_json::Value| element(json!({"entityId":{"id":"e","type":"T"},"attributes":attributes}));
+    let ld = |edit: Edit| move |stored: Option<&ContextElement>| edit.apply("e", stored);
+    let gps = |value: i64| {
+        parse_attribute(&Context::core(), "b", &json!({"type": "Property", "value": value, "datasetId": "urn:gps"}))
+            .unwrap()
+    };
+
+    entities
+        .apply_update("", &[ngsi10(json!([{"name":"a","value":1},{"name":"b","value":2}]))], UpdateAction::Append)
+        .await
+        .unwrap();
+    let (a0, b0) = (times_of("a", None), times_of("b", None));
+    assert_eq!((a0.created_at, a0.modified_at), (b0.created_at, b0.created_at), "created together");
+
+    tick().await;
+    entities.apply_update("", &[ngsi10(json!([{"name":"a","value":3}]))], UpdateAction::Update).await.unwrap();
+    let a1 = times_of("a", None);
+    assert!(a1.created_at == a0.created_at && a1.modified_at > a0.modified_at, "a written: {a1:?}");
+    assert_eq!(times_of("b", None), b0, "b untouched");
+
+    tick().await;
+    entities
+        .edit("", "e", None, ld(Edit::Append { attributes: vec![gps(4)], no_overwrite: false }))
+        .await
+        .unwrap()
+        .unwrap();
+    let gps0 = times_of("b", Some("urn:gps"));
+    assert!(gps0.created_at > b0.created_at && gps0.created_at == gps0.modified_at, "a new instance: {gps0:?}");
+    tick().await;
+    entities.edit("", "e", None, ld(Edit::UpdateExisting(vec![gps(5)]))).await.unwrap().unwrap();
+    let gps1 = times_of("b", Some("urn:gps"));
+    assert!(gps1.created_at == gps0.created_at && gps1.modified_at > gps0.modified_at, "{gps1:?}");
+    assert_eq!((times_of("b", None), times_of("a", None)), (b0, a1), "the other instances untouched");
+
+    tick().await;
+    let mut replacement = entities.get("", "e").unwrap().element.clone();
+    replacement.attributes.retain(|attribute| attribute.name == "a");
+    entities.edit("", "e", None, ld(Edit::Replace(replacement))).await.unwrap().unwrap();
+    let a2 = times_of("a", None);
+    assert!(a2.created_at == a0.created_at && a2.modified_at > a1.modified_at, "a replace keeps createdAt: {a2:?}");
+
+    tick().await;
+    let delete_a = Edit::DeleteAttribute { name: "a".into(), dataset_id: None, delete_all: false };
+    entities.edit("", "e", None, ld(delete_a)).await.unwrap().unwrap();
+    entities.apply_update("", &[ngsi10(json!([{"name":"a","value":6}]))], UpdateAction::Append).await.unwrap();
+    let a3 = times_of("a", None);
+    assert!(a3.created_at > a2.modified_at, "deleted and added again: new createdAt {a3:?}");
+
+    let reopened = Entities::open(&store).unwrap().get("", "e").unwrap();
+    assert_eq!(reopened.attribute_times, entities.get("", "e").unwrap().attribute_times, "durable");
+
+    let old: StoredEntity = serde_json::from_value(json!({"tenant":"","element":{"entityId":{"id":"o"},
+        "attributes":[{"name":"a","value":1}]},"created_at":1,"modified_at":2}))
+    .unwrap();
+    assert!(old.attribute_times.is_empty(), "stored by an older build");
+    let shown = old.times().of(0, &old.element.attributes[0]);
+    assert_eq!((shown.created_at, shown.modified_at), (1, 2), "its attributes show the entity's times");
 }

@@ -13,12 +13,13 @@ use tokio::time::MissedTickBehavior;
 
 use super::{Delivery, Notifier, Pending};
 use crate::ngsi::v1::ContextElement;
+use crate::roles::broker::entities::StoredEntity;
 
 /// What to do at one period of a periodic subscription.
 #[derive(Debug)]
 pub enum Tick {
-    /// Notify these elements (each with its entity's service path); nothing when empty.
-    Send(Vec<(ContextElement, String)>),
+    /// Notify these elements (each with the stored entity it was projected from); nothing when empty.
+    Send(Vec<(ContextElement, Arc<StoredEntity>)>),
     /// Stop the timer for good.
     Stop,
 }
@@ -26,13 +27,14 @@ pub enum Tick {
 impl Delivery {
     /// Queues several elements at once (coalesced per entity, bounded as [`Delivery::push`]) and wakes the task
     /// once, so they are sent together.
-    pub fn push_all(&self, elements: Vec<(ContextElement, String)>) {
+    pub fn push_all(&self, elements: Vec<(ContextElement, Arc<StoredEntity>)>) {
         if self.is_disabled() || elements.is_empty() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        for (element, service_path) in elements {
-            self.enqueue(&mut queue, Pending { element, correlator: None, service_path });
+        for (element, entity) in elements {
+            let service_path = entity.service_path.clone();
+            self.enqueue(&mut queue, Pending { element, correlator: None, service_path, entity: Some(entity) });
         }
         drop(queue);
         self.wake.notify_one();
@@ -77,9 +79,18 @@ mod tests {
     use crate::roles::broker::notifier::NotifierMetrics;
     use crate::roles::broker::subscriptions::{Subscriber, SubscriptionRecord};
 
-    fn element(id: &str) -> (ContextElement, String) {
+    fn element(id: &str) -> (ContextElement, Arc<StoredEntity>) {
         let entity_id = EntityId { id: id.into(), ..EntityId::default() };
-        (ContextElement { entity_id, ..ContextElement::default() }, "/".into())
+        let element = ContextElement { entity_id, ..ContextElement::default() };
+        let entity = StoredEntity {
+            tenant: String::new(),
+            element: element.clone(),
+            service_path: "/".into(),
+            created_at: 1,
+            modified_at: 1,
+            attribute_times: Vec::new(),
+        };
+        (element, Arc::new(entity))
     }
 
     /// Waits (at most 5 s) until `check` holds.

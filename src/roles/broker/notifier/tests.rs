@@ -12,6 +12,7 @@ fn pending(id: &str, correlator: Option<&str>) -> Pending {
         },
         correlator: correlator.map(str::to_string),
         service_path: "/".into(),
+        entity: None,
     }
 }
 

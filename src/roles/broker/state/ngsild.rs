@@ -97,7 +97,7 @@ impl BrokerState {
                     .iter()
                     .filter_map(|entity| {
                         let element = live.compiled.current(tenant, &entity.service_path, &entity.element, &[])?;
-                        Some((element, entity.service_path.clone()))
+                        Some((element, entity.clone()))
                     })
                     .collect(),
             )

@@ -32,6 +32,7 @@ fn change(element: serde_json::Value, touched: &[&str]) -> EntityChange {
             service_path: ROOT.into(),
             created_at: 1,
             modified_at: 1,
+            attribute_times: Vec::new(),
         })),
         touched: touched.iter().map(|s| s.to_string()).collect(),
         registration_changed: false,

@@ -31,6 +31,7 @@ use crate::ngsi::ld::projection::Projection;
 use crate::ngsi::ld::render::{render_entity, view, Rendering};
 use crate::ngsi::ld::subscription::render::compact_entity;
 use crate::ngsi::ld::{check_uri, LOCATION};
+use crate::ngsi::times::EntityTimes;
 use crate::roles::broker::api::federated;
 use crate::roles::broker::contexts::LdContext;
 use crate::roles::broker::entities::StoredEntity;
@@ -69,9 +70,9 @@ pub fn encode_path(id: &str) -> String {
 fn render(entity: &StoredEntity, rendering: &Rendering) -> Value {
     if federated::is_held_elsewhere(entity) && rendering.sys_attrs {
         let rendering = Rendering { sys_attrs: false, ..rendering.clone() };
-        return render_entity(&entity.element, 0, 0, &rendering);
+        return render_entity(&entity.element, &EntityTimes::default(), &rendering);
     }
-    render_entity(&entity.element, entity.created_at, entity.modified_at, rendering)
+    render_entity(&entity.element, &entity.times(), rendering)
 }
 
 /// How the entities of a read are shown: rendered, projected (`pick`/`omit`), then compacted with the request's

@@ -14,12 +14,12 @@ use super::params::Params;
 use super::{apply, find, media_type, meta, read_body, read_json};
 use crate::ngsi::v1::ContextAttribute;
 use crate::ngsi::v2::{
-    check_identifier, parse_attribute, parse_attributes, render_attribute, render_attributes, view, Edit, Format,
+    check_identifier, parse_attribute, parse_attributes, render_attribute, render_attributes_with, view, Edit, Format,
     Rejection,
 };
 use crate::roles::broker::state::BrokerState;
 
-/// `GET /v2/entities/{id}/attrs[?type=&attrs=&options=keyValues|values]`.
+/// `GET /v2/entities/{id}/attrs[?type=&attrs=&metadata=&options=keyValues|values]`.
 pub async fn list(
     State(state): State<BrokerState>,
     Path(id): Path<String>,
@@ -29,7 +29,8 @@ pub async fn list(
     let meta = meta(&headers)?;
     let params = Params::parse(&uri)?;
     let entity = find(&state, &meta, &id, params.entity_type()?)?;
-    Ok(Json(render_attributes(&entity.element, &params.attrs, params.format)).into_response())
+    let builtins = super::entities::builtins(&entity, &params);
+    Ok(Json(render_attributes_with(&entity.element, &params.attrs, params.format, &builtins)).into_response())
 }
 
 /// Reads and parses an attributes body; `allow_empty` for `PUT` (which may remove every attribute).

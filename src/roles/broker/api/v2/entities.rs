@@ -17,7 +17,9 @@ use super::params::{Filter, Params};
 use super::{apply, find, find_for_write, meta, paths, read_json};
 use crate::ngsi::limits::MAX_ELEMENTS_PER_REQUEST;
 use crate::ngsi::v2::service_path::ROOT;
-use crate::ngsi::v2::{check_identifier, parse_entity, render_entity, Edit, Format, IfExists};
+use crate::ngsi::v2::{
+    check_identifier, parse_entity, render_entity, render_entity_with, Builtins, Edit, Format, IfExists,
+};
 use crate::ngsi::ParseError;
 use crate::roles::broker::api::federated;
 use crate::roles::broker::entities::StoredEntity;
@@ -103,7 +105,7 @@ pub fn page(
         .iter()
         .skip(params.offset)
         .take(params.limit)
-        .map(|entity| render_entity(&entity.element, attrs, params.format))
+        .map(|entity| render_entity_with(&entity.element, attrs, params.format, &builtins(entity, params)))
         .collect();
     let mut response = Json(page).into_response();
     if params.count {
@@ -112,7 +114,14 @@ pub fn page(
     response
 }
 
-/// `GET /v2/entities/{id}[?type=&attrs=&options=keyValues|values]`; with federation, a client's `GET` of an
+/// Orion's builtins an entity read asks for (`attrs=dateCreated,dateModified`, `metadata=`); none of another broker's
+/// entity (its times are not known here).
+pub fn builtins<'a>(entity: &'a StoredEntity, params: &'a Params) -> Builtins<'a> {
+    let times = (!federated::is_held_elsewhere(entity)).then(|| entity.times());
+    Builtins { times, metadata: params.metadata.as_deref() }
+}
+
+/// `GET /v2/entities/{id}[?type=&attrs=&metadata=&options=keyValues|values]`; with federation, a client's `GET` of an
 /// entity another broker owns is fetched from it (when the request's service paths cover `/`).
 pub async fn retrieve(
     State(state): State<BrokerState>,
@@ -126,7 +135,11 @@ pub async fn retrieve(
     let entity_type = params.entity_type()?;
     check_identifier("entity id", &id)?;
     let element = match find(&state, &meta, &id, entity_type) {
-        Ok(entity) => entity.element.clone(),
+        Ok(entity) => {
+            let rendered =
+                render_entity_with(&entity.element, &params.attrs, params.format, &builtins(&entity, &params));
+            return Ok(Json(rendered).into_response());
+        }
         Err(not_found) => {
             let remote = match federation.for_client(&headers) {
                 // Other brokers' entities are seen as living in the root path.

@@ -26,6 +26,7 @@ use self::error::V2Error;
 use super::headers::request_meta;
 use crate::http::body::read_bytes;
 use crate::http::BodyError;
+use crate::ngsi::times::Edited;
 use crate::ngsi::v2::service_path::ServicePaths;
 use crate::ngsi::v2::{check_identifier, Edit};
 use crate::roles::broker::entities::StoredEntity;
@@ -158,7 +159,8 @@ pub async fn apply(
     check_identifier("entity id", id)?;
     let creates = matches!(edit, Edit::Create { .. });
     let entity_type = entity_type.map(str::to_string);
-    match state.edit_entity(meta, id, move |stored| edit.apply(stored, entity_type.as_deref())).await {
+    let edit = move |stored: Option<&_>| edit.apply(stored, entity_type.as_deref()).map(Edited::by_name);
+    match state.edit_entity(meta, id, edit).await {
         Ok(outcome) => Ok(outcome?),
         Err(BrokerError::OtherServicePath(_)) if creates => {
             Err(V2Error::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", "Already Exists"))

@@ -44,6 +44,8 @@ pub struct Params {
     pub geo: Option<GeoQuery>,
     /// `attrs`, split on commas.
     pub attrs: Vec<String>,
+    /// `metadata`, split on commas (none: every user metadata, no builtin).
+    pub metadata: Option<Vec<String>>,
     /// `limit`.
     pub limit: usize,
     /// `offset`.
@@ -101,6 +103,7 @@ impl Params {
             q: None,
             geo: None,
             attrs: Vec::new(),
+            metadata: None,
             limit: DEFAULT_LIMIT,
             offset: 0,
         };
@@ -113,6 +116,7 @@ impl Params {
                 "idPattern" => params.id_pattern = Some(value.clone()),
                 "q" => params.q = Some(Query::parse(value)?),
                 "attrs" => params.attrs = list(key, value, "attribute name")?,
+                "metadata" => params.metadata = Some(list(key, value, "metadata name")?),
                 "limit" => {
                     params.limit = number(key, value)?;
                     if params.limit == 0 || params.limit > MAX_LIMIT {
