@@ -249,7 +249,7 @@ fn subscriptions_never_panic() {
             .filter(|element| selection.selects(element))
             .map(|element| parsed_subscription.project(element))
             .collect();
-        notification_body(&parsed_subscription, "urn:s", "urn:n", i64::MAX, projected.iter());
+        notification_body(&parsed_subscription, "urn:s", "urn:n", i64::MAX, projected.iter().map(|e| (e, None)));
         render_subscription("urn:s", &parsed_subscription, &Shown::default(), i64::MIN, &Default::default());
         let _ = parsed_subscription.patch(&subscription(&mut rng), &context, Value::Null);
     }

@@ -31,7 +31,7 @@ use super::subscriptions::SubscriptionRecord;
 use crate::clients::http_client::HttpClient;
 use crate::config::NotificationConfig;
 use crate::http::Metrics;
-use crate::ngsi::ld::subscription::LdSubscription;
+use crate::ngsi::ld::subscription::{LdNotice, LdSubscription};
 use crate::ngsi::v1::ContextElement;
 use crate::ngsi::v2::subscription::AttrsFormat;
 
@@ -100,6 +100,8 @@ impl NotifierMetrics {
 
 struct Pending {
     element: ContextElement,
+    /// What an NGSI-LD notification adds to the element (times, deletions, previous values), when anything.
+    notice: Option<Box<LdNotice>>,
     correlator: Option<String>,
     /// The entity's NGSIv2 service path (sent as `Fiware-ServicePath` to NGSIv2 subscribers).
     service_path: String,
@@ -131,11 +133,23 @@ impl Delivery {
     /// Queues one element (of an entity living in `service_path`); drops the oldest when full (throttled and
     /// periodic subscriptions replace a queued element of the same entity instead).
     pub fn push(&self, element: ContextElement, correlator: Option<String>, service_path: &str) {
+        self.push_notice(element, None, correlator, service_path);
+    }
+
+    /// [`Delivery::push`] with what an NGSI-LD notification adds to the element.
+    pub fn push_notice(
+        &self,
+        element: ContextElement,
+        notice: Option<Box<LdNotice>>,
+        correlator: Option<String>,
+        service_path: &str,
+    ) {
         if self.is_disabled() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        self.enqueue(&mut queue, Pending { element, correlator, service_path: service_path.to_string() });
+        let service_path = service_path.to_string();
+        self.enqueue(&mut queue, Pending { element, notice, correlator, service_path });
         drop(queue);
         self.wake.notify_one();
     }
@@ -177,6 +191,7 @@ impl Delivery {
         self.metrics.queued.inc_by(elements.len() as i64);
         queue.extend(elements.into_iter().map(|(element, service_path)| Pending {
             element,
+            notice: None,
             correlator: None,
             service_path,
         }));

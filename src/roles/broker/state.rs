@@ -320,8 +320,9 @@ impl BrokerState {
                 if live.compiled.is_expired(now) {
                     return;
                 }
-                if let Some((element, path)) = live.compiled.notification_for(tenant, change, correlator) {
-                    live.delivery.push(element, correlator.map(str::to_string), path);
+                if let Some(notified) = live.compiled.notification_for(tenant, change, correlator) {
+                    let correlator = correlator.map(str::to_string);
+                    live.delivery.push_notice(notified.element, notified.notice, correlator, notified.service_path);
                 }
             });
         }

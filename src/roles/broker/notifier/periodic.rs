@@ -12,13 +12,18 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 
 use super::{Delivery, Notifier, Pending};
+use crate::ngsi::ld::subscription::LdNotice;
 use crate::ngsi::v1::ContextElement;
+
+/// One element to queue: the element, what its NGSI-LD notification adds, and its entity's service path.
+pub type Queued = (ContextElement, Option<Box<LdNotice>>, String);
 
 /// What to do at one period of a periodic subscription.
 #[derive(Debug)]
 pub enum Tick {
-    /// Notify these elements (each with its entity's service path); nothing when empty.
-    Send(Vec<(ContextElement, String)>),
+    /// Notify these elements (each with what its NGSI-LD notification adds, and its entity's service path);
+    /// nothing when empty.
+    Send(Vec<Queued>),
     /// Stop the timer for good.
     Stop,
 }
@@ -26,13 +31,13 @@ pub enum Tick {
 impl Delivery {
     /// Queues several elements at once (coalesced per entity, bounded as [`Delivery::push`]) and wakes the task
     /// once, so they are sent together.
-    pub fn push_all(&self, elements: Vec<(ContextElement, String)>) {
+    pub fn push_all(&self, elements: Vec<Queued>) {
         if self.is_disabled() || elements.is_empty() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        for (element, service_path) in elements {
-            self.enqueue(&mut queue, Pending { element, correlator: None, service_path });
+        for (element, notice, service_path) in elements {
+            self.enqueue(&mut queue, Pending { element, notice, correlator: None, service_path });
         }
         drop(queue);
         self.wake.notify_one();
@@ -77,9 +82,9 @@ mod tests {
     use crate::roles::broker::notifier::NotifierMetrics;
     use crate::roles::broker::subscriptions::{Subscriber, SubscriptionRecord};
 
-    fn element(id: &str) -> (ContextElement, String) {
+    fn element(id: &str) -> Queued {
         let entity_id = EntityId { id: id.into(), ..EntityId::default() };
-        (ContextElement { entity_id, ..ContextElement::default() }, "/".into())
+        (ContextElement { entity_id, ..ContextElement::default() }, None, "/".into())
     }
 
     /// Waits (at most 5 s) until `check` holds.

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Destination, Pending, Target};
 use crate::ngsi::convert::{to_ngsi_ld, to_ngsiv2};
 use crate::ngsi::ld::subscription::{notification_body as ld_notification_body, Accept, LdSubscription};
-use crate::ngsi::v1::{ContextElement, ContextElementResponse, NotifyContextRequest, StatusCode};
+use crate::ngsi::v1::{ContextElementResponse, NotifyContextRequest, StatusCode};
 use crate::ngsi::v2::subscription::notification_body;
 
 /// The core @context FogFlow links on NGSI-LD notifications.
@@ -83,7 +83,7 @@ pub(super) fn build_request(target: &Target, batch: &[Pending]) -> (String, Head
         }
         Destination::LdSubscription => {
             let body = match &target.ld {
-                Some(ld) => ld_notification(target, ld, &mut headers, elements),
+                Some(ld) => ld_notification(target, ld, &mut headers, batch),
                 None => serde_json::Value::Null,
             };
             (target.reference.clone(), serde_json::to_vec(&body))
@@ -94,11 +94,11 @@ pub(super) fn build_request(target: &Target, batch: &[Pending]) -> (String, Head
 
 /// The Notification of an NGSI-LD subscription, with its media type, context `Link` (for `application/json`)
 /// and `NGSILD-Tenant` (for a named tenant) headers.
-fn ld_notification<'a>(
+fn ld_notification(
     target: &Target,
     ld: &LdSubscription,
     headers: &mut HeaderMap,
-    elements: impl Iterator<Item = &'a ContextElement>,
+    batch: &[Pending],
 ) -> serde_json::Value {
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ld.accept.media_type()));
     if ld.accept == Accept::Json {
@@ -114,5 +114,6 @@ fn ld_notification<'a>(
         headers.insert(HeaderName::from_static("ngsild-tenant"), tenant);
     }
     let id = format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4());
-    ld_notification_body(ld, &target.subscription_id, &id, chrono::Utc::now().timestamp_millis(), elements)
+    let items = batch.iter().map(|pending| (&pending.element, pending.notice.as_deref()));
+    ld_notification_body(ld, &target.subscription_id, &id, chrono::Utc::now().timestamp_millis(), items)
 }
