@@ -247,9 +247,7 @@ impl LdSubscription {
         }
         Some(Box::new(LdNotice { created_at, modified_at, changed_at, entity_deleted, deleted, previous }))
     }
-}
 
-impl LdSubscription {
     /// What a notification of an entity's current state (not of a change: periodic notifications) adds to it:
     /// its system times for `sysAttrs`, else nothing.
     pub fn state_notice(&self, created_at: i64, modified_at: i64) -> Option<Box<LdNotice>> {

@@ -51,6 +51,9 @@ fn story() -> Story {
     }
 }
 
+/// A named change: what, before, after, names touched.
+type Case<'a> = (&'a str, Option<&'a ContextElement>, Option<&'a ContextElement>, &'a [&'a str]);
+
 fn fires(
     subscription: &LdSubscription,
     before: Option<&ContextElement>,
@@ -63,7 +66,7 @@ fn fires(
 #[test]
 fn triggers_classify_creations_updates_and_deletions_of_entities_and_attributes() {
     let s = story();
-    let cases: [(&str, Option<&ContextElement>, Option<&ContextElement>, &[&str]); 7] = [
+    let cases: [Case; 7] = [
         ("created", None, Some(&s.warm), &["temperature"]),
         ("created bare", None, Some(&s.bare), &[]),
         ("updated", Some(&s.warm), Some(&s.hot), &["temperature"]),
