@@ -5,6 +5,8 @@
 //! `watchedAttributes`; `isActive` false pausing and `expiresAt`; PATCH changing what is notified; delete
 //! stopping notifications; changes made through NGSI10 and NGSIv2 notifying LD subscriptions (and LD changes
 //! still notifying NGSIv2 ones); a restart after SIGKILL; tenants; `lang` choosing the language notified.
+//! `notificationTrigger`, deletions, `showChanges` and `sysAttrs` are in `ngsi_ld_subscription_triggers`, which
+//! shares the helpers here.
 
 use std::time::Duration;
 
@@ -13,44 +15,44 @@ use serde_json::{json, Value};
 use crate::common::{element, Broker, Recorded, Resp, Sink};
 use crate::ngsi_ld_entities::{assert_problem, create, room, send};
 
-const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(10);
 const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context";
-const SUBSCRIPTIONS: &str = "/ngsi-ld/v1/subscriptions";
+pub const SUBSCRIPTIONS: &str = "/ngsi-ld/v1/subscriptions";
 
 /// A subscription on entities of `entity_type`, notifying `uri`.
-fn subscription(entity_type: &str, uri: &str) -> Value {
+pub fn subscription(entity_type: &str, uri: &str) -> Value {
     json!({"type": "Subscription", "entities": [{"type": entity_type}], "notification": {"endpoint": {"uri": uri}}})
 }
 
 /// `POST /ngsi-ld/v1/subscriptions`, asserting 201 with a `Location`; answers the id.
-fn subscribe(broker: &Broker, body: &Value, headers: &[(&str, &str)]) -> String {
+pub fn subscribe(broker: &Broker, body: &Value, headers: &[(&str, &str)]) -> String {
     let response = send(broker, "POST", SUBSCRIPTIONS, body, headers);
     assert_eq!(response.status, 201, "{body}: {response:?}");
     let location = response.header("location").expect("Location header").to_string();
     location.strip_prefix("/ngsi-ld/v1/subscriptions/").expect("Location names the subscription").to_string()
 }
 
-fn retrieve(broker: &Broker, id: &str, headers: &[(&str, &str)]) -> Resp {
+pub fn retrieve(broker: &Broker, id: &str, headers: &[(&str, &str)]) -> Resp {
     broker.request("GET", &format!("{SUBSCRIPTIONS}/{id}"), None, headers)
 }
 
-fn patch(broker: &Broker, id: &str, fragment: &Value) -> Resp {
+pub fn patch(broker: &Broker, id: &str, fragment: &Value) -> Resp {
     send(broker, "PATCH", &format!("{SUBSCRIPTIONS}/{id}"), fragment, &[])
 }
 
 /// Merges attributes into an LD entity, asserting 204.
-fn merge(broker: &Broker, id: &str, attributes: &Value, headers: &[(&str, &str)]) {
+pub fn merge(broker: &Broker, id: &str, attributes: &Value, headers: &[(&str, &str)]) {
     let response = send(broker, "PATCH", &format!("/ngsi-ld/v1/entities/{id}"), attributes, headers);
     assert_eq!(response.status, 204, "{attributes}: {response:?}");
 }
 
 /// The notifications received on `path`.
-fn received(sink: &Sink, path: &str) -> Vec<Recorded> {
+pub fn received(sink: &Sink, path: &str) -> Vec<Recorded> {
     sink.requests().into_iter().filter(|r| r.path == path).collect()
 }
 
 /// Waits until a notification on `path` has an entity satisfying `check`; answers that notification's request.
-fn wait_for(sink: &Sink, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Recorded {
+pub fn wait_for(sink: &Sink, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Recorded {
     let has = |r: &Recorded| r.path == path && r.json()["data"].as_array().is_some_and(|d| d.iter().any(&check));
     let requests = sink.wait_until(WAIT, what, |requests| requests.iter().any(has));
     requests.into_iter().find(has).expect("found")
@@ -58,7 +60,7 @@ fn wait_for(sink: &Sink, path: &str, what: &str, check: impl Fn(&Value) -> bool)
 
 /// After a change that the `/marker` subscription reports, gives other deliveries a moment, then answers how many
 /// notifications `path` got.
-fn settled_count(sink: &Sink, marker_check: impl Fn(&Value) -> bool, path: &str) -> usize {
+pub fn settled_count(sink: &Sink, marker_check: impl Fn(&Value) -> bool, path: &str) -> usize {
     wait_for(sink, "/marker", "the marker notification", marker_check);
     std::thread::sleep(Duration::from_millis(500));
     received(sink, path).len()
@@ -166,14 +168,17 @@ fn invalid_subscriptions_are_refused_with_problem_details() {
         with("notification", json!({"format": "values", "endpoint": {"uri": "http://127.0.0.1:9/n"}})),
         with("notification", json!({"endpoint": {"uri": "http://127.0.0.1:9/n", "accept": "text/plain"}})),
         with("unknownMember", json!(1)),
+        with("notificationTrigger", json!(["entityChanged"])),
+        with(
+            "notification",
+            json!({"showChanges": true, "format": "keyValues", "endpoint": {"uri": "http://127.0.0.1:9/n"}}),
+        ),
     ] {
         assert_problem(&send(&broker, "POST", SUBSCRIPTIONS, &bad, &[]), 400, "BadRequestData");
     }
-    assert_problem(
-        &send(&broker, "POST", SUBSCRIPTIONS, &with("csf", json!("a==b")), &[]),
-        422,
-        "OperationNotSupported",
-    );
+    for unsupported in [with("csf", json!("a==b")), with("temporalQ", json!({"timerel": "after"}))] {
+        assert_problem(&send(&broker, "POST", SUBSCRIPTIONS, &unsupported, &[]), 422, "OperationNotSupported");
+    }
     let raw = broker.request("POST", SUBSCRIPTIONS, Some("{"), &[]);
     assert_problem(&raw, 400, "InvalidRequest");
     let text = broker.request("POST", SUBSCRIPTIONS, Some(&good.to_string()), &[("Content-Type", "text/plain")]);

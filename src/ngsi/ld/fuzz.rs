@@ -255,7 +255,7 @@ fn subscriptions_never_panic() {
             "urn:s",
             "urn:n",
             i64::MAX,
-            projected.iter().map(|e| (e, EntityTimes::default())),
+            projected.iter().map(|e| (e, EntityTimes::default(), None)),
         );
         render_subscription("urn:s", &parsed_subscription, &Shown::default(), i64::MIN, &Default::default());
         let _ = parsed_subscription.patch(&subscription(&mut rng), &context, Value::Null);

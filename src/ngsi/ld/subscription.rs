@@ -1,31 +1,38 @@
 //! NGSI-LD subscriptions (ETSI GS CIM 009 clauses 5.2.12 Subscription, 5.2.14 NotificationParams, 5.3.1
 //! Notification): parsing and validation of a subscription body or PATCH fragment against the request's
 //! `@context`, the stored form, its compiled selection (`entities`, `q`, `geoQ`), the projection of a notified
-//! entity (`notification.attributes`) and the Notification body (`format` normalized, keyValues or concise,
-//! names compacted with the subscription's `@context`). Parsing member by member is in `parse`, rendering back
-//! in [`render`]. Pure: no I/O.
+//! entity (`notification.attributes`), which changes fire it ([`trigger`]: `notificationTrigger`,
+//! `watchedAttributes`) and the Notification body ([`notification_body`]: `format` normalized, keyValues or
+//! concise, names compacted with the subscription's `@context`, `showChanges`, `sysAttrs`, deletions). Parsing
+//! member by member is in `parse`, rendering back in [`render`]. Pure: no I/O.
 //!
 //! Names (entity types, `watchedAttributes`, `notification.attributes`, `geoQ.geoproperty`) are stored canonical
 //! (see [`super::context`]); `q` is stored as written with the context it was written in, and compiled again
 //! from both. A `timeInterval` (periodic notification, at least [`MIN_TIME_INTERVAL_MS`]) excludes
-//! `watchedAttributes` and `throttling`. `csf`, `temporalQ`, `scopeQ`, `lang`, `notification.endpoint.receiverInfo`
-//! / `notifierInfo`, `notification.sysAttrs` / `showChanges` and `notificationTrigger` are refused with
+//! `watchedAttributes` and `throttling`; `showChanges` excludes the `keyValues` format. `csf`, `temporalQ`,
+//! `scopeQ`, `datasetId`, `jsonKeys` and `notification.endpoint.receiverInfo` / `notifierInfo` are refused with
 //! [`SubscriptionError::NotSupported`].
 
+mod notification;
 mod parse;
 pub mod render;
 #[cfg(test)]
 mod tests;
+pub mod trigger;
+#[cfg(test)]
+mod trigger_tests;
+
+pub use self::notification::{notification_body, NGSI_LD_NULL};
+pub use self::trigger::{Change, LdNotice, Trigger, Triggers};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::context::{Context, ContextError};
 use super::geo::GeoQuery;
 use super::query::Query;
 use super::render::{view, Format};
 use crate::ngsi::pattern::EntitySelector;
-use crate::ngsi::times::EntityTimes;
 use crate::ngsi::v1::{ContextElement, EntityId};
 use crate::ngsi::ParseError;
 
@@ -194,6 +201,15 @@ pub struct LdSubscription {
     /// `timeInterval`, ms: notified periodically with the current state of what it selects, not on changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_interval_ms: Option<u64>,
+    /// `notificationTrigger` (the spec's default `attributeCreated` + `attributeUpdated` when absent).
+    #[serde(default)]
+    pub notification_trigger: Triggers,
+    /// `notification.showChanges`: updated and deleted attributes carry their previous value.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub show_changes: bool,
+    /// `notification.sysAttrs`: notified entities carry `createdAt` / `modifiedAt` (and `deletedAt`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sys_attrs: bool,
     /// `lang`: the language filter of notifications (as `lang` on queries: each LanguageProperty notified as a
     /// Property in the language it picks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +229,10 @@ fn yes() -> bool {
     true
 }
 
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
 impl Default for LdSubscription {
     fn default() -> Self {
         LdSubscription {
@@ -230,6 +250,9 @@ impl Default for LdSubscription {
             expires_at: None,
             throttling_ms: None,
             time_interval_ms: None,
+            notification_trigger: Triggers::default(),
+            show_changes: false,
+            sys_attrs: false,
             lang: None,
             context: Value::Null,
             written_context: Value::Null,
@@ -327,46 +350,4 @@ fn context_of(raw: &Value) -> Result<Context, ContextError> {
     } else {
         Context::from_body(raw)
     }
-}
-
-/// The Notification body (clause 5.3.1) of `elements` (already projected, each with the system times of the
-/// stored entity it was projected from, see [`super::render::render_entity`]): `id`, `type`, `subscriptionId`,
-/// `notifiedAt` and `data`, entities in the subscription's format with names compacted by its context; for
-/// `application/ld+json` with the `@context` in the body (the core context URL when it has none). An
-/// `application/json` notification is compacted only when its context is one URL (named in the `Link` header,
-/// [`LdSubscription::context_link`]).
-pub fn notification_body<'a>(
-    subscription: &LdSubscription,
-    subscription_id: &str,
-    notification_id: &str,
-    notified_at_ms: i64,
-    elements: impl Iterator<Item = (&'a ContextElement, EntityTimes<'a>)>,
-) -> Value {
-    let compacted = subscription.accept == Accept::LdJson || subscription.context_link().is_some();
-    let compactor = match subscription.context() {
-        Ok(context) if compacted => context.compactor(),
-        _ => Default::default(),
-    };
-    let rendering = super::render::Rendering {
-        format: subscription.format.render_format(),
-        // Checked when the subscription was written.
-        lang: subscription.lang.as_deref().and_then(|text| super::lang::LanguageFilter::parse(text).ok()),
-        ..Default::default()
-    };
-    let data: Vec<Value> = elements
-        .map(|(element, times)| {
-            let rendered = super::render::render_entity(element, &times, &rendering);
-            render::compact_entity(&compactor, rendered)
-        })
-        .collect();
-    let mut body = Map::new();
-    body.insert("id".into(), Value::String(notification_id.to_string()));
-    body.insert("type".into(), Value::String("Notification".into()));
-    body.insert("subscriptionId".into(), Value::String(subscription_id.to_string()));
-    body.insert("notifiedAt".into(), super::render::date_time(notified_at_ms));
-    body.insert("data".into(), Value::Array(data));
-    if subscription.accept == Accept::LdJson {
-        body.insert("@context".into(), subscription.echoed_context());
-    }
-    Value::Object(body)
 }

@@ -32,7 +32,7 @@ use super::subscriptions::SubscriptionRecord;
 use crate::clients::http_client::HttpClient;
 use crate::config::NotificationConfig;
 use crate::http::Metrics;
-use crate::ngsi::ld::subscription::LdSubscription;
+use crate::ngsi::ld::subscription::{LdNotice, LdSubscription};
 use crate::ngsi::v1::ContextElement;
 use crate::ngsi::v2::subscription::AttrsFormat;
 
@@ -101,6 +101,8 @@ impl NotifierMetrics {
 
 struct Pending {
     element: ContextElement,
+    /// What an NGSI-LD notification adds to the element (times, deletions, previous values), when anything.
+    notice: Option<Box<LdNotice>>,
     correlator: Option<String>,
     /// The entity's NGSIv2 service path (sent as `Fiware-ServicePath` to NGSIv2 subscribers).
     service_path: String,
@@ -132,13 +134,14 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    /// Queues one element (of an entity living in `service_path`, projected from the stored `entity` when given);
-    /// drops the oldest when full (throttled and periodic subscriptions replace a queued element of the same entity
-    /// instead).
+    /// Queues one element (of an entity living in `service_path`, projected from the stored `entity` when given,
+    /// with what its NGSI-LD notification adds); drops the oldest when full (throttled and periodic subscriptions
+    /// replace a queued element of the same entity instead).
     pub fn push(
         &self,
         element: ContextElement,
         entity: Option<Arc<StoredEntity>>,
+        notice: Option<Box<LdNotice>>,
         correlator: Option<String>,
         service_path: &str,
     ) {
@@ -146,7 +149,8 @@ impl Delivery {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        self.enqueue(&mut queue, Pending { element, correlator, service_path: service_path.to_string(), entity });
+        let service_path = service_path.to_string();
+        self.enqueue(&mut queue, Pending { element, notice, correlator, service_path, entity });
         drop(queue);
         self.wake.notify_one();
     }
@@ -188,6 +192,7 @@ impl Delivery {
         self.metrics.queued.inc_by(elements.len() as i64);
         queue.extend(elements.into_iter().map(|(element, service_path)| Pending {
             element,
+            notice: None,
             correlator: None,
             service_path,
             entity: None,

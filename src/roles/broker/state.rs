@@ -105,7 +105,7 @@ pub fn acknowledgement(element: &ContextElement) -> ContextElement {
 fn relay_to(live: &LiveSubscription, tenant: &str, elements: &[ContextElement]) {
     for element in elements {
         if let Some(relayed) = live.compiled.relay_for(tenant, element) {
-            live.delivery.push(relayed, None, None, ROOT);
+            live.delivery.push(relayed, None, None, None, ROOT);
         }
     }
 }
@@ -321,10 +321,13 @@ impl BrokerState {
                 if live.compiled.is_expired(now) {
                     return;
                 }
-                if let Some((element, path)) = live.compiled.notification_for(tenant, change, correlator) {
-                    // NGSI-LD notifications may show the system times of the entity's attributes.
-                    let entity = live.compiled.record.ld.as_ref().and(change.after.clone());
-                    live.delivery.push(element, entity, correlator.map(str::to_string), path);
+                if let Some(notified) = live.compiled.notification_for(tenant, change, correlator) {
+                    // NGSI-LD notifications may show the system times of the entity's attributes (of the entity as it
+                    // was, when deleted).
+                    let entity =
+                        live.compiled.record.ld.as_ref().and(change.after.clone().or_else(|| change.before.clone()));
+                    let correlator = correlator.map(str::to_string);
+                    live.delivery.push(notified.element, entity, notified.notice, correlator, notified.service_path);
                 }
             });
         }

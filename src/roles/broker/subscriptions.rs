@@ -3,9 +3,10 @@
 //! compiled form (entity selector, scopes or `q`/geo expression, trigger attributes, throttling, expiry) and the
 //! decision of which subscriptions a change concerns and with what content. NGSI10 `attributes` filter and
 //! project; NGSIv2 `condition.attrs` and NGSI-LD `watchedAttributes` only trigger, and NGSIv2
-//! `notification.attrs` and NGSI-LD `notification.attributes` only project; an NGSI-LD subscription with a
-//! `timeInterval` is not notified of changes (the broker feeds it periodically). Delivery itself belongs to
-//! `notifier`.
+//! `notification.attrs` and NGSI-LD `notification.attributes` only project; an NGSI-LD subscription fires on its
+//! `notificationTrigger`s (entity deletions included, see [`crate::ngsi::ld::subscription::trigger`]) and its
+//! notifications carry an [`LdNotice`]; one with a `timeInterval` is not notified of changes (the broker feeds it
+//! periodically). Delivery itself belongs to `notifier`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entities::{has_all_attributes, project, EntityChange};
 use crate::ngsi::duration::parse_iso8601;
-use crate::ngsi::ld::subscription::{LdSubscription, Selection};
+use crate::ngsi::ld::subscription::{Change, LdNotice, LdSubscription, Selection};
 use crate::ngsi::limits;
 use crate::ngsi::pattern::EntitySelector;
 use crate::ngsi::scope::ScopeFilter;
@@ -100,6 +101,17 @@ struct V2Filter {
     q: Option<Query>,
     geo: Option<GeoQuery>,
     paths: ServicePaths,
+}
+
+/// What to notify a subscription of one change.
+#[derive(Debug)]
+pub struct Notified<'c> {
+    /// The element, selected and projected the subscription's way.
+    pub element: ContextElement,
+    /// What an NGSI-LD notification adds to it (times, deletions, previous values), when anything.
+    pub notice: Option<Box<LdNotice>>,
+    /// The service path of the entity.
+    pub service_path: &'c str,
 }
 
 /// A subscription ready to match changes.
@@ -279,39 +291,74 @@ impl CompiledSubscription {
             })
     }
 
-    /// The element to notify for `change`, with the service path of the entity, or None when this subscription is
-    /// not concerned.
+    /// What to notify for `change`, or None when this subscription is not concerned.
     pub fn notification_for<'c>(
         &self,
         tenant: &str,
         change: &'c EntityChange,
         correlator: Option<&str>,
-    ) -> Option<(ContextElement, &'c str)> {
+    ) -> Option<Notified<'c>> {
         let own = self.record.subscriber.correlator.as_str();
         if (!own.is_empty() && correlator == Some(own)) || self.period().is_some() {
             return None;
+        }
+        if let Some(ld) = &self.record.ld {
+            return self.ld_notification_for(tenant, ld, change);
         }
         if !self.triggers.is_empty() && !change.touched.iter().any(|name| self.triggers.contains(name)) {
             return None;
         }
         if self.notifies_current_state() {
-            // NGSIv2 and NGSI-LD subscriptions are notified of creations and updates, not of deletions (as Orion
-            // by default, and as NGSI-LD without `notificationTrigger`).
+            // NGSIv2 subscriptions are notified of creations and updates, not of deletions (as Orion by default).
             let after = change.after.as_ref()?;
             let element = self.current(tenant, &after.service_path, &after.element, &change.touched)?;
-            return Some((element, &after.service_path));
+            return Some(Notified { element, notice: None, service_path: &after.service_path });
         }
-        match (&change.after, &change.before) {
+        let (element, service_path) = match (&change.after, &change.before) {
             (Some(after), _) => self
                 .selects(tenant, &after.service_path, &after.element)
-                .then(|| (project(&after.element, &self.record.request.attributes), after.service_path.as_str())),
+                .then(|| (project(&after.element, &self.record.request.attributes), after.service_path.as_str()))?,
             (None, Some(before)) => self.selects(tenant, &before.service_path, &before.element).then(|| {
                 let element =
                     ContextElement { entity_id: before.element.entity_id.clone(), ..ContextElement::default() };
                 (element, before.service_path.as_str())
-            }),
-            (None, None) => None,
+            })?,
+            (None, None) => return None,
+        };
+        Some(Notified { element, notice: None, service_path })
+    }
+
+    /// What to notify an NGSI-LD subscription for `change`: when it fires one of its `notificationTrigger`s
+    /// (`watchedAttributes` applied) and the entity is selected (after the change; before it when deleted), the
+    /// entity projected (a deleted one by its id and type alone) with its notice.
+    fn ld_notification_for<'c>(
+        &self,
+        tenant: &str,
+        ld: &LdSubscription,
+        change: &'c EntityChange,
+    ) -> Option<Notified<'c>> {
+        let seen = Change {
+            before: change.before.as_ref().map(|before| &before.element),
+            after: change.after.as_ref().map(|after| &after.element),
+            touched: &change.touched,
+        };
+        if !ld.is_triggered_by(&seen) {
+            return None;
         }
+        let now = chrono::Utc::now().timestamp_millis();
+        if self.is_inactive() || self.is_expired(now) {
+            return None;
+        }
+        let state = change.after.as_ref().or(change.before.as_ref())?;
+        if !self.selects(tenant, &state.service_path, &state.element) {
+            return None;
+        }
+        let element = match &change.after {
+            Some(after) => ld.project(&after.element),
+            None => ContextElement { entity_id: state.element.entity_id.clone(), ..ContextElement::default() },
+        };
+        let notice = ld.notice(&seen, state.created_at, state.modified_at, now);
+        Some(Notified { element, notice, service_path: &state.service_path })
     }
 
     /// The element to relay for one received from another broker (`notifyContext`): the same selection,
@@ -320,6 +367,15 @@ impl CompiledSubscription {
     pub fn relay_for(&self, tenant: &str, element: &ContextElement) -> Option<ContextElement> {
         if self.period().is_some() {
             return None;
+        }
+        if let Some(ld) = &self.record.ld {
+            // An update of the attributes received (whether it created them is not known here).
+            let changed: Vec<String> = element.attributes.iter().map(|a| a.name.clone()).collect();
+            let seen = Change { before: Some(element), after: Some(element), touched: &changed };
+            if !ld.is_triggered_by(&seen) {
+                return None;
+            }
+            return self.current(tenant, ROOT, element, &changed);
         }
         if !self.triggers.is_empty() && !element.attributes.iter().any(|a| self.triggers.contains(&a.name)) {
             return None;

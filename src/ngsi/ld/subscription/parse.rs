@@ -2,9 +2,10 @@
 
 use serde_json::Value;
 
+use super::trigger::{Trigger, Triggers};
 use super::{
-    invalid, EntityInfo, GeoQ, LdSubscription, QText, SubscriptionError, MAX_LIST, MAX_TEXT, MAX_URI,
-    MIN_TIME_INTERVAL_MS,
+    invalid, EntityInfo, GeoQ, LdSubscription, NotificationFormat, QText, SubscriptionError, MAX_LIST, MAX_TEXT,
+    MAX_URI, MIN_TIME_INTERVAL_MS,
 };
 use crate::ngsi::ld::context::Context;
 use crate::ngsi::ld::lang::LanguageFilter;
@@ -42,6 +43,23 @@ fn names(context: &Context, value: &Value, what: &str) -> Result<Vec<String>, Su
             Ok(name)
         })
         .collect()
+}
+
+fn parse_triggers(value: &Value) -> Result<Triggers, SubscriptionError> {
+    let mut triggers = Vec::new();
+    for item in items(value, "notificationTrigger")? {
+        let name = text(item, "notificationTrigger")?;
+        let trigger = Trigger::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = Trigger::ALL.iter().map(|trigger| trigger.name()).collect();
+            invalid(format!("unknown notificationTrigger `{name}`: give one of {}", known.join(", ")))
+        })?;
+        triggers.push(trigger);
+    }
+    Ok(Triggers::of(&triggers))
+}
+
+fn boolean(value: &Value, what: &str) -> Result<bool, SubscriptionError> {
+    value.as_bool().ok_or_else(|| invalid(format!("{what} must be a boolean")))
 }
 
 fn not_supported(what: &str) -> SubscriptionError {
@@ -195,7 +213,7 @@ impl LdSubscription {
                 self.q = Some(QText { text: q.to_string(), context: raw.clone() });
             }
             "geoQ" => self.geo_q = Some(parse_geo_q(context, value)?),
-            "isActive" => self.is_active = value.as_bool().ok_or_else(|| invalid("isActive must be a boolean"))?,
+            "isActive" => self.is_active = boolean(value, "isActive")?,
             "expiresAt" => self.expires_at = Some(date_time(value, key)?),
             "throttling" => match value.as_f64() {
                 Some(seconds) if seconds.is_finite() && (0.0..=u32::MAX as f64).contains(&seconds) => {
@@ -222,9 +240,8 @@ impl LdSubscription {
                 LanguageFilter::parse(&lang)?;
                 self.lang = Some(lang);
             }
-            "csf" | "temporalQ" | "scopeQ" | "notificationTrigger" | "datasetId" | "jsonKeys" => {
-                return Err(not_supported(key))
-            }
+            "notificationTrigger" => self.notification_trigger = parse_triggers(value)?,
+            "csf" | "temporalQ" | "scopeQ" | "datasetId" | "jsonKeys" => return Err(not_supported(key)),
             other => return Err(unknown(other, "the subscription")),
         }
         Ok(())
@@ -240,7 +257,8 @@ impl LdSubscription {
                         .map_err(|_| invalid("notification.format must be normalized, keyValues or concise"))?
                 }
                 "endpoint" => self.apply_endpoint(value)?,
-                "sysAttrs" | "showChanges" => return Err(not_supported(&format!("notification.{key}"))),
+                "sysAttrs" => self.sys_attrs = boolean(value, "notification.sysAttrs")?,
+                "showChanges" => self.show_changes = boolean(value, "notification.showChanges")?,
                 // Shown by GET: accepted and ignored.
                 "status" | "timesSent" | "timesFailed" | "lastNotification" | "lastSuccess" | "lastFailure" => {}
                 other => return Err(unknown(other, "notification")),
@@ -274,9 +292,12 @@ impl LdSubscription {
         Ok(())
     }
 
-    /// Checks the whole: a selection, an endpoint URI, `q` / `geoQ` / patterns that compile, and a
-    /// `timeInterval` without `watchedAttributes` or `throttling`.
+    /// Checks the whole: a selection, an endpoint URI, `q` / `geoQ` / patterns that compile, a `timeInterval`
+    /// without `watchedAttributes` or `throttling`, and `showChanges` without the `keyValues` format.
     fn check(&self) -> Result<(), SubscriptionError> {
+        if self.show_changes && self.format == NotificationFormat::KeyValues {
+            return Err(invalid("notification.showChanges cannot be true with the keyValues format"));
+        }
         if self.time_interval_ms.is_some() {
             if !self.watched_attributes.is_empty() {
                 return Err(invalid("timeInterval and watchedAttributes exclude each other"));

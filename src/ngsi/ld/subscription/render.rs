@@ -9,8 +9,22 @@ use crate::ngsi::ld::render::date_time;
 use crate::ngsi::ld::{DATASET_ID, OBSERVED_AT, UNIT_CODE};
 
 /// Members of a rendered attribute that are not sub-properties.
-const ATTRIBUTE_KEYS: &[&str] =
-    &["type", "value", "object", "languageMap", "lang", "createdAt", "modifiedAt", OBSERVED_AT, UNIT_CODE, DATASET_ID];
+const ATTRIBUTE_KEYS: &[&str] = &[
+    "type",
+    "value",
+    "object",
+    "languageMap",
+    "lang",
+    OBSERVED_AT,
+    UNIT_CODE,
+    DATASET_ID,
+    "createdAt",
+    "modifiedAt",
+    "deletedAt",
+    "previousValue",
+    "previousObject",
+    "previousLanguageMap",
+];
 
 /// Whether a rendered attribute object has a value member (normalized, or concise with sub-properties).
 fn has_value(object: &Map<String, Value>) -> bool {
@@ -48,7 +62,7 @@ pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
     let mut compacted = Map::new();
     for (key, value) in members {
         match key.as_str() {
-            "id" | "createdAt" | "modifiedAt" => {
+            "id" | "createdAt" | "modifiedAt" | "deletedAt" => {
                 compacted.insert(key, value);
             }
             "type" => {
@@ -91,7 +105,8 @@ pub struct Shown {
 
 /// The subscription as the API shows it: its members with their names (entity types, `watchedAttributes`,
 /// `notification.attributes`, `geoQ.geoproperty`) compacted by `compactor` (the request's context; an empty
-/// compactor shows the stored, core-compacted names), `isActive`, `status` (`active`, `paused`, `expired`) and
+/// compactor shows the stored, core-compacted names), `notificationTrigger` (the default when none was given),
+/// `notification.showChanges` / `sysAttrs`, `isActive`, `status` (`active`, `paused`, `expired`) and
 /// `notification.status` (`ok`, `failed`) with the delivery counters.
 pub fn render_subscription(
     id: &str,
@@ -142,6 +157,7 @@ pub fn render_subscription(
             json!({"georel": geo.georel, "geometry": geo.geometry, "coordinates": coordinates, "geoproperty": compactor.compact(&geo.geoproperty)}),
         );
     }
+    body.insert("notificationTrigger".into(), json!(subscription.notification_trigger.names()));
     body.insert("isActive".into(), json!(subscription.is_active));
     let status = if subscription.is_expired(now_ms) {
         "expired"
@@ -156,6 +172,8 @@ pub fn render_subscription(
         notification.insert("attributes".into(), json!(names(&subscription.attributes)));
     }
     notification.insert("format".into(), json!(subscription.format.name()));
+    notification.insert("showChanges".into(), json!(subscription.show_changes));
+    notification.insert("sysAttrs".into(), json!(subscription.sys_attrs));
     notification
         .insert("endpoint".into(), json!({"uri": subscription.uri, "accept": subscription.accept.media_type()}));
     notification.insert("status".into(), json!(if shown.failing { "failed" } else { "ok" }));

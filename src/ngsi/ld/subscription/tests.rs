@@ -90,10 +90,71 @@ fn invalid_subscriptions_are_bad_request_data() {
 fn unimplemented_members_are_operation_not_supported() {
     for body in [
         json!({"entities": [{"type": "Room"}], "temporalQ": {}, "notification": endpoint()}),
-        json!({"entities": [{"type": "Room"}], "notification": {"sysAttrs": true, "endpoint": endpoint()["endpoint"]}}),
+        json!({"entities": [{"type": "Room"}], "csf": "a==1", "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "scopeQ": "/a", "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "datasetId": ["urn:d"], "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "jsonKeys": ["a"], "notification": endpoint()}),
         json!({"entities": [{"type": "Room"}], "notification": {"endpoint": {"uri": "http://a/b", "receiverInfo": []}}}),
+        json!({"entities": [{"type": "Room"}], "notification": {"endpoint": {"uri": "http://a/b", "notifierInfo": []}}}),
     ] {
         assert!(matches!(parse(body.clone()), Err(SubscriptionError::NotSupported(_))), "{body}");
+    }
+}
+
+#[test]
+fn notification_trigger_show_changes_and_sys_attrs_are_parsed_shown_and_patched() {
+    let (_, plain) = parse(json!({"entities": [{"type": "Room"}], "notification": endpoint()})).unwrap();
+    assert_eq!(plain.notification_trigger, Triggers::of(&[Trigger::AttributeCreated, Trigger::AttributeUpdated]));
+    assert!(!plain.show_changes && !plain.sys_attrs);
+    let rendered = render_subscription("urn:s", &plain, &Shown::default(), 0, &Default::default());
+    assert_eq!(rendered["notificationTrigger"], json!(["attributeCreated", "attributeUpdated"]), "the default shown");
+    assert_eq!(
+        (rendered["notification"]["showChanges"].as_bool(), rendered["notification"]["sysAttrs"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert_eq!(parse(rendered).unwrap().1, plain, "the default read back is the default");
+
+    let (_, subscription) = parse(json!({"entities": [{"type": "Room"}],
+        "notificationTrigger": ["entityDeleted", "attributeDeleted", "entityCreated", "entityDeleted"],
+        "notification": {"showChanges": true, "sysAttrs": true, "endpoint": endpoint()["endpoint"]}}))
+    .unwrap();
+    assert_eq!(
+        subscription.notification_trigger,
+        Triggers::of(&[Trigger::EntityCreated, Trigger::EntityDeleted, Trigger::AttributeDeleted])
+    );
+    assert!(subscription.show_changes && subscription.sys_attrs);
+    let stored: LdSubscription = serde_json::from_value(serde_json::to_value(&subscription).unwrap()).unwrap();
+    assert_eq!(stored, subscription, "the stored form reads back");
+    let rendered = render_subscription("urn:s", &subscription, &Shown::default(), 0, &Default::default());
+    assert_eq!(rendered["notificationTrigger"], json!(["entityCreated", "entityDeleted", "attributeDeleted"]));
+    assert_eq!(rendered["notification"]["showChanges"], true);
+    assert_eq!(rendered["notification"]["sysAttrs"], true);
+    assert_eq!(parse(rendered).unwrap().1, subscription, "a retrieved subscription can be sent back");
+
+    let patched = subscription
+        .patch(
+            &json!({"notificationTrigger": ["entityUpdated"], "notification": {"showChanges": false}}),
+            &Context::core(),
+            Value::Null,
+        )
+        .unwrap();
+    assert_eq!(patched.notification_trigger, Triggers::of(&[Trigger::EntityUpdated]));
+    assert!(!patched.show_changes && patched.sys_attrs, "notification merged member by member");
+    let to_key_values =
+        subscription.patch(&json!({"notification": {"format": "keyValues"}}), &Context::core(), Value::Null);
+    assert!(matches!(to_key_values, Err(SubscriptionError::Invalid(_))), "showChanges excludes keyValues");
+
+    for bad in [
+        json!({"entities": [{"type": "Room"}], "notificationTrigger": ["entityChanged"], "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "notificationTrigger": [], "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "notificationTrigger": "entityCreated", "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "notificationTrigger": [3], "notification": endpoint()}),
+        json!({"entities": [{"type": "Room"}], "notification": {"showChanges": "yes", "endpoint": endpoint()["endpoint"]}}),
+        json!({"entities": [{"type": "Room"}], "notification": {"sysAttrs": 1, "endpoint": endpoint()["endpoint"]}}),
+        json!({"entities": [{"type": "Room"}], "notification": {"showChanges": true, "format": "keyValues",
+            "endpoint": endpoint()["endpoint"]}}),
+    ] {
+        assert!(matches!(parse(bad.clone()), Err(SubscriptionError::Invalid(_))), "{bad}");
     }
 }
 
@@ -149,7 +210,7 @@ fn notifications_are_rendered_in_the_format_and_compacted_with_the_context() {
         "urn:s",
         "urn:ngsi-ld:Notification:1",
         0,
-        [(&element, EntityTimes::default())].into_iter(),
+        [(&element, EntityTimes::default(), None)].into_iter(),
     );
     assert_eq!(body["type"], "Notification");
     assert_eq!(
@@ -161,12 +222,14 @@ fn notifications_are_rendered_in_the_format_and_compacted_with_the_context() {
     assert_eq!(body["@context"], user);
     subscription.accept = Accept::Json;
     subscription.format = NotificationFormat::Normalized;
-    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
+    let body =
+        notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default(), None)].into_iter());
     assert_eq!(body["data"][0]["temperature"], json!({"type": "Property", "value": 21.0, "unitCode": "CEL"}));
     assert!(body.get("@context").is_none(), "application/json links the core context instead");
     subscription.accept = Accept::LdJson;
     subscription.context = Value::Null;
-    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
+    let body =
+        notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default(), None)].into_iter());
     assert_eq!(body["@context"], CORE_CONTEXT_URL);
 }
 
@@ -252,10 +315,11 @@ fn lang_picks_the_language_of_notified_language_properties() {
         &json!({"id": "urn:r", "type": "Room", "name": {"type": "LanguageProperty", "languageMap": {"en": "Room", "fr": "Salle"}}}),
     )
     .unwrap();
-    let body = notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
+    let body =
+        notification_body(&subscription, "urn:s", "urn:n", 0, [(&element, EntityTimes::default(), None)].into_iter());
     assert_eq!(body["data"][0]["name"], json!({"type": "Property", "value": "Salle", "lang": "fr"}), "{body}");
     let (_, plain) = parse(json!({"entities": [{"type": "Room"}], "notification": endpoint()})).unwrap();
-    let body = notification_body(&plain, "urn:s", "urn:n", 0, [(&element, EntityTimes::default())].into_iter());
+    let body = notification_body(&plain, "urn:s", "urn:n", 0, [(&element, EntityTimes::default(), None)].into_iter());
     assert_eq!(body["data"][0]["name"]["languageMap"]["fr"], "Salle", "without lang the map is notified: {body}");
     for bad in [json!("not a tag!"), json!(3)] {
         let body = json!({"entities": [{"type": "Room"}], "lang": bad, "notification": endpoint()});

@@ -12,14 +12,20 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 
 use super::{Delivery, Notifier, Pending};
+use crate::ngsi::ld::subscription::LdNotice;
 use crate::ngsi::v1::ContextElement;
 use crate::roles::broker::entities::StoredEntity;
+
+/// One element to queue: the element, the stored entity it was projected from, and what its NGSI-LD notification
+/// adds.
+pub type Queued = (ContextElement, Arc<StoredEntity>, Option<Box<LdNotice>>);
 
 /// What to do at one period of a periodic subscription.
 #[derive(Debug)]
 pub enum Tick {
-    /// Notify these elements (each with the stored entity it was projected from); nothing when empty.
-    Send(Vec<(ContextElement, Arc<StoredEntity>)>),
+    /// Notify these elements (each with the stored entity it was projected from and what its NGSI-LD notification
+    /// adds); nothing when empty.
+    Send(Vec<Queued>),
     /// Stop the timer for good.
     Stop,
 }
@@ -27,14 +33,14 @@ pub enum Tick {
 impl Delivery {
     /// Queues several elements at once (coalesced per entity, bounded as [`Delivery::push`]) and wakes the task
     /// once, so they are sent together.
-    pub fn push_all(&self, elements: Vec<(ContextElement, Arc<StoredEntity>)>) {
+    pub fn push_all(&self, elements: Vec<Queued>) {
         if self.is_disabled() || elements.is_empty() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        for (element, entity) in elements {
+        for (element, entity, notice) in elements {
             let service_path = entity.service_path.clone();
-            self.enqueue(&mut queue, Pending { element, correlator: None, service_path, entity: Some(entity) });
+            self.enqueue(&mut queue, Pending { element, notice, correlator: None, service_path, entity: Some(entity) });
         }
         drop(queue);
         self.wake.notify_one();
@@ -79,7 +85,7 @@ mod tests {
     use crate::roles::broker::notifier::NotifierMetrics;
     use crate::roles::broker::subscriptions::{Subscriber, SubscriptionRecord};
 
-    fn element(id: &str) -> (ContextElement, Arc<StoredEntity>) {
+    fn element(id: &str) -> Queued {
         let entity_id = EntityId { id: id.into(), ..EntityId::default() };
         let element = ContextElement { entity_id, ..ContextElement::default() };
         let entity = StoredEntity {
@@ -90,7 +96,7 @@ mod tests {
             modified_at: 1,
             attribute_times: Vec::new(),
         };
-        (element, Arc::new(entity))
+        (element, Arc::new(entity), None)
     }
 
     /// Waits (at most 5 s) until `check` holds.

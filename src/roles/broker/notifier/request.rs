@@ -8,11 +8,10 @@ use serde_json::json;
 
 use super::{Destination, Pending, Target};
 use crate::ngsi::convert::{to_ngsi_ld, to_ngsiv2};
-use crate::ngsi::ld::subscription::{notification_body as ld_notification_body, Accept, LdSubscription};
+use crate::ngsi::ld::subscription::{notification_body as ld_notification_body, Accept, LdNotice, LdSubscription};
 use crate::ngsi::times::EntityTimes;
 use crate::ngsi::v1::{ContextElement, ContextElementResponse, NotifyContextRequest, StatusCode};
 use crate::ngsi::v2::subscription::notification_body;
-use crate::roles::broker::entities::StoredEntity;
 
 /// The core @context FogFlow links on NGSI-LD notifications.
 const LD_CORE_CONTEXT_LINK: &str = "<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.3.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
@@ -87,8 +86,12 @@ pub(super) fn build_request(target: &Target, batch: &[Pending]) -> (String, Head
             let body = match &target.ld {
                 Some(ld) => {
                     let timed = batch.iter().map(|pending| {
-                        let times = pending.entity.as_deref().map_or_else(EntityTimes::default, StoredEntity::times);
-                        (&pending.element, times)
+                        let times = match (&pending.entity, &pending.notice) {
+                            (Some(entity), _) => entity.times(),
+                            (None, Some(notice)) => EntityTimes::entity(notice.created_at, notice.modified_at),
+                            (None, None) => EntityTimes::default(),
+                        };
+                        (&pending.element, times, pending.notice.as_deref())
                     });
                     ld_notification(target, ld, &mut headers, timed)
                 }
@@ -106,7 +109,7 @@ fn ld_notification<'a>(
     target: &Target,
     ld: &LdSubscription,
     headers: &mut HeaderMap,
-    elements: impl Iterator<Item = (&'a ContextElement, EntityTimes<'a>)>,
+    elements: impl Iterator<Item = (&'a ContextElement, EntityTimes<'a>, Option<&'a LdNotice>)>,
 ) -> serde_json::Value {
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ld.accept.media_type()));
     if ld.accept == Accept::Json {

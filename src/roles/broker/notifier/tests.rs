@@ -10,6 +10,7 @@ fn pending(id: &str, correlator: Option<&str>) -> Pending {
             entity_id: EntityId { id: id.into(), ..EntityId::default() },
             ..ContextElement::default()
         },
+        notice: None,
         correlator: correlator.map(str::to_string),
         service_path: "/".into(),
         entity: None,

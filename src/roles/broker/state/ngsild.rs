@@ -97,7 +97,8 @@ impl BrokerState {
                     .iter()
                     .filter_map(|entity| {
                         let element = live.compiled.current(tenant, &entity.service_path, &entity.element, &[])?;
-                        Some((element, entity.clone()))
+                        let notice = ld.state_notice(entity.created_at, entity.modified_at);
+                        Some((element, entity.clone(), notice))
                     })
                     .collect(),
             )

@@ -50,8 +50,9 @@ fn projection_triggers_and_correlators_decide_notifications() {
         json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}),
         &["temp"],
     );
-    let (element, path) = sub.notification_for("", &update, None).unwrap();
-    assert_eq!((element.attributes.len(), path), (1, "/"));
+    let notified = sub.notification_for("", &update, None).unwrap();
+    assert_eq!((notified.element.attributes.len(), notified.service_path), (1, "/"));
+    assert!(notified.notice.is_none(), "NGSI10 notifications carry no NGSI-LD notice");
     assert!(sub.notification_for("", &update, Some("loop")).is_none());
     assert!(sub.notification_for("", &update, Some("other")).is_some());
     let humidity_only = change(
@@ -88,10 +89,10 @@ fn ngsiv2_conditions_trigger_and_attrs_only_project() {
         json!({"entityId":{"id":"Device.1"},"attributes":[{"name":"temp","value":1},{"name":"hum","value":2}]}),
         &["temp"],
     );
-    let (element, _) = sub.notification_for("", &update, None).unwrap();
+    let element = sub.notification_for("", &update, None).unwrap().element;
     assert_eq!(element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["hum"]);
     let no_hum = change(json!({"entityId":{"id":"Device.2"},"attributes":[{"name":"temp","value":1}]}), &["temp"]);
-    assert!(sub.notification_for("", &no_hum, None).unwrap().0.attributes.is_empty(), "attrs never filter");
+    assert!(sub.notification_for("", &no_hum, None).unwrap().element.attributes.is_empty(), "attrs never filter");
     let cold = change(json!({"entityId":{"id":"Device.3"},"attributes":[{"name":"temp","value":-1}]}), &["temp"]);
     assert!(sub.notification_for("", &cold, None).is_none(), "q filters");
     assert!(sub.notification_for("", &change(json!({"entityId":{"id":"Device.1"}}), &["hum"]), None).is_none());
@@ -113,7 +114,7 @@ fn ngsi_ld_subscriptions_watch_select_and_project_their_way() {
             touched,
         )
     };
-    let (element, _) = sub.notification_for("", &device(1, &["temp"]), None).unwrap();
+    let element = sub.notification_for("", &device(1, &["temp"]), None).unwrap().element;
     assert_eq!(element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["hum"]);
     assert!(sub.notification_for("", &device(1, &["hum"]), None).is_none(), "hum is not watched");
     assert!(sub.notification_for("", &device(-1, &["temp"]), None).is_none(), "q filters");
@@ -137,4 +138,66 @@ fn invalid_requests_are_rejected() {
         let request: SubscribeContextRequest = serde_json::from_value(bad.clone()).unwrap();
         assert!(validate_request(&request).is_err(), "{bad}");
     }
+}
+
+fn ld_subscription(body: serde_json::Value) -> CompiledSubscription {
+    let context = crate::ngsi::ld::context::Context::core();
+    let (_, ld) = LdSubscription::parse(&body, &context, serde_json::Value::Null).unwrap();
+    CompiledSubscription::compile(SubscriptionRecord::ld("urn:s".into(), String::new(), Subscriber::default(), 0, ld))
+        .unwrap()
+}
+
+#[test]
+fn ngsi_ld_triggers_decide_which_changes_notify_and_deletions_carry_a_notice() {
+    let stored = |temp: i64, created_at: i64| {
+        Arc::new(StoredEntity {
+            tenant: String::new(),
+            element: serde_json::from_value(json!({"entityId":{"id":"urn:d","type":"Device"},
+                "attributes":[{"name":"temp","type":"Property","value":temp}]}))
+            .unwrap(),
+            service_path: ROOT.into(),
+            created_at,
+            modified_at: created_at + 1,
+            attribute_times: Vec::new(),
+        })
+    };
+    let creation = EntityChange {
+        before: None,
+        after: Some(stored(1, 10)),
+        touched: vec!["temp".into()],
+        registration_changed: true,
+    };
+    let update = EntityChange {
+        before: Some(stored(1, 10)),
+        after: Some(stored(2, 10)),
+        touched: vec!["temp".into()],
+        registration_changed: false,
+    };
+    let deletion = EntityChange {
+        before: Some(stored(2, 10)),
+        after: None,
+        touched: vec!["temp".into()],
+        registration_changed: true,
+    };
+    let endpoint = json!({"endpoint":{"uri":"http://127.0.0.1:1/n"}});
+    let default = ld_subscription(json!({"entities":[{"type":"Device"}],"notification":endpoint}));
+    assert!(default.notification_for("", &creation, None).is_some(), "attributeCreated by default");
+    assert!(default.notification_for("", &update, None).unwrap().notice.is_none(), "nothing to add to an update");
+    assert!(default.notification_for("", &deletion, None).is_none(), "no entityDeleted by default");
+    let deleted_only = ld_subscription(json!({"entities":[{"type":"Device"}],"notificationTrigger":["entityDeleted"],
+        "notification":{"sysAttrs":true,"endpoint":endpoint["endpoint"]}}));
+    assert!(deleted_only.notification_for("", &creation, None).is_none());
+    assert!(deleted_only.notification_for("", &update, None).is_none());
+    let notified = deleted_only.notification_for("", &deletion, None).unwrap();
+    assert_eq!((notified.element.entity_id.id.as_str(), notified.element.attributes.len()), ("urn:d", 0));
+    let notice = notified.notice.unwrap();
+    assert!(notice.entity_deleted);
+    assert_eq!((notice.created_at, notice.modified_at), (10, 11), "the deleted entity's times");
+    assert!(notice.deleted.is_empty(), "entityDeleted alone notifies the id, type and deletedAt");
+    let q_on_deleted = ld_subscription(json!({"entities":[{"type":"Device"}],"q":"temp>5",
+        "notificationTrigger":["entityDeleted"],"notification":endpoint}));
+    assert!(q_on_deleted.notification_for("", &deletion, None).is_none(), "q applies to the entity as it was");
+    let relayed = &update.after.as_ref().unwrap().element;
+    assert!(default.relay_for("", relayed).is_some(), "relayed elements are updates");
+    assert!(deleted_only.relay_for("", relayed).is_none());
 }
