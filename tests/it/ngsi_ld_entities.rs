@@ -67,6 +67,16 @@ fn entities_are_created_retrieved_in_every_format_and_deleted() {
     assert_eq!(simple["inBuilding"], "urn:ngsi-ld:Building:1");
     let concise = broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1?options=concise").json();
     assert_eq!(concise["temperature"], json!({"value": 21.5, "unitCode": "CEL"}));
+    // `format` (V1.8) names the representation too and wins over `options`.
+    let by_format = |format: &str| {
+        broker.get(&format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1?format={format}&options=keyValues")).json()
+    };
+    assert_eq!(
+        (by_format("simplified"), by_format("concise"), by_format("normalized")),
+        (simple.clone(), concise.clone(), entity.clone())
+    );
+    let bad_format = broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1?format=geojson");
+    assert_problem(&bad_format, 400, "BadRequestData");
     let sys = broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1?options=sysAttrs&attrs=temperature").json();
     assert!(sys["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{sys}");
     assert!(sys["modifiedAt"].is_string() && sys.get("location").is_none(), "{sys}");

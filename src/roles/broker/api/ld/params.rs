@@ -80,11 +80,23 @@ impl Params {
         allowed.extend_from_slice(extra);
         let options = self.options(&allowed)?;
         let has = |name: &str| options.iter().any(|o| o == name);
-        let format = match (has("keyValues") || has("simplified"), has("concise")) {
+        let from_options = match (has("keyValues") || has("simplified"), has("concise")) {
             (true, true) => return Err(LdError::bad_data("options keyValues and concise exclude each other")),
             (true, false) => Format::KeyValues,
             (false, true) => Format::Concise,
             (false, false) => Format::Normalized,
+        };
+        // `format` (V1.8) names the representation too, and takes precedence over `options`.
+        let format = match self.get("format") {
+            None => from_options,
+            Some("normalized") => Format::Normalized,
+            Some("keyValues" | "simplified") => Format::KeyValues,
+            Some("concise") => Format::Concise,
+            Some(other) => {
+                return Err(LdError::bad_data(format!(
+                    "format `{other}` (expected normalized, keyValues, simplified or concise)"
+                )))
+            }
         };
         let lang = self.get("lang").map(LanguageFilter::parse).transpose()?;
         Ok(Rendering { format, sys_attrs: has("sysAttrs"), attrs: self.list("attrs", context, true)?, lang })
@@ -130,6 +142,11 @@ mod tests {
         assert!(rendering("options=keyValues,sysAttrs").unwrap().sys_attrs);
         assert!(rendering("options=keyValues,concise").is_err());
         assert!(rendering("options=bogus").is_err());
+        assert_eq!(rendering("format=concise").unwrap().format, Format::Concise);
+        assert_eq!(rendering("format=simplified").unwrap().format, Format::KeyValues);
+        assert_eq!(rendering("format=normalized&options=keyValues,sysAttrs").unwrap().format, Format::Normalized);
+        assert!(rendering("format=normalized&options=keyValues,sysAttrs").unwrap().sys_attrs);
+        assert!(rendering("format=geojson").is_err(), "GeoJSON is asked for by Accept");
         assert!(rendering("lang=fr,en;q=0.5").unwrap().lang.is_some());
         assert!(rendering("lang=fr;q=5").is_err());
         let uri: Uri = "/x?deleteAll=maybe".parse().unwrap();
