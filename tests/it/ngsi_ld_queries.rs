@@ -145,6 +145,25 @@ fn batch_operations_answer_201_204_or_207() {
     assert_eq!(read["temperature"], json!(25));
     assert!(read.get("location").is_some(), "update merges: {read}");
 
+    let merge = json!([{"id": "urn:ngsi-ld:Room:2", "type": "Room", "humidity": {"type": "Property", "value": 40},
+            "temperature": {"type": "Property", "value": 26}},
+        {"id": "urn:ngsi-ld:Room:404", "type": "Room", "humidity": {"type": "Property", "value": 40}}]);
+    let merged = batch("merge", &merge);
+    assert_eq!(merged.status, 207, "{merged:?}");
+    let report = merged.json();
+    assert_eq!(report["success"], json!(["urn:ngsi-ld:Room:2"]), "{report}");
+    assert_eq!(report["errors"][0]["entityId"], "urn:ngsi-ld:Room:404", "{report}");
+    assert_eq!(
+        report["errors"][0]["error"]["type"], "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
+        "{report}"
+    );
+    let read = broker.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:2?options=keyValues").json();
+    assert_eq!((read["temperature"].clone(), read["humidity"].clone()), (json!(26), json!(40)), "{read}");
+    assert!(read.get("location").is_some(), "merge keeps what it does not name: {read}");
+    assert_eq!(batch("merge", &json!([merge[0].clone()])).status, 204);
+    let with_options = send(&broker, "POST", "/ngsi-ld/v1/entityOperations/merge?options=noOverwrite", &merge, &[]);
+    assert_problem(&with_options, 400, "BadRequestData");
+
     assert_eq!(batch("delete", &json!(["urn:ngsi-ld:Room:1", "urn:ngsi-ld:Room:2"])).status, 204);
     let deleted = batch("delete", &json!(["urn:ngsi-ld:Room:3", "urn:ngsi-ld:Room:1"]));
     assert_eq!(deleted.status, 207, "{deleted:?}");

@@ -1,4 +1,4 @@
-//! NGSI-LD batch operations `POST /ngsi-ld/v1/entityOperations/{create,upsert,update,delete}`: each entity is
+//! NGSI-LD batch operations `POST /ngsi-ld/v1/entityOperations/{create,upsert,update,merge,delete}`: each entity is
 //! applied on its own (through the broker state, as single writes are); on full success 201 with the created
 //! ids (create, and upsert when it created some) or 204; otherwise 207
 //! `{"success":[ids],"errors":[{"entityId","error":ProblemDetails}]}`. A body that is not an array, or an entity
@@ -129,6 +129,16 @@ pub async fn update(State(state): State<BrokerState>, request: Request) -> Resul
     let (parts, body) = request.into_parts();
     let no_overwrite = Params::parse(&parts.uri)?.options(&["noOverwrite"])?.iter().any(|o| o == "noOverwrite");
     let make = |element: ContextElement| Edit::Append { attributes: element.attributes, no_overwrite };
+    Ok(entity_batch(&state, &parts.headers, body, make).await?.answer(false))
+}
+
+/// `POST /ngsi-ld/v1/entityOperations/merge` (V1.6+ Batch Entity Merge): each entity is merged as by
+/// `PATCH /ngsi-ld/v1/entities/{id}` (its attributes written over the existing entity's, the others kept; an
+/// unknown entity fails with `ResourceNotFound`); 204, or 207.
+pub async fn merge(State(state): State<BrokerState>, request: Request) -> Result<Response, LdError> {
+    let (parts, body) = request.into_parts();
+    Params::parse(&parts.uri)?.options(&[])?;
+    let make = |element: ContextElement| Edit::Append { attributes: element.attributes, no_overwrite: false };
     Ok(entity_batch(&state, &parts.headers, body, make).await?.answer(false))
 }
 

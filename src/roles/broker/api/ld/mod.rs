@@ -43,6 +43,7 @@ pub fn routes(state: BrokerState) -> Router {
         .route("/ngsi-ld/v1/entityOperations/create", post(batch::create))
         .route("/ngsi-ld/v1/entityOperations/upsert", post(batch::upsert))
         .route("/ngsi-ld/v1/entityOperations/update", post(batch::update))
+        .route("/ngsi-ld/v1/entityOperations/merge", post(batch::merge))
         .route("/ngsi-ld/v1/entityOperations/delete", post(batch::delete))
         .route("/ngsi-ld/v1/entityOperations/query", post(entities::query_body))
         .route("/ngsi-ld/v1/subscriptions", get(subscriptions::list).post(subscriptions::create))
