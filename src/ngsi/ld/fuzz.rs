@@ -10,9 +10,11 @@ use super::context::Context;
 use super::edit::Edit;
 use super::entity::parse_entity;
 use super::geo::GeoQuery;
+use super::geojson::{feature, geometry};
+use super::projection::Projection;
 use super::query::Query;
 use super::render::{render_entity, Format, Rendering};
-use crate::ngsi::times::EntityTimes;
+use crate::ngsi::times::{stamp, EntityTimes, Written};
 use crate::ngsi::v1::ContextElement;
 
 const NAMES: &[&str] = &[
@@ -118,7 +120,7 @@ fn sorted(mut element: ContextElement) -> ContextElement {
 fn entities_never_panic_and_round_trip() {
     let mut rng = StdRng::seed_from_u64(7);
     let context = Context::core();
-    let mut parsed = 0;
+    let (mut parsed, mut projected) = (0, 0);
     for _ in 0..20_000 {
         let body = entity(&mut rng);
         let Ok(element) = parse_entity(&context, &body) else { continue };
@@ -132,11 +134,23 @@ fn entities_never_panic_and_round_trip() {
         let key_values =
             Rendering { format: Format::KeyValues, sys_attrs: true, attrs: vec!["temp".into()], lang: None };
         render_entity(&element, &EntityTimes::entity(i64::MAX, i64::MIN), &key_values);
+        // Attribute times stamped by a write, GeoJSON and pick/omit over the rendered entity.
+        let times = stamp(None, &element, &[], &Written::All, i64::MAX);
+        let stored = EntityTimes::stored(i64::MIN, i64::MAX, &element, &times);
+        let with_times = Rendering { format: Format::Concise, sys_attrs: true, ..Rendering::default() };
+        let rendered = render_entity(&element, &stored, &with_times);
+        let names = (0..rng.gen_range(1..4)).map(|_| pick(&mut rng, NAMES)).collect::<Vec<_>>().join(",");
+        let omitted = pick(&mut rng, NAMES);
+        if let Ok(projection) = Projection::parse(Some(&names), Some(omitted), 10, |name| name.to_string()) {
+            projected += 1;
+            feature(projection.apply(rendered), geometry(&element, pick(&mut rng, NAMES)));
+        }
         let fragment = value(&mut rng, 0).as_object().cloned().unwrap_or_default();
         let patch = Edit::Patch { name: pick(&mut rng, NAMES).to_string(), fragment, context: Context::core() };
         let _ = patch.apply("urn:e:1", Some(&element));
     }
     assert!(parsed > 1000, "only {parsed} entities parsed");
+    assert!(projected > 500, "only {projected} pick/omit projections parsed");
 }
 
 #[test]
@@ -199,6 +213,7 @@ const SUBSCRIPTION_KEYS: &[&str] = &[
     "timeInterval",
     "description",
     "notification",
+    "notificationTrigger",
     "@context",
     "bogus",
 ];
@@ -220,8 +235,21 @@ fn subscription(rng: &mut StdRng) -> Value {
             }
             ("expiresAt", true) => json!(pick(rng, TEXT)),
             ("throttling", true) => json!(rng.gen_range(-2.0..5.0)),
+            ("notificationTrigger", true) => json!([pick(
+                rng,
+                &[
+                    "entityCreated",
+                    "entityDeleted",
+                    "attributeCreated",
+                    "attributeUpdated",
+                    "attributeDeleted",
+                    "entityUpdated",
+                    "x"
+                ]
+            )]),
             ("notification", true) => json!({"attributes": [pick(rng, NAMES)],
                 "format": pick(rng, &["normalized", "keyValues", "concise", "x"]),
+                "showChanges": rng.gen_bool(0.5), "sysAttrs": rng.gen_bool(0.5),
                 "endpoint": {"uri": pick(rng, &["http://127.0.0.1:1/n", "urn:a", "x"]),
                     "accept": pick(rng, &["application/json", "application/ld+json", "text/plain"])}}),
             _ => value(rng, 0),
@@ -234,11 +262,11 @@ fn subscription(rng: &mut StdRng) -> Value {
 #[test]
 fn subscriptions_never_panic() {
     use super::subscription::render::{render_subscription, Shown};
-    use super::subscription::{notification_body, LdSubscription};
+    use super::subscription::{notification_body, Change, LdSubscription};
     let mut rng = StdRng::seed_from_u64(13);
     let context = Context::core();
     let elements: Vec<_> = (0..50).filter_map(|_| parse_entity(&context, &entity(&mut rng)).ok()).collect();
-    let mut parsed = 0;
+    let (mut parsed, mut noticed) = (0, 0);
     for _ in 0..20_000 {
         let body = subscription(&mut rng);
         let raw = body.get("@context").cloned().unwrap_or(Value::Null);
@@ -257,8 +285,21 @@ fn subscriptions_never_panic() {
             i64::MAX,
             projected.iter().map(|e| (e, EntityTimes::default(), None)),
         );
+        // A change between two random states (or a creation / deletion) and what its notification adds.
+        let state = |rng: &mut StdRng| rng.gen_bool(0.8).then(|| &elements[rng.gen_range(0..elements.len())]);
+        let (before, after) = (state(&mut rng), state(&mut rng));
+        let touched: Vec<String> = (0..rng.gen_range(0..3)).map(|_| pick(&mut rng, NAMES).to_string()).collect();
+        let change = Change { before, after, touched: &touched };
+        if parsed_subscription.is_triggered_by(&change) {
+            let notice = parsed_subscription.notice(&change, 1, 2, 3);
+            noticed += usize::from(notice.is_some());
+            let shown = after.or(before).map(|element| parsed_subscription.project(element)).unwrap_or_default();
+            let items = [(&shown, EntityTimes::entity(1, 2), notice.as_deref())];
+            notification_body(&parsed_subscription, "urn:s", "urn:n", 0, items.into_iter());
+        }
         render_subscription("urn:s", &parsed_subscription, &Shown::default(), i64::MIN, &Default::default());
         let _ = parsed_subscription.patch(&subscription(&mut rng), &context, Value::Null);
     }
     assert!(parsed > 300, "only {parsed} subscriptions parsed");
+    assert!(noticed > 50, "only {noticed} notifications with a notice");
 }
