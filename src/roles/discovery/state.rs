@@ -262,12 +262,19 @@ impl DiscoveryState {
         request.subscription_id = id.clone();
         self.subscription_tree.insert(&id, &request)?;
         self.store.commit().await?;
-        let current = self.registry.select(|registration| query.matches(registration));
         let live = self.notifier.start(request, query);
-        for registration in current {
-            live.push(AvailabilityAction::Create, registration);
-        }
-        if let Some(previous) = self.subscriptions.write().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), live) {
+        let previous = {
+            // The current matches are taken and the subscription made visible under the same lock that
+            // `announce` takes after changing the registry: a registration written meanwhile is either in this
+            // snapshot or announced to the subscription after it (never lost between the two, nor announced
+            // before the snapshot).
+            let mut subscriptions = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+            for registration in self.registry.select(|registration| live.query.matches(registration)) {
+                live.push(AvailabilityAction::Create, registration);
+            }
+            subscriptions.insert(id.clone(), live)
+        };
+        if let Some(previous) = previous {
             previous.cancel();
         }
         Ok(id)
