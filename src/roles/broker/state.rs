@@ -212,10 +212,18 @@ impl BrokerState {
     }
 
     fn activate(&self, compiled: CompiledSubscription) {
+        self.activate_then(compiled, |_| {});
+    }
+
+    /// [`BrokerState::activate`], calling `initial` on the live subscription before any change can be queued for
+    /// it: the current state `initial` queues is never delivered after a newer change (a change made while it ran
+    /// is queued after it, and one made before it is in what it reads).
+    fn activate_then(&self, compiled: CompiledSubscription, initial: impl FnOnce(&LiveSubscription)) {
         let delivery = self.notifier.start(&compiled.record, compiled.throttling);
         let id = compiled.record.id.clone();
         let period = compiled.period().filter(|_| compiled.record.ld.as_ref().is_some_and(|ld| ld.is_active));
-        self.subscriptions.insert(id.clone(), Arc::new(LiveSubscription { compiled, delivery: delivery.clone() }));
+        let live = Arc::new(LiveSubscription { compiled, delivery: delivery.clone() });
+        self.subscriptions.insert_then(id.clone(), live, |live| initial(live));
         if let Some(period) = period {
             self.notify_periodically(id, delivery, period);
         }
@@ -387,8 +395,7 @@ impl BrokerState {
         self.subscription_tree.insert(&record.id, &record)?;
         self.store.commit().await?;
         let id = record.id.clone();
-        self.activate(compiled);
-        if let Some(live) = self.subscriptions.get(&id) {
+        self.activate_then(compiled, |live| {
             let current: Vec<(ContextElement, String)> = self
                 .entities
                 .list(&meta.tenant)
@@ -402,7 +409,7 @@ impl BrokerState {
             if !current.is_empty() {
                 live.delivery.push_initial(current);
             }
-        }
+        });
         self.refresh_gauges();
         tracing::debug!(subscription = %id, "subscription created");
         Ok(id)

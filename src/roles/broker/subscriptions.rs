@@ -405,6 +405,17 @@ impl<T> SubscriptionTable<T> {
         self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(id, entry);
     }
 
+    /// Adds or replaces an entry and calls `then` on it before any [`SubscriptionTable::for_each`] can see it, so
+    /// what `then` queues comes before anything a concurrent change queues for the new entry (`then` must not
+    /// block or re-enter).
+    pub fn insert_then(&self, id: String, entry: Arc<T>, then: impl FnOnce(&Arc<T>)) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.insert(id.clone(), entry);
+        if let Some(entry) = entries.get(&id) {
+            then(entry);
+        }
+    }
+
     /// Removes an entry.
     pub fn remove(&self, id: &str) -> Option<Arc<T>> {
         self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(id)

@@ -28,8 +28,10 @@ impl BrokerState {
         let compiled = CompiledSubscription::compile(record.clone())?;
         self.subscription_tree.insert(&record.id, &record)?;
         self.store.commit().await?;
-        self.activate(compiled);
-        if let Some(live) = self.subscriptions.get(&id).filter(|_| !skip_initial) {
+        self.activate_then(compiled, |live| {
+            if skip_initial {
+                return;
+            }
             let current: Vec<(ContextElement, String)> = self
                 .entities
                 .list(tenant)
@@ -43,7 +45,7 @@ impl BrokerState {
             if !current.is_empty() {
                 live.delivery.push_initial(current);
             }
-        }
+        });
         self.refresh_gauges();
         tracing::debug!(subscription = %id, "NGSIv2 subscription created");
         Ok(id)

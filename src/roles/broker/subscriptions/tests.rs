@@ -201,3 +201,28 @@ fn ngsi_ld_triggers_decide_which_changes_notify_and_deletions_carry_a_notice() {
     assert!(default.relay_for("", relayed).is_some(), "relayed elements are updates");
     assert!(deleted_only.relay_for("", relayed).is_none());
 }
+
+#[test]
+fn an_entry_is_visible_to_for_each_only_after_insert_then_has_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let table = Arc::new(SubscriptionTable::<u32>::new());
+    let initial_queued = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (table, initial_queued) = (table.clone(), initial_queued.clone());
+        std::thread::spawn(move || loop {
+            let mut seen = false;
+            table.for_each(|_| seen = true);
+            if seen {
+                return initial_queued.load(Ordering::SeqCst);
+            }
+            std::thread::yield_now();
+        })
+    };
+    table.insert_then("s1".into(), Arc::new(7), |entry| {
+        assert_eq!(**entry, 7);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        initial_queued.store(true, Ordering::SeqCst);
+    });
+    assert!(watcher.join().unwrap(), "for_each saw the entry before its initial state was queued");
+    assert_eq!(table.get("s1").as_deref(), Some(&7));
+}
