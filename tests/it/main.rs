@@ -29,6 +29,7 @@ mod ngsi_ld_entities;
 mod ngsi_ld_https;
 mod ngsi_ld_periodic;
 mod ngsi_ld_queries;
+mod ngsi_ld_subscription_delivery;
 mod ngsi_ld_subscription_triggers;
 mod ngsi_ld_subscriptions;
 mod ngsi_ld_sysattrs;
