@@ -165,12 +165,20 @@ pub fn view(element: &ContextElement) -> Vec<ContextAttribute> {
     attributes
 }
 
+/// The `type` member of an entity: its type, or the array of its types when it has several.
+pub fn entity_type(element: &ContextElement) -> Value {
+    if element.extra_types.is_empty() {
+        return Value::String(element.entity_id.entity_type.clone());
+    }
+    Value::Array(element.types().map(|t| Value::String(t.to_string())).collect())
+}
+
 /// An entity rendered, with the system times of `times` under `sysAttrs` (`element` is the stored element of
 /// `times`, or a projection of it, as a notification's).
 pub fn render_entity(element: &ContextElement, times: &EntityTimes<'_>, rendering: &Rendering) -> Value {
     let mut object = Map::new();
     object.insert("id".into(), Value::String(element.entity_id.id.clone()));
-    object.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
+    object.insert("type".into(), entity_type(element));
     let mut multi: Vec<String> = Vec::new();
     let sys_attrs = rendering.sys_attrs && rendering.format != Format::KeyValues;
     for (index, attribute) in view(element).into_iter().enumerate() {

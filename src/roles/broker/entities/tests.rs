@@ -328,7 +328,7 @@ async fn attribute_times_follow_each_write_and_are_durable() {
 
     tick().await;
     entities
-        .edit("", "e", None, ld(Edit::Append { attributes: vec![gps(4)], no_overwrite: false }))
+        .edit("", "e", None, ld(Edit::Append { attributes: vec![gps(4)], no_overwrite: false, types: Vec::new() }))
         .await
         .unwrap()
         .unwrap();
