@@ -310,4 +310,27 @@ mod tests {
         assert_eq!(values(&deleted), [json!(1)], "the default instance stays");
         assert_eq!(written, Written::Instances(Vec::new()), "a deletion writes no instance");
     }
+
+    #[test]
+    fn appends_and_merging_upserts_add_types_replacements_set_them() {
+        let types = |element: &ContextElement| element.types().map(str::to_string).collect::<Vec<_>>();
+        let append = |names: &[&str]| Edit::Append {
+            attributes: Vec::new(),
+            no_overwrite: true,
+            types: names.iter().map(|n| n.to_string()).collect(),
+        };
+        let Edited { element, touched, .. } = append(&["Shop", "Room"]).apply("urn:r", Some(&room())).unwrap();
+        assert_eq!((types(&element), touched), (vec!["Room".to_string(), "Shop".to_string()], Vec::<String>::new()));
+        assert_eq!(append(&["Room"]).apply("urn:r", Some(&room())), Err(Refusal::NothingUpdated), "nothing new");
+        let mut other = room();
+        other.set_types(vec!["Office".into(), "Shop".into()]);
+        let merged = Edit::Upsert { element: other.clone(), replace: false }.apply("urn:r", Some(&element)).unwrap();
+        assert_eq!(types(&merged.element), ["Room", "Shop", "Office"]);
+        let replaced = Edit::Replace(other.clone()).apply("urn:r", Some(&merged.element)).unwrap();
+        assert_eq!(types(&replaced.element), ["Office", "Shop"]);
+        let upserted = Edit::Upsert { element: room(), replace: true }.apply("urn:r", Some(&replaced.element)).unwrap();
+        assert_eq!(types(&upserted.element), ["Room"]);
+        let updated = Edit::UpdateExisting(vec![attribute("t", json!(3))]).apply("urn:r", Some(&element)).unwrap();
+        assert_eq!(types(&updated.element), ["Room", "Shop"], "an update keeps the types");
+    }
 }
