@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{element, Broker, Sink};
+use crate::common::{element, elements, Broker, Sink};
 use crate::ngsi_ld_entities::{assert_problem, create, send};
 use crate::ngsi_ld_subscriptions::{subscribe, subscription, wait_for};
 
@@ -194,6 +194,15 @@ fn ngsiv2_and_ngsi10_show_the_first_type_and_keep_the_others() {
     assert_eq!((v2.status, v2.json()["type"].clone()), (200, json!("Building")), "{v2:?}");
     let v1 = broker.get(&format!("/ngsi10/entity/{id}"));
     assert_eq!(v1.json()["entityId"]["type"], "Building", "{v1:?}");
+    assert!(v1.json().get("extra_types").is_none() && v1.json().get("extraTypes").is_none(), "{v1:?}");
+    // They select it by its first type only.
+    assert_eq!(broker.get("/v2/entities?type=Building").json()[0]["id"], id);
+    assert_eq!(broker.get("/v2/entities?type=Shop").json(), json!([]));
+    assert_eq!(broker.get(&format!("/v2/entities/{id}?type=Shop")).status, 404);
+    let query = |entity_type: &str| {
+        elements(&broker.query_ok(&json!({"entities": [{"id": ".*", "isPattern": true, "type": entity_type}]}))).len()
+    };
+    assert_eq!((query("Building"), query("Shop")), (1, 0));
     broker.update_ok("UPDATE", &[element(id, "Building", &[("floors", "integer", json!(2))])]);
     broker.update_ok("UPDATE", &[element(id, "Shop", &[("floors", "integer", json!(3))])]);
     let patched = broker.request(

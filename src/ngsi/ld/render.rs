@@ -241,6 +241,20 @@ mod tests {
     }
 
     #[test]
+    fn several_types_render_as_an_array_in_every_format() {
+        let context = Context::from_body(&json!({"Store": "https://example.org/Store"})).unwrap();
+        let element = parse_entity(&context, &json!({"id": "urn:a", "type": ["Room", "Store"], "n": 1})).unwrap();
+        for format in [Format::Normalized, Format::Concise, Format::KeyValues] {
+            let rendered =
+                render_entity(&element, &EntityTimes::default(), &Rendering { format, ..Default::default() });
+            assert_eq!(rendered["type"], json!(["Room", "https://example.org/Store"]), "{format:?}");
+        }
+        let rendered = render_entity(&element, &EntityTimes::default(), &Rendering::default());
+        let compacted = crate::ngsi::ld::subscription::render::compact_entity(&context.compactor(), rendered);
+        assert_eq!(compacted["type"], json!(["Room", "Store"]));
+    }
+
+    #[test]
     fn key_values_concise_sys_attrs_and_projection() {
         let element = parse_entity(&Context::core(), &sample()).unwrap();
         let key_values = Rendering { format: Format::KeyValues, ..Rendering::default() };
