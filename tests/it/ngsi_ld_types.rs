@@ -1,6 +1,6 @@
 //! Entities with several types (ETSI GS CIM 009 clause 4.5.1, 5.2.4: `type` a string or an array of strings):
 //! created, read in every representation (an array of the types, compacted with the request's context; one type
-//! stays a string), queried and subscribed to by any of their types, counted once per type in `/types`; append,
+//! stays a string), queried and subscribed to by any of their types (deletions notified with every type), counted once per type in `/types`; append,
 //! merge and upsert with update add types, replace sets them, an update of attributes keeps them; bad `type` values
 //! answer 400 `BadRequestData`; NGSIv2 and NGSI10 show the first type and their writes keep the others; the types
 //! survive a restart after SIGKILL.
@@ -112,6 +112,13 @@ fn a_subscription_on_the_second_type_is_notified() {
     );
     let gained = wait_for(&sink, "/shop", "the hotel notified once a shop", |e| e["id"] == "urn:ngsi-ld:Thing:2");
     assert_eq!(gained.json()["data"][0]["type"], json!(["Hotel", "Shop"]));
+    // A deletion is notified with every type.
+    let mut deleted = subscription("Shop", &format!("{}/deleted", sink.url()));
+    deleted["notificationTrigger"] = json!(["entityDeleted"]);
+    subscribe(&broker, &deleted, &[]);
+    assert_eq!(broker.delete(&format!("{ENTITIES}/urn:ngsi-ld:Thing:1")).status, 204);
+    let gone = wait_for(&sink, "/deleted", "the deletion notified", |e| e["id"] == "urn:ngsi-ld:Thing:1");
+    assert_eq!(gone.json()["data"][0]["type"], json!(["Building", "Shop"]));
 }
 
 #[test]
