@@ -14,6 +14,7 @@ use super::entity::{parse_attribute_owned, refresh_location};
 use super::multi::{dataset_id, has_instance, put, with_all};
 use super::render::{render_attribute, Format};
 use super::DATASET_ID;
+use crate::ngsi::limits::MAX_TYPES_PER_ENTITY;
 use crate::ngsi::times::{Edited, Written};
 use crate::ngsi::v1::{ContextAttribute, ContextElement};
 use crate::ngsi::ParseError;
@@ -208,6 +209,11 @@ impl Edit {
                 (element, vec![name], Written::Instances(Vec::new()))
             }
         };
+        if element.extra_types.len() >= MAX_TYPES_PER_ENTITY {
+            return Err(Refusal::Invalid(ParseError::new(format!(
+                "entity `{id}` would have more than {MAX_TYPES_PER_ENTITY} types"
+            ))));
+        }
         refresh_location(stored, &mut element);
         Ok(Edited { element, touched, written })
     }
@@ -332,5 +338,8 @@ mod tests {
         assert_eq!(types(&upserted.element), ["Room"]);
         let updated = Edit::UpdateExisting(vec![attribute("t", json!(3))]).apply("urn:r", Some(&element)).unwrap();
         assert_eq!(types(&updated.element), ["Room", "Shop"], "an update keeps the types");
+        let many: Vec<String> = (0..MAX_TYPES_PER_ENTITY).map(|n| format!("T{n}")).collect();
+        let too_many = Edit::Append { attributes: Vec::new(), no_overwrite: false, types: many };
+        assert!(matches!(too_many.apply("urn:r", Some(&room())), Err(Refusal::Invalid(_))), "at most 100 in all");
     }
 }
