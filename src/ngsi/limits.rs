@@ -17,6 +17,8 @@ pub const MAX_POLYGON_VERTICES: usize = 10_000;
 pub const MAX_ELEMENTS_PER_REQUEST: usize = 10_000;
 /// Most attributes per entity.
 pub const MAX_ATTRIBUTES_PER_ENTITY: usize = 1_000;
+/// Most types per (NGSI-LD) entity.
+pub const MAX_TYPES_PER_ENTITY: usize = 100;
 
 /// Checks an entity id, type, attribute or metadata name: 1–256 characters, no control characters.
 ///

@@ -68,6 +68,53 @@ pub struct ContextElement {
     /// Domain metadata, e.g. the entity's `location` point.
     #[serde(rename = "domainMetadata", default, skip_serializing_if = "Vec::is_empty")]
     pub domain_metadata: Vec<ContextMetadata>,
+    /// The entity's other types, after `entity_id.entity_type` (an NGSI-LD entity may have several, ETSI GS CIM
+    /// 009 clause 4.5.1): canonical, distinct, none equal to the first. Not on the NGSI10 wire (NGSI10 and NGSIv2
+    /// show the first type only); the broker's store keeps them (see `StoredEntity`).
+    #[serde(skip)]
+    pub extra_types: Vec<String>,
+}
+
+impl ContextElement {
+    /// Every type of the entity: `entity_id.entity_type`, then the extra ones.
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.entity_id.entity_type.as_str()).chain(self.extra_types.iter().map(String::as_str))
+    }
+
+    /// Whether the entity is of type `entity_type` (any of its types).
+    pub fn has_type(&self, entity_type: &str) -> bool {
+        self.types().any(|own| own == entity_type)
+    }
+
+    /// Sets the types: the first is `entity_id.entity_type`, the others (duplicates dropped) the extra ones.
+    pub fn set_types(&mut self, types: Vec<String>) {
+        let mut types = types.into_iter();
+        self.entity_id.entity_type = types.next().unwrap_or_default();
+        self.extra_types.clear();
+        for entity_type in types {
+            if !self.has_type(&entity_type) {
+                self.extra_types.push(entity_type);
+            }
+        }
+    }
+
+    /// Adds the types the entity does not have yet (an entity without a type takes the first as its type);
+    /// true when some was added.
+    pub fn add_types<'t>(&mut self, types: impl IntoIterator<Item = &'t str>) -> bool {
+        let mut added = false;
+        for entity_type in types {
+            if entity_type.is_empty() || self.has_type(entity_type) {
+                continue;
+            }
+            if self.entity_id.entity_type.is_empty() {
+                self.entity_id.entity_type = entity_type.to_string();
+            } else {
+                self.extra_types.push(entity_type.to_string());
+            }
+            added = true;
+        }
+        added
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,6 +149,7 @@ impl<'de> Deserialize<'de> for ContextElement {
             entity_id,
             attributes: raw.attributes.unwrap_or_default(),
             domain_metadata: raw.domain_metadata.unwrap_or_default(),
+            extra_types: Vec::new(),
         })
     }
 }

@@ -185,6 +185,7 @@ pub fn parse_entity(body: &Value, key_values: bool) -> Result<ContextElement, Pa
         entity_id: EntityId { id, entity_type, is_pattern: false },
         attributes,
         domain_metadata: Vec::new(),
+        extra_types: Vec::new(),
     };
     refresh_location(None, &mut element);
     Ok(element)

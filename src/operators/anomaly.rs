@@ -86,6 +86,7 @@ impl Anomaly {
             entity_id: context.first_output_or(format!("Anomaly.{panel_id}"), "Anomaly"),
             attributes,
             domain_metadata,
+            extra_types: Vec::new(),
         }])
     }
 }

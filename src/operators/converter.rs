@@ -44,6 +44,7 @@ impl Operator for Converter {
                 new_attribute("source", "string", json!(input_id)),
             ],
             domain_metadata: element.domain_metadata.clone(),
+            extra_types: Vec::new(),
         }])
     }
 }

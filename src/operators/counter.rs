@@ -76,6 +76,7 @@ impl Operator for Counter {
                 new_attribute("counter", "integer", json!(count)),
             ],
             domain_metadata: Vec::new(),
+            extra_types: Vec::new(),
         }]
     }
 }

@@ -25,6 +25,7 @@ impl Operator for Dummy {
             },
             attributes: element.attributes.clone(),
             domain_metadata: element.domain_metadata.clone(),
+            extra_types: Vec::new(),
         }])
     }
 }

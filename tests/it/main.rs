@@ -33,6 +33,7 @@ mod ngsi_ld_subscription_delivery;
 mod ngsi_ld_subscription_triggers;
 mod ngsi_ld_subscriptions;
 mod ngsi_ld_sysattrs;
+mod ngsi_ld_types;
 mod ngsi_mapping;
 mod ngsiv2_entities;
 mod ngsiv2_ops;

@@ -14,6 +14,7 @@ use super::entity::{parse_attribute_owned, refresh_location};
 use super::multi::{dataset_id, has_instance, put, with_all};
 use super::render::{render_attribute, Format};
 use super::DATASET_ID;
+use crate::ngsi::limits::MAX_TYPES_PER_ENTITY;
 use crate::ngsi::times::{Edited, Written};
 use crate::ngsi::v1::{ContextAttribute, ContextElement};
 use crate::ngsi::ParseError;
@@ -44,19 +45,23 @@ pub enum Edit {
     Create(ContextElement),
     /// Replace the whole entity (type and attributes); refused when it does not exist.
     Replace(ContextElement),
-    /// Create, or else replace (`replace`) or merge its attributes into the existing one.
+    /// Create, or else replace (`replace`: attributes and types) or merge its attributes into the existing one
+    /// (its types added to the entity's).
     Upsert {
         /// The entity.
         element: ContextElement,
         /// Replace all attributes rather than merge.
         replace: bool,
     },
-    /// Add the attributes to an existing entity; with `no_overwrite`, existing ones are kept.
+    /// Add the attributes to an existing entity; with `no_overwrite`, existing ones are kept. The `types` the
+    /// entity does not have yet are added to its types.
     Append {
         /// The attributes.
         attributes: Vec<ContextAttribute>,
         /// `options=noOverwrite`.
         no_overwrite: bool,
+        /// Types to add (canonical; none when the fragment names no type).
+        types: Vec<String>,
     },
     /// Replace the attributes that exist; the others are not updated. Refused when none exists.
     UpdateExisting(Vec<ContextAttribute>),
@@ -118,12 +123,17 @@ impl Edit {
             }
             (Edit::Upsert { element: update, replace: false }, Some(before)) => {
                 let touched = names(&update.attributes);
-                let (element, written) = with_all(before, update.attributes);
+                let ContextElement { entity_id, attributes, extra_types, .. } = update;
+                let (mut element, written) = with_all(before, attributes);
+                element.add_types(
+                    std::iter::once(entity_id.entity_type.as_str()).chain(extra_types.iter().map(String::as_str)),
+                );
                 (element, touched, Written::Instances(written))
             }
             (_, None) => return Err(not_found(id)),
-            (Edit::Append { attributes, no_overwrite }, Some(before)) => {
+            (Edit::Append { attributes, no_overwrite, types }, Some(before)) => {
                 let mut element = before.clone();
+                let typed = element.add_types(types.iter().map(String::as_str));
                 let mut touched = Vec::new();
                 let mut written = Vec::with_capacity(attributes.len());
                 for attribute in attributes {
@@ -135,7 +145,7 @@ impl Edit {
                     }
                     written.push(put(&mut element, attribute));
                 }
-                if touched.is_empty() {
+                if touched.is_empty() && !typed {
                     return Err(Refusal::NothingUpdated);
                 }
                 (element, touched, Written::Instances(written))
@@ -199,6 +209,11 @@ impl Edit {
                 (element, vec![name], Written::Instances(Vec::new()))
             }
         };
+        if element.extra_types.len() >= MAX_TYPES_PER_ENTITY {
+            return Err(Refusal::Invalid(ParseError::new(format!(
+                "entity `{id}` would have more than {MAX_TYPES_PER_ENTITY} types"
+            ))));
+        }
         refresh_location(stored, &mut element);
         Ok(Edited { element, touched, written })
     }
@@ -238,8 +253,11 @@ mod tests {
 
     #[test]
     fn append_update_patch_and_delete() {
-        let append =
-            Edit::Append { attributes: vec![attribute("t", json!(2)), attribute("h", json!(3))], no_overwrite: true };
+        let append = Edit::Append {
+            attributes: vec![attribute("t", json!(2)), attribute("h", json!(3))],
+            no_overwrite: true,
+            types: Vec::new(),
+        };
         let Edited { element, touched, .. } = append.apply("urn:r", Some(&room())).unwrap();
         assert_eq!(touched, ["h"]);
         assert_eq!(element.attributes.iter().find(|a| a.name == "t").unwrap().value, json!(1));
@@ -268,14 +286,16 @@ mod tests {
                 .unwrap()
         };
         let Edited { element, touched, written } =
-            Edit::Append { attributes: vec![gps(7)], no_overwrite: false }.apply("urn:r", Some(&room())).unwrap();
+            Edit::Append { attributes: vec![gps(7)], no_overwrite: false, types: Vec::new() }
+                .apply("urn:r", Some(&room()))
+                .unwrap();
         let gps_at = element.attributes.len() - 1;
         assert_eq!(written, Written::Instances(vec![gps_at]), "the new instance only");
         let values = |element: &ContextElement| -> Vec<Value> {
             element.attributes.iter().filter(|a| a.name == "t").map(|a| a.value.clone()).collect()
         };
         assert_eq!((values(&element), touched), (vec![json!(1), json!(7)], vec!["t".to_string()]));
-        let no_overwrite = Edit::Append { attributes: vec![gps(8)], no_overwrite: true };
+        let no_overwrite = Edit::Append { attributes: vec![gps(8)], no_overwrite: true, types: Vec::new() };
         assert_eq!(no_overwrite.apply("urn:r", Some(&element)), Err(Refusal::NothingUpdated));
         let Edited { element: updated, written, .. } =
             Edit::UpdateExisting(vec![gps(9)]).apply("urn:r", Some(&element)).unwrap();
@@ -295,5 +315,31 @@ mod tests {
         let Edited { element: deleted, written, .. } = delete.apply("urn:r", Some(&element)).unwrap();
         assert_eq!(values(&deleted), [json!(1)], "the default instance stays");
         assert_eq!(written, Written::Instances(Vec::new()), "a deletion writes no instance");
+    }
+
+    #[test]
+    fn appends_and_merging_upserts_add_types_replacements_set_them() {
+        let types = |element: &ContextElement| element.types().map(str::to_string).collect::<Vec<_>>();
+        let append = |names: &[&str]| Edit::Append {
+            attributes: Vec::new(),
+            no_overwrite: true,
+            types: names.iter().map(|n| n.to_string()).collect(),
+        };
+        let Edited { element, touched, .. } = append(&["Shop", "Room"]).apply("urn:r", Some(&room())).unwrap();
+        assert_eq!((types(&element), touched), (vec!["Room".to_string(), "Shop".to_string()], Vec::<String>::new()));
+        assert_eq!(append(&["Room"]).apply("urn:r", Some(&room())), Err(Refusal::NothingUpdated), "nothing new");
+        let mut other = room();
+        other.set_types(vec!["Office".into(), "Shop".into()]);
+        let merged = Edit::Upsert { element: other.clone(), replace: false }.apply("urn:r", Some(&element)).unwrap();
+        assert_eq!(types(&merged.element), ["Room", "Shop", "Office"]);
+        let replaced = Edit::Replace(other.clone()).apply("urn:r", Some(&merged.element)).unwrap();
+        assert_eq!(types(&replaced.element), ["Office", "Shop"]);
+        let upserted = Edit::Upsert { element: room(), replace: true }.apply("urn:r", Some(&replaced.element)).unwrap();
+        assert_eq!(types(&upserted.element), ["Room"]);
+        let updated = Edit::UpdateExisting(vec![attribute("t", json!(3))]).apply("urn:r", Some(&element)).unwrap();
+        assert_eq!(types(&updated.element), ["Room", "Shop"], "an update keeps the types");
+        let many: Vec<String> = (0..MAX_TYPES_PER_ENTITY).map(|n| format!("T{n}")).collect();
+        let too_many = Edit::Append { attributes: Vec::new(), no_overwrite: false, types: many };
+        assert!(matches!(too_many.apply("urn:r", Some(&room())), Err(Refusal::Invalid(_))), "at most 100 in all");
     }
 }

@@ -13,6 +13,9 @@
 //! * A multi-attribute (an array of instances told apart by `datasetId`) is stored as one attribute per instance,
 //!   of the same name (see [`super::multi`]).
 //!
+//! * The entity's `type` is a string or an array of strings: the first type is the element's type, the others its
+//!   `extra_types`.
+//!
 //! Names and types are stored canonical (see [`super::context`]). Input may be normalized or concise. A body
 //! read from a request is parsed owned (`parse_*_owned`): its values move into the element instead of being
 //! copied.
@@ -21,7 +24,7 @@ use serde_json::{Map, Value};
 
 use super::context::Context;
 use super::{check_uri, DATASET_ID, LOCATION, OBSERVED_AT, UNIT_CODE};
-use crate::ngsi::limits::{check_name, MAX_ATTRIBUTES_PER_ENTITY};
+use crate::ngsi::limits::{check_name, MAX_ATTRIBUTES_PER_ENTITY, MAX_TYPES_PER_ENTITY};
 use crate::ngsi::v1::{ContextAttribute, ContextElement, ContextMetadata, EntityId};
 use crate::ngsi::ParseError;
 
@@ -301,20 +304,42 @@ pub fn parse_attributes_owned(
     Ok(attributes)
 }
 
-/// The canonical entity type of a body `type` (a string, or an array of one string).
-fn parse_type(context: &Context, value: Option<&Value>) -> Result<String, ParseError> {
-    let name = match value {
-        Some(Value::String(name)) => name,
-        Some(Value::Array(names)) if names.len() == 1 => {
-            names[0].as_str().ok_or_else(|| ParseError::new("entity type must be a string"))?
+/// The canonical entity types of a body `type`: a string, or a non-empty array of strings (clause 4.5.1: an
+/// entity may have several types), each expanded with the context; duplicates dropped, order kept.
+pub fn parse_types(context: &Context, value: Option<&Value>) -> Result<Vec<String>, ParseError> {
+    let names: Vec<&str> = match value {
+        Some(Value::String(name)) => vec![name.as_str()],
+        Some(Value::Array(names)) if names.is_empty() => {
+            return Err(ParseError::new("entity type must not be an empty array"));
         }
-        Some(Value::Array(_)) => return Err(ParseError::new("entities with several types are not supported")),
-        Some(_) => return Err(ParseError::new("entity type must be a string")),
+        Some(Value::Array(names)) if names.len() > MAX_TYPES_PER_ENTITY => {
+            return Err(ParseError::new(format!("more than {MAX_TYPES_PER_ENTITY} entity types")));
+        }
+        Some(Value::Array(names)) => names
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<_>>()
+            .ok_or_else(|| ParseError::new("entity types must be strings"))?,
+        Some(_) => return Err(ParseError::new("entity type must be a string or an array of strings")),
         None => return Err(ParseError::new("entity type is missing")),
     };
-    let canonical = context.canonical(name);
-    check_name("entity type", &canonical)?;
-    Ok(canonical)
+    let mut types: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let canonical = context.canonical(name);
+        check_name("entity type", &canonical)?;
+        if !types.contains(&canonical) {
+            types.push(canonical);
+        }
+    }
+    Ok(types)
+}
+
+/// The types of an entity fragment (append, merge): those of its `type` member, none without one.
+pub fn fragment_types(context: &Context, fragment: &Map<String, Value>) -> Result<Vec<String>, ParseError> {
+    match fragment.get("type").or_else(|| fragment.get("@type")) {
+        None => Ok(Vec::new()),
+        some => parse_types(context, some),
+    }
 }
 
 /// Parses an NGSI-LD entity (normalized or concise) into an element; the `id` must be a URI, the type given.
@@ -331,12 +356,14 @@ pub fn parse_entity_owned(context: &Context, body: Value) -> Result<ContextEleme
         None => return Err(ParseError::new("entity id is missing")),
     };
     check_uri("entity id", &id)?;
-    let entity_type = parse_type(context, object.get("type").or_else(|| object.get("@type")))?;
+    let types = parse_types(context, object.get("type").or_else(|| object.get("@type")))?;
     let mut element = ContextElement {
-        entity_id: EntityId { id, entity_type, is_pattern: false },
+        entity_id: EntityId { id, entity_type: String::new(), is_pattern: false },
         attributes: parse_attributes_owned(context, object)?,
         domain_metadata: Vec::new(),
+        extra_types: Vec::new(),
     };
+    element.set_types(types);
     refresh_location(None, &mut element);
     Ok(element)
 }

@@ -1,6 +1,7 @@
 //! Property tests of the NGSI-LD codec with a seeded generator: no input makes entity parsing, rendering,
 //! editing, `q` or geo-query parsing and matching, subscription parsing, PATCH, selection and notification
-//! bodies panic; whatever parses as an entity renders (normalized and concise) and parses back to the same element.
+//! bodies panic; whatever parses as an entity (one type or several) renders (normalized and concise) and parses back
+//! to the same element; appends and merging upserts keep every type once.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -104,9 +105,24 @@ fn entity(rng: &mut StdRng) -> Value {
         object.insert("id".into(), Value::String(pick(rng, &["urn:e:1", "e1", "urn:x"]).to_string()));
     }
     if rng.gen_bool(0.9) {
-        object.insert("type".into(), Value::String(pick(rng, &["Room", "T", "schema:Thing"]).to_string()));
+        object.insert("type".into(), entity_type(rng));
     }
     Value::Object(object)
+}
+
+/// An entity `type`: mostly a type name, else an array of names (an entity with several types), possibly empty,
+/// with repeats or with members that are no names.
+fn entity_type(rng: &mut StdRng) -> Value {
+    const TYPES: &[&str] = &["Room", "T", "schema:Thing", "https://e.org/T"];
+    if rng.gen_bool(0.6) {
+        return Value::String(pick(rng, TYPES).to_string());
+    }
+    let members = (0..rng.gen_range(0..4)).map(|_| match rng.gen_range(0..12) {
+        0 => json!(3),
+        1 => json!(""),
+        _ => Value::String(pick(rng, TYPES).to_string()),
+    });
+    Value::Array(members.collect())
 }
 
 /// The element with its attributes and their metadata in name order (JSON objects do not keep the order of their keys).
@@ -120,11 +136,14 @@ fn sorted(mut element: ContextElement) -> ContextElement {
 fn entities_never_panic_and_round_trip() {
     let mut rng = StdRng::seed_from_u64(7);
     let context = Context::core();
-    let (mut parsed, mut projected) = (0, 0);
+    let (mut parsed, mut projected, mut typed) = (0, 0, 0);
     for _ in 0..20_000 {
         let body = entity(&mut rng);
         let Ok(element) = parse_entity(&context, &body) else { continue };
         parsed += 1;
+        if !element.extra_types.is_empty() {
+            typed += 1;
+        }
         for format in [Format::Normalized, Format::Concise] {
             let rendering = Rendering { format, ..Rendering::default() };
             let rendered = render_entity(&element, &EntityTimes::default(), &rendering);
@@ -148,8 +167,24 @@ fn entities_never_panic_and_round_trip() {
         let fragment = value(&mut rng, 0).as_object().cloned().unwrap_or_default();
         let patch = Edit::Patch { name: pick(&mut rng, NAMES).to_string(), fragment, context: Context::core() };
         let _ = patch.apply("urn:e:1", Some(&element));
+        // Types added by an append, or by an upsert merging another entity into this one.
+        let types = (0..rng.gen_range(0..3)).map(|_| pick(&mut rng, &["Room", "T", "U"]).to_string()).collect();
+        let append = Edit::Append { attributes: Vec::new(), no_overwrite: false, types };
+        if let Ok(edited) = append.apply("urn:e:1", Some(&element)) {
+            assert!(element.types().all(|t| edited.element.has_type(t)), "an append drops no type");
+        }
+        if let Ok(other) = parse_entity(&context, &entity(&mut rng)) {
+            let merged = Edit::Upsert { element: other.clone(), replace: false }.apply("urn:e:1", Some(&element));
+            let merged = merged.map(|edited| edited.element).unwrap_or_default();
+            assert!(element.types().chain(other.types()).all(|t| merged.has_type(t)), "{element:?} {other:?}");
+            let mut types: Vec<&str> = merged.types().collect();
+            types.sort_unstable();
+            types.dedup();
+            assert_eq!(types.len(), merged.types().count(), "no type twice");
+        }
     }
     assert!(parsed > 1000, "only {parsed} entities parsed");
+    assert!(typed > 200, "only {typed} entities with several types parsed");
     assert!(projected > 500, "only {projected} pick/omit projections parsed");
 }
 

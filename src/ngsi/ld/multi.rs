@@ -81,6 +81,7 @@ pub fn with_all(before: &ContextElement, updates: Vec<ContextAttribute>) -> (Con
         entity_id: before.entity_id.clone(),
         attributes,
         domain_metadata: before.domain_metadata.clone(),
+        extra_types: before.extra_types.clone(),
     };
     for attribute in updates.into_iter().flatten() {
         let index = put(&mut element, attribute);

@@ -165,12 +165,20 @@ pub fn view(element: &ContextElement) -> Vec<ContextAttribute> {
     attributes
 }
 
+/// The `type` member of an entity: its type, or the array of its types when it has several.
+pub fn entity_type(element: &ContextElement) -> Value {
+    if element.extra_types.is_empty() {
+        return Value::String(element.entity_id.entity_type.clone());
+    }
+    Value::Array(element.types().map(|t| Value::String(t.to_string())).collect())
+}
+
 /// An entity rendered, with the system times of `times` under `sysAttrs` (`element` is the stored element of
 /// `times`, or a projection of it, as a notification's).
 pub fn render_entity(element: &ContextElement, times: &EntityTimes<'_>, rendering: &Rendering) -> Value {
     let mut object = Map::new();
     object.insert("id".into(), Value::String(element.entity_id.id.clone()));
-    object.insert("type".into(), Value::String(element.entity_id.entity_type.clone()));
+    object.insert("type".into(), entity_type(element));
     let mut multi: Vec<String> = Vec::new();
     let sys_attrs = rendering.sys_attrs && rendering.format != Format::KeyValues;
     for (index, attribute) in view(element).into_iter().enumerate() {
@@ -230,6 +238,20 @@ mod tests {
         assert_eq!(rendered, sample());
         let again = parse_entity(&Context::core(), &rendered).unwrap();
         assert_eq!(again, element);
+    }
+
+    #[test]
+    fn several_types_render_as_an_array_in_every_format() {
+        let context = Context::from_body(&json!({"Store": "https://example.org/Store"})).unwrap();
+        let element = parse_entity(&context, &json!({"id": "urn:a", "type": ["Room", "Store"], "n": 1})).unwrap();
+        for format in [Format::Normalized, Format::Concise, Format::KeyValues] {
+            let rendered =
+                render_entity(&element, &EntityTimes::default(), &Rendering { format, ..Default::default() });
+            assert_eq!(rendered["type"], json!(["Room", "https://example.org/Store"]), "{format:?}");
+        }
+        let rendered = render_entity(&element, &EntityTimes::default(), &Rendering::default());
+        let compacted = crate::ngsi::ld::subscription::render::compact_entity(&context.compactor(), rendered);
+        assert_eq!(compacted["type"], json!(["Room", "Store"]));
     }
 
     #[test]

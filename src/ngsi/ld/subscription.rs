@@ -271,7 +271,7 @@ pub struct Selection {
 impl Selection {
     /// Whether the entity in this state is selected (`entities`, `q`, `geoQ`).
     pub fn selects(&self, element: &ContextElement) -> bool {
-        self.selector.as_ref().is_none_or(|s| s.matches(&element.entity_id.id, &element.entity_id.entity_type))
+        self.selector.as_ref().is_none_or(|s| element.types().any(|t| s.matches(&element.entity_id.id, t)))
             && self.q.as_ref().is_none_or(|q| q.matches(element))
             && self.geo.as_ref().is_none_or(|g| g.matches(element))
     }
@@ -320,7 +320,12 @@ impl LdSubscription {
         if !self.attributes.is_empty() {
             attributes.retain(|a| self.attributes.contains(&a.name));
         }
-        ContextElement { entity_id: element.entity_id.clone(), attributes, domain_metadata: Vec::new() }
+        ContextElement {
+            entity_id: element.entity_id.clone(),
+            attributes,
+            domain_metadata: Vec::new(),
+            extra_types: element.extra_types.clone(),
+        }
     }
 
     /// The subscription's context (the core context when it has none of its own).

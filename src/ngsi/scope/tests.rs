@@ -18,6 +18,7 @@ fn located(id: &str, latitude: f64, longitude: f64) -> ContextElement {
             ContextMetadata { name: "city".into(), metadata_type: "string".into(), value: json!("Heidelberg") },
             ContextMetadata { name: "floor".into(), metadata_type: "integer".into(), value: json!(3) },
         ],
+        extra_types: Vec::new(),
     }
 }
 

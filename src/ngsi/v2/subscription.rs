@@ -322,7 +322,8 @@ impl V2Subscription {
         if self.only_changed_attrs {
             attributes.retain(|a| changed.contains(&a.name));
         }
-        ContextElement { entity_id: element.entity_id.clone(), attributes, domain_metadata: Vec::new() }
+        // NGSIv2 shows an entity's first type only.
+        ContextElement { entity_id: element.entity_id.clone(), attributes, ..ContextElement::default() }
     }
 }
 

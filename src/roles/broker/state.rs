@@ -98,6 +98,7 @@ pub fn acknowledgement(element: &ContextElement) -> ContextElement {
             })
             .collect(),
         domain_metadata: Vec::new(),
+        extra_types: Vec::new(),
     }
 }
 

@@ -355,7 +355,11 @@ impl CompiledSubscription {
         }
         let element = match &change.after {
             Some(after) => ld.project(&after.element),
-            None => ContextElement { entity_id: state.element.entity_id.clone(), ..ContextElement::default() },
+            None => ContextElement {
+                entity_id: state.element.entity_id.clone(),
+                extra_types: state.element.extra_types.clone(),
+                ..ContextElement::default()
+            },
         };
         let notice = ld.notice(&seen, state.created_at, state.modified_at, now);
         Some(Notified { element, notice, service_path: &state.service_path })

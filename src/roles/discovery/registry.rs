@@ -41,6 +41,7 @@ impl Registration {
             entity_id: self.entity.clone(),
             attributes: Vec::new(),
             domain_metadata: self.metadata.clone(),
+            extra_types: Vec::new(),
         }
     }
 

@@ -46,6 +46,7 @@ impl EntityInfo {
             entity_id: EntityId { id: self.id.clone(), entity_type: self.entity_type.clone(), is_pattern: false },
             attributes: Vec::new(),
             domain_metadata: self.metadata.values().cloned().collect(),
+            extra_types: Vec::new(),
         }
     }
 }

@@ -41,7 +41,10 @@ fn invalid_entities_are_refused() {
         json!({"type": "Room"}),
         json!({"id": "room1", "type": "Room"}),
         json!({"id": "urn:a", "type": 3}),
-        json!({"id": "urn:a", "type": ["A", "B"]}),
+        json!({"id": "urn:a", "type": []}),
+        json!({"id": "urn:a", "type": ["A", 3]}),
+        json!({"id": "urn:a", "type": ["A", ""]}),
+        json!({"id": "urn:a", "type": {"A": 1}}),
         json!({"id": "urn:a"}),
         json!({"id": "urn:a", "type": "T", "p": {"type": "Property"}}),
         json!({"id": "urn:a", "type": "T", "p": {"type": "Unknown", "value": 1}}),
@@ -78,4 +81,39 @@ fn the_location_point_follows_the_location_geoproperty() {
     element.attributes.clear();
     refresh_location(Some(&before), &mut element);
     assert!(element.domain_metadata.is_empty());
+}
+
+#[test]
+fn an_entity_may_have_several_types() {
+    let context = Context::from_body(&json!({"Shop": "https://example.org/Shop"})).unwrap();
+    let element =
+        parse_entity(&context, &json!({"id": "urn:a", "type": ["Building", "Shop", "Building", "Office"]})).unwrap();
+    let types: Vec<&str> = element.types().collect();
+    assert_eq!(types, ["Building", "https://example.org/Shop", "Office"], "expanded, duplicates dropped, in order");
+    assert_eq!(element.entity_id.entity_type, "Building", "the first type stays where one type is");
+    assert!(element.has_type("Office") && !element.has_type("Shop"));
+    let one = parse(json!({"id": "urn:a", "type": ["Building"]})).unwrap();
+    assert!(one.extra_types.is_empty() && one.entity_id.entity_type == "Building");
+    let many: Vec<String> = (0..=MAX_TYPES_PER_ENTITY).map(|i| format!("T{i}")).collect();
+    assert!(parse(json!({"id": "urn:a", "type": many})).is_err(), "too many types");
+}
+
+#[test]
+fn fragments_may_name_types_to_add() {
+    let fragment = |body: Value| fragment_types(&Context::core(), body.as_object().unwrap());
+    assert_eq!(fragment(json!({"p": 1})).unwrap(), Vec::<String>::new());
+    assert_eq!(fragment(json!({"type": "A"})).unwrap(), ["A"]);
+    assert_eq!(fragment(json!({"type": ["A", "B", "A"]})).unwrap(), ["A", "B"]);
+    assert!(fragment(json!({"type": []})).is_err());
+    assert!(fragment(json!({"type": [1]})).is_err());
+}
+
+#[test]
+fn types_are_set_and_added_without_duplicates() {
+    let mut element = parse(json!({"id": "urn:a", "type": "A"})).unwrap();
+    assert!(element.add_types(["B", "A", "C", "B"]));
+    assert_eq!(element.types().collect::<Vec<_>>(), ["A", "B", "C"]);
+    assert!(!element.add_types(["C"]), "nothing new");
+    element.set_types(vec!["C".into(), "D".into(), "C".into()]);
+    assert_eq!(element.types().collect::<Vec<_>>(), ["C", "D"]);
 }

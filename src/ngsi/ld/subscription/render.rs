@@ -68,6 +68,15 @@ pub fn compact_entity(compactor: &Compactor, entity: Value) -> Value {
             "type" => {
                 let value = match value {
                     Value::String(name) => Value::String(compactor.compact(&name)),
+                    Value::Array(names) => Value::Array(
+                        names
+                            .into_iter()
+                            .map(|name| match name {
+                                Value::String(name) => Value::String(compactor.compact(&name)),
+                                other => other,
+                            })
+                            .collect(),
+                    ),
                     other => other,
                 };
                 compacted.insert(key, value);

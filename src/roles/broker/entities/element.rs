@@ -28,6 +28,7 @@ pub fn project(element: &ContextElement, attributes: &[String]) -> ContextElemen
         entity_id: element.entity_id.clone(),
         attributes: element.attributes.iter().filter(|a| attributes.contains(&a.name)).cloned().collect(),
         domain_metadata: element.domain_metadata.clone(),
+        extra_types: element.extra_types.clone(),
     }
 }
 
@@ -82,12 +83,13 @@ pub(super) fn normalized_new(element: &ContextElement) -> ContextElement {
 }
 
 /// Merges an update into the stored element: attributes and domain metadata by name (value, type and
-/// attribute metadata replaced by name; new ones appended). Returns the result and whether its registration
-/// (type, attribute names and types, domain metadata) changed.
+/// attribute metadata replaced by name; new ones appended). A type the entity does not have replaces its first
+/// type (its other types, NGSI-LD's, are kept); one of its types changes nothing. Returns the result and whether
+/// its registration (type, attribute names and types, domain metadata) changed.
 pub(super) fn merge(stored: &ContextElement, update: &ContextElement) -> (ContextElement, bool) {
     let mut merged = stored.clone();
     let mut registration_changed = false;
-    if !update.entity_id.entity_type.is_empty() && update.entity_id.entity_type != merged.entity_id.entity_type {
+    if !update.entity_id.entity_type.is_empty() && !merged.has_type(&update.entity_id.entity_type) {
         merged.entity_id.entity_type = update.entity_id.entity_type.clone();
         registration_changed = true;
     }

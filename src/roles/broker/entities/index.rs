@@ -1,6 +1,6 @@
 //! The secondary index of the entity repository: per tenant, every entity in creation order and, per entity type,
 //! the entities of that type in creation order, so a query naming types (or paging in creation order) visits
-//! only those and can stop once it has a page.
+//! only those and can stop once it has a page. An entity with several types is under each of them.
 //!
 //! It holds the same `Arc`s as the map and is updated by the repository while it holds the entity's map entry
 //! (shard) lock, right after the map, so once a write returns the index and the map agree. Lock order is always
@@ -40,7 +40,7 @@ pub(super) fn key(entity: &StoredEntity) -> Key {
 
 impl Index {
     /// Records `after`, replacing `before` (the same entity before the write) when given. An entity that keeps
-    /// its place (tenant, creation time, id and type: any update that does not change the type) is swapped in
+    /// its place (tenant, creation time, id and types: any update that does not change the types) is swapped in
     /// place, without reordering or allocating.
     pub(super) fn put(&self, before: Option<&StoredEntity>, after: &Arc<StoredEntity>) {
         let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
@@ -52,11 +52,9 @@ impl Index {
         }
         let tenant = tenants.entry(after.tenant.clone()).or_default();
         let key = key(after);
-        tenant
-            .by_type
-            .entry(after.element.entity_id.entity_type.clone())
-            .or_default()
-            .insert(key.clone(), after.clone());
+        for entity_type in after.element.types() {
+            tenant.by_type.entry(entity_type.to_string()).or_default().insert(key.clone(), after.clone());
+        }
         tenant.all.insert(key, after.clone());
     }
 
@@ -112,16 +110,28 @@ fn same_place(before: &StoredEntity, after: &StoredEntity) -> bool {
         && before.tenant == after.tenant
         && before.element.entity_id.id == after.element.entity_id.id
         && before.element.entity_id.entity_type == after.element.entity_id.entity_type
+        && before.element.extra_types == after.element.extra_types
 }
 
 /// Swaps `entity` in for the version at its place; false (nothing changed) when that place is not indexed.
 fn replace_in(tenants: &mut HashMap<String, TenantIndex>, entity: &Arc<StoredEntity>) -> bool {
     let Some(index) = tenants.get_mut(&entity.tenant) else { return false };
     let key = key(entity);
-    let Some(typed) = index.by_type.get_mut(&entity.element.entity_id.entity_type) else { return false };
-    let (Some(in_type), Some(in_all)) = (typed.get_mut(&key), index.all.get_mut(&key)) else { return false };
-    *in_type = entity.clone();
-    *in_all = entity.clone();
+    let indexed = |index: &TenantIndex| {
+        index.all.contains_key(&key)
+            && entity.element.types().all(|t| index.by_type.get(t).is_some_and(|typed| typed.contains_key(&key)))
+    };
+    if !indexed(index) {
+        return false;
+    }
+    for entity_type in entity.element.types() {
+        if let Some(in_type) = index.by_type.get_mut(entity_type).and_then(|typed| typed.get_mut(&key)) {
+            *in_type = entity.clone();
+        }
+    }
+    if let Some(in_all) = index.all.get_mut(&key) {
+        *in_all = entity.clone();
+    }
     true
 }
 
@@ -129,11 +139,12 @@ fn remove_from(tenants: &mut HashMap<String, TenantIndex>, entity: &StoredEntity
     let Some(index) = tenants.get_mut(&entity.tenant) else { return };
     let key = key(entity);
     index.all.remove(&key);
-    let entity_type = &entity.element.entity_id.entity_type;
-    if let Some(ordered) = index.by_type.get_mut(entity_type) {
-        ordered.remove(&key);
-        if ordered.is_empty() {
-            index.by_type.remove(entity_type);
+    for entity_type in entity.element.types() {
+        if let Some(ordered) = index.by_type.get_mut(entity_type) {
+            ordered.remove(&key);
+            if ordered.is_empty() {
+                index.by_type.remove(entity_type);
+            }
         }
     }
     if index.all.is_empty() {

@@ -7,13 +7,14 @@
 mod element;
 mod index;
 mod read;
+mod stored;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::ngsi::limits::MAX_ATTRIBUTES_PER_ENTITY;
 use crate::ngsi::times::{stamp, Edited, EntityTimes, InstanceTimes, Written};
@@ -28,16 +29,18 @@ use self::index::Index;
 
 /// An entity as stored: its element plus system timestamps (milliseconds since the Unix epoch), its own and those of
 /// each attribute instance (see [`crate::ngsi::times`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized with the element's extra types as a member of its own (see [`stored`]): the element's NGSI10 form
+/// does not carry them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "stored::Decoded")]
 pub struct StoredEntity {
     /// Tenant (`Fiware-Service`), empty for the default one.
-    #[serde(default)]
     pub tenant: String,
     /// The entity.
     pub element: ContextElement,
     /// Its NGSIv2 `Fiware-ServicePath` (`/` for entities written through NGSI10 or NGSI-LD, and for those stored
     /// before service paths were kept).
-    #[serde(default = "root_path", skip_serializing_if = "is_root_path")]
     pub service_path: String,
     /// When it was created.
     pub created_at: i64,
@@ -45,7 +48,6 @@ pub struct StoredEntity {
     pub modified_at: i64,
     /// The times of `element`'s attributes, by index (empty for an entity stored by an older build: its attributes
     /// show the entity's times).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attribute_times: Vec<InstanceTimes>,
 }
 
@@ -58,10 +60,6 @@ impl StoredEntity {
 
 fn root_path() -> String {
     ROOT.to_string()
-}
-
-fn is_root_path(path: &str) -> bool {
-    path == ROOT
 }
 
 /// What one element of an update did.

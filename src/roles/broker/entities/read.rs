@@ -57,8 +57,8 @@ impl Entities {
         if let [single] = wanted[..] {
             return self.scan_ordered(tenant, Some(single), &keep, stop_after);
         }
-        // An entity has one type, so the types' sets are disjoint; the first `stop_after` of their union are among
-        // the first `stop_after` of each.
+        // The first `stop_after` of the types' union are among the first `stop_after` of each; an entity of several
+        // of the types is in several sets, and listed once.
         let mut found: Vec<Arc<StoredEntity>> = wanted
             .into_iter()
             .flat_map(|entity_type| self.scan_ordered(tenant, Some(entity_type), &keep, stop_after))
@@ -66,6 +66,7 @@ impl Entities {
         found.sort_by(|a, b| {
             a.created_at.cmp(&b.created_at).then_with(|| a.element.entity_id.id.cmp(&b.element.entity_id.id))
         });
+        found.dedup_by(|a, b| a.created_at == b.created_at && a.element.entity_id.id == b.element.entity_id.id);
         if let Some(stop_after) = stop_after {
             found.truncate(stop_after);
         }

@@ -328,7 +328,7 @@ async fn attribute_times_follow_each_write_and_are_durable() {
 
     tick().await;
     entities
-        .edit("", "e", None, ld(Edit::Append { attributes: vec![gps(4)], no_overwrite: false }))
+        .edit("", "e", None, ld(Edit::Append { attributes: vec![gps(4)], no_overwrite: false, types: Vec::new() }))
         .await
         .unwrap()
         .unwrap();
@@ -363,4 +363,55 @@ async fn attribute_times_follow_each_write_and_are_durable() {
     assert!(old.attribute_times.is_empty(), "stored by an older build");
     let shown = old.times().of(0, &old.element.attributes[0]);
     assert_eq!((shown.created_at, shown.modified_at), (1, 2), "its attributes show the entity's times");
+}
+
+#[tokio::test]
+async fn entities_of_several_types_are_indexed_under_each_and_kept_by_ngsi10_writes() {
+    let store = Store::temporary().unwrap();
+    let entities = Entities::open(&store).unwrap();
+    let typed = |id: &str, names: &[&str]| {
+        let mut element = element(json!({"entityId": {"id": id}, "attributes": [{"name": "n", "value": 1}]}));
+        element.set_types(types(names));
+        element
+    };
+    let put = |element: ContextElement| {
+        let id = element.entity_id.id.clone();
+        let entities = entities.clone();
+        async move {
+            let edit = |_: Option<&ContextElement>| Ok::<_, ()>(Edited::by_name((element, vec!["n".to_string()])));
+            entities.edit("", &id, None, edit).await.unwrap().unwrap();
+        }
+    };
+    put(typed("a", &["T", "U"])).await;
+    put(typed("b", &["U"])).await;
+    let all = |_: &StoredEntity| true;
+    let select = |entities: &Entities, names: &[&str], stop_after| {
+        ids(&entities.select_in_creation_order("", Some(&types(names)), all, stop_after))
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(select(&entities, &["T"], None), ["a"]);
+    assert_eq!(select(&entities, &["U"], None), ["a", "b"]);
+    assert_eq!(select(&entities, &["T", "U"], None), ["a", "b"], "listed once though of both types");
+    assert_eq!(select(&entities, &["U", "T"], Some(1)), ["a"]);
+
+    // An NGSI10 update naming the first type, another of its types or none keeps every type.
+    for entity_type in ["T", "U", ""] {
+        let update = element(json!({"entityId": {"id": "a", "type": entity_type}, "attributes": [{"name": "n"}]}));
+        entities.apply_update("", &[update], UpdateAction::Update).await.unwrap();
+        assert_eq!(entities.get("", "a").unwrap().element.types().collect::<Vec<_>>(), ["T", "U"]);
+    }
+    assert_index_matches_map(&entities, "");
+
+    // New types move the entity in the index; a deletion forgets it under each type.
+    put(typed("a", &["V", "U", "W"])).await;
+    assert_eq!((select(&entities, &["T"], None), select(&entities, &["W"], None)), (vec![], vec!["a".to_string()]));
+    assert_eq!(entities.index.type_len("", "T"), 0);
+    let reopened = Entities::open(&store).unwrap();
+    assert_eq!(reopened.get("", "a").unwrap().element.types().collect::<Vec<_>>(), ["V", "U", "W"], "journalled");
+    assert_eq!(select(&reopened, &["W", "U"], None), ["a", "b"]);
+    entities.delete("", "a").await.unwrap().unwrap();
+    assert_eq!((entities.index.type_len("", "U"), entities.index.type_len("", "V")), (1, 0));
+    assert_index_matches_map(&entities, "");
 }

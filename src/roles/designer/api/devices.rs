@@ -88,7 +88,12 @@ pub fn device_element(device: &Value) -> Result<ContextElement, DesignerError> {
         .into_iter()
         .map(|(name, metadata_type, value)| ContextMetadata { name, metadata_type, value })
         .collect();
-    Ok(ContextElement { entity_id: EntityId { id, entity_type, is_pattern: false }, attributes, domain_metadata })
+    Ok(ContextElement {
+        entity_id: EntityId { id, entity_type, is_pattern: false },
+        attributes,
+        domain_metadata,
+        extra_types: Vec::new(),
+    })
 }
 
 /// `(name, type, value)` of each item of a name map or an NGSI10 list.

@@ -1,5 +1,5 @@
 //! The NGSI-LD attribute routes of one entity: `POST /ngsi-ld/v1/entities/{id}/attrs` (append,
-//! `options=noOverwrite`), `PATCH /ngsi-ld/v1/entities/{id}/attrs` (update existing attributes),
+//! `options=noOverwrite`; a `type` in the payload adds its types to the entity's), `PATCH /ngsi-ld/v1/entities/{id}/attrs` (update existing attributes),
 //! `PATCH`/`DELETE /ngsi-ld/v1/entities/{id}/attrs/{attr}` (partial update; delete with `datasetId`/`deleteAll`).
 //! 204 when every attribute was written, 207 `{"updated":[…],"notUpdated":[{"attributeName","reason"}]}`
 //! otherwise, 404 for an unknown entity or attribute.
@@ -16,7 +16,7 @@ use super::params::Params;
 use super::{apply, find, meta};
 use crate::ngsi::ld::check_uri;
 use crate::ngsi::ld::edit::{Edit, Refusal};
-use crate::ngsi::ld::entity::parse_attributes_owned;
+use crate::ngsi::ld::entity::{fragment_types, parse_attributes_owned};
 use crate::ngsi::limits::check_name;
 use crate::roles::broker::state::BrokerState;
 
@@ -26,7 +26,7 @@ async fn edit_attributes(
     headers: &HeaderMap,
     id: &str,
     body: Body,
-    make: impl FnOnce(Vec<crate::ngsi::v1::ContextAttribute>) -> Edit,
+    make: impl FnOnce(Vec<crate::ngsi::v1::ContextAttribute>, Vec<String>) -> Edit,
     reason: &str,
 ) -> Result<Response, LdError> {
     let tenant = tenant(headers)?;
@@ -34,13 +34,14 @@ async fn edit_attributes(
     let (body, media) = read_body(headers, body, state.max_body_bytes).await?;
     let context = body_context(&state.contexts, headers, media, &body).await?;
     let Value::Object(object) = body else { return Err(LdError::bad_data("the attributes must be a JSON object")) };
+    let types = fragment_types(&context, &object)?;
     let attributes = parse_attributes_owned(&context, object)?;
-    if attributes.is_empty() {
+    if attributes.is_empty() && types.is_empty() {
         return Err(LdError::bad_data("no attributes in the payload"));
     }
     let requested: Vec<String> = attributes.iter().map(|a| a.name.clone()).collect();
     find(state, &tenant, id)?;
-    let updated = match apply(state, &meta(tenant), id, make(attributes)).await? {
+    let updated = match apply(state, &meta(tenant), id, make(attributes, types)).await? {
         Ok((_, touched)) => touched,
         Err(Refusal::NothingUpdated) => Vec::new(),
         Err(refusal) => return Err(refusal.into()),
@@ -65,7 +66,7 @@ pub async fn append(
     body: Body,
 ) -> Result<Response, LdError> {
     let no_overwrite = Params::parse(&uri)?.options(&["noOverwrite"])?.iter().any(|o| o == "noOverwrite");
-    let make = |attributes| Edit::Append { attributes, no_overwrite };
+    let make = |attributes, types| Edit::Append { attributes, no_overwrite, types };
     edit_attributes(&state, &headers, &id, body, make, "attribute exists and noOverwrite was asked").await
 }
 
@@ -76,7 +77,9 @@ pub async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, LdError> {
-    edit_attributes(&state, &headers, &id, body, Edit::UpdateExisting, "attribute does not exist").await
+    // A `type` in the payload is checked, and changes nothing (this updates existing attributes only).
+    let make = |attributes, _types| Edit::UpdateExisting(attributes);
+    edit_attributes(&state, &headers, &id, body, make, "attribute does not exist").await
 }
 
 /// `PATCH /ngsi-ld/v1/entities/{id}/attrs/{attr}`: merges the fragment into the attribute; 204, or 404.

@@ -128,17 +128,22 @@ pub async fn upsert(State(state): State<BrokerState>, request: Request) -> Resul
 pub async fn update(State(state): State<BrokerState>, request: Request) -> Result<Response, LdError> {
     let (parts, body) = request.into_parts();
     let no_overwrite = Params::parse(&parts.uri)?.options(&["noOverwrite"])?.iter().any(|o| o == "noOverwrite");
-    let make = |element: ContextElement| Edit::Append { attributes: element.attributes, no_overwrite };
+    // As today for one type: the entity's types are kept (a `type` in the payload is checked, not added).
+    let make =
+        |element: ContextElement| Edit::Append { attributes: element.attributes, no_overwrite, types: Vec::new() };
     Ok(entity_batch(&state, &parts.headers, body, make).await?.answer(false))
 }
 
 /// `POST /ngsi-ld/v1/entityOperations/merge` (V1.6+ Batch Entity Merge): each entity is merged as by
-/// `PATCH /ngsi-ld/v1/entities/{id}` (its attributes written over the existing entity's, the others kept; an
-/// unknown entity fails with `ResourceNotFound`); 204, or 207.
+/// `PATCH /ngsi-ld/v1/entities/{id}` (its attributes written over the existing entity's, the others kept, its types
+/// added to the entity's; an unknown entity fails with `ResourceNotFound`); 204, or 207.
 pub async fn merge(State(state): State<BrokerState>, request: Request) -> Result<Response, LdError> {
     let (parts, body) = request.into_parts();
     Params::parse(&parts.uri)?.options(&[])?;
-    let make = |element: ContextElement| Edit::Append { attributes: element.attributes, no_overwrite: false };
+    let make = |element: ContextElement| {
+        let types = element.types().map(str::to_string).collect();
+        Edit::Append { attributes: element.attributes, no_overwrite: false, types }
+    };
     Ok(entity_batch(&state, &parts.headers, body, make).await?.answer(false))
 }
 

@@ -51,13 +51,20 @@ fn inventory(state: &BrokerState, tenant: &str) -> Result<Inventory, LdError> {
     }
     let mut inventory = Inventory { types: BTreeMap::new(), attributes: BTreeMap::new() };
     for entity in state.entities.list(tenant) {
-        let entity_type = entity.element.entity_id.entity_type.clone();
-        let type_info = inventory.types.entry(entity_type.clone()).or_default();
-        type_info.count += 1;
+        // An entity with several types counts once under each.
+        let types: Vec<&str> = entity.element.types().collect();
+        let attributes = view(&entity.element);
+        for entity_type in &types {
+            let type_info = inventory.types.entry(entity_type.to_string()).or_default();
+            type_info.count += 1;
+            for attribute in &attributes {
+                let kind = Kind::of(&attribute.attribute_type).name();
+                type_info.attributes.entry(attribute.name.clone()).or_default().insert(kind);
+            }
+        }
         let mut seen: BTreeSet<String> = BTreeSet::new();
-        for attribute in view(&entity.element) {
+        for attribute in attributes {
             let kind = Kind::of(&attribute.attribute_type).name();
-            type_info.attributes.entry(attribute.name.clone()).or_default().insert(kind);
             // The instances of a multi-attribute count once per entity.
             let first = seen.insert(attribute.name.clone());
             let info = inventory.attributes.entry(attribute.name).or_default();
@@ -65,7 +72,7 @@ fn inventory(state: &BrokerState, tenant: &str) -> Result<Inventory, LdError> {
                 info.count += 1;
             }
             info.kinds.insert(kind);
-            info.types.insert(entity_type.clone());
+            info.types.extend(types.iter().map(|t| t.to_string()));
         }
     }
     Ok(inventory)

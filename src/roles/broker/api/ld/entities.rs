@@ -25,7 +25,7 @@ use super::selection::EntityQuery;
 use super::{apply, find, meta, tenant_exists};
 use crate::ngsi::ld::context::Compactor;
 use crate::ngsi::ld::edit::Edit;
-use crate::ngsi::ld::entity::{parse_attributes_owned, parse_entity_owned};
+use crate::ngsi::ld::entity::{fragment_types, parse_attributes_owned, parse_entity_owned};
 use crate::ngsi::ld::geojson::{feature, feature_collection, geometry};
 use crate::ngsi::ld::projection::Projection;
 use crate::ngsi::ld::render::{render_entity, view, Rendering};
@@ -175,7 +175,7 @@ pub async fn retrieve(
     Ok(shape.respond_one(&entity))
 }
 
-/// `PUT /ngsi-ld/v1/entities/{id}`: replaces the entity (type and attributes); 204, or 404.
+/// `PUT /ngsi-ld/v1/entities/{id}`: replaces the entity (types and attributes); 204, or 404.
 pub async fn replace(
     State(state): State<BrokerState>,
     Path(id): Path<String>,
@@ -199,7 +199,8 @@ pub async fn replace(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `PATCH /ngsi-ld/v1/entities/{id}` (merge entity): adds or replaces the attributes of the payload; 204, or 404.
+/// `PATCH /ngsi-ld/v1/entities/{id}` (merge entity): adds or replaces the attributes of the payload and adds its
+/// types (a `type` member) to the entity's; 204, or 404.
 pub async fn merge(
     State(state): State<BrokerState>,
     Path(id): Path<String>,
@@ -214,12 +215,13 @@ pub async fn merge(
     if object.get("id").is_some_and(|given| given.as_str() != Some(id.as_str())) {
         return Err(LdError::bad_data("the id in the payload differs from the id in the URL"));
     }
+    let types = fragment_types(&context, &object)?;
     let attributes = parse_attributes_owned(&context, object)?;
-    if attributes.is_empty() {
+    if attributes.is_empty() && types.is_empty() {
         return Err(LdError::bad_data("no attributes in the payload"));
     }
     find(&state, &meta.tenant, &id)?;
-    apply(&state, &meta, &id, Edit::Append { attributes, no_overwrite: false }).await??;
+    apply(&state, &meta, &id, Edit::Append { attributes, no_overwrite: false, types }).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -36,7 +36,7 @@ impl Selector {
 
     fn matches(&self, element: &ContextElement) -> bool {
         let id = &element.entity_id.id;
-        (self.types.is_empty() || self.types.contains(&element.entity_id.entity_type))
+        (self.types.is_empty() || self.types.iter().any(|t| element.has_type(t)))
             && (self.ids.is_empty() || self.ids.contains(id))
             && self.id_pattern.as_ref().is_none_or(|pattern| pattern.is_match(id))
     }
