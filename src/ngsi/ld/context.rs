@@ -13,6 +13,7 @@
 //! with a user context (a `Link` on a read, a subscription's context in its notifications) are compacted back
 //! with [`Context::compactor`].
 
+pub mod hosted;
 pub mod remote;
 
 use std::collections::HashMap;
