@@ -219,3 +219,33 @@ pub async fn delete(
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_urls_name_the_broker_as_the_client_reached_it() {
+        let headers = |pairs: &[(&'static str, &'static str)]| -> HeaderMap {
+            pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+        };
+        assert_eq!(base_url(&HeaderMap::new()), "http://localhost");
+        assert_eq!(base_url(&headers(&[("host", "10.0.0.1:8070")])), "http://10.0.0.1:8070");
+        let proxied = headers(&[
+            ("host", "broker:8070"),
+            ("x-forwarded-host", "fogflow.example, inner"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(base_url(&proxied), "https://fogflow.example");
+        assert_eq!(base_url(&headers(&[("host", "a/b")])), "http://localhost", "a host with a / is ignored");
+    }
+
+    #[test]
+    fn only_the_parameters_of_a_route_are_accepted() {
+        let uri = |text: &str| text.parse::<Uri>().unwrap();
+        assert!(only(&uri("/x?details=true&kind=Hosted"), &["details", "kind"]).is_ok());
+        assert!(only(&uri("/x"), &["details"]).is_ok());
+        let refused = only(&uri("/x?details=true&limit=1"), &["details"]).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+}
