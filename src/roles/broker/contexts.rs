@@ -193,8 +193,8 @@ impl ContextResolver {
         self.hosted.as_ref()
     }
 
-    /// The `@context` of a context hosted here that `url` names (counted as a use).
-    fn hosted_context(&self, url: &str) -> Option<Value> {
+    /// The context hosted here that `url` names (counted as a use).
+    fn hosted_context(&self, url: &str) -> Option<hosted::HostedUse> {
         self.hosted.as_ref().and_then(|hosted| hosted.use_url(url))
     }
 
@@ -247,8 +247,11 @@ impl ContextResolver {
 
     /// A remote context of a request, concurrent requests for the same URL sharing one resolution.
     async fn top(&self, url: &str) -> Result<Arc<Resolved>, ContextError> {
-        if let Some(raw) = self.hosted_context(url) {
-            return self.merge(url, raw, 0, Vec::new()).await;
+        if let Some(hosted) = self.hosted_context(url) {
+            return match hosted.resolved {
+                Some(resolved) => Ok(resolved),
+                None => self.merge(url, hosted.context, 0, Vec::new()).await,
+            };
         }
         if let Some(hit) = self.cached(url) {
             return Ok(hit);
@@ -290,7 +293,10 @@ impl ContextResolver {
             }
             let is_hosted = hosted.is_some();
             let raw = match (hosted, self.preload.get(&url)) {
-                (Some(raw), _) => raw,
+                (Some(hosted), _) => match hosted.resolved {
+                    Some(resolved) => return Ok(resolved),
+                    None => hosted.context,
+                },
                 (None, Some(raw)) => raw.clone(),
                 (None, None) => self.fetch(&url).await?,
             };

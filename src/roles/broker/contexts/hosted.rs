@@ -8,13 +8,15 @@
 //! network and no allowlist. Use counters (`numberOfHits`, `lastUsage`) are in memory and restart from zero.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Resolved;
 use crate::ngsi::ld::context::hosted::{hosted_id, ContextInfo, ContextKind, CONTEXTS_PATH};
+use crate::ngsi::ld::context::remote::{entries, Entry, Merged};
 use crate::store::{Store, StoreError, Tree};
 
 /// The store tree of hosted contexts.
@@ -51,8 +53,40 @@ pub struct HostedRecord {
 #[derive(Debug)]
 struct Held {
     record: HostedRecord,
+    /// The context resolved once, when it names no remote context (else it is resolved on each use, so the
+    /// contexts it names follow the cache's rules).
+    resolved: Option<Arc<Resolved>>,
     hits: u64,
     last_usage: Option<DateTime<Utc>>,
+}
+
+impl Held {
+    fn new(record: HostedRecord) -> Held {
+        let resolved = resolve_inline(&record.context);
+        Held { record, resolved, hits: 0, last_usage: None }
+    }
+}
+
+/// A context made of inline definitions (and core URLs) only, resolved; `None` when it names a remote context.
+fn resolve_inline(context: &Value) -> Option<Arc<Resolved>> {
+    let mut merged = Merged::default();
+    for entry in entries(context).ok()? {
+        match entry {
+            Entry::Core => {}
+            Entry::Inline(object) => merged.add(object).ok()?,
+            Entry::Remote(_) => return None,
+        }
+    }
+    Resolved::new(merged.into_value()).ok().map(Arc::new)
+}
+
+/// A hosted context to resolve a request with.
+#[derive(Debug)]
+pub(super) struct HostedUse {
+    /// Its `@context`.
+    pub(super) context: Value,
+    /// Its resolution, when it names no remote context.
+    pub(super) resolved: Option<Arc<Resolved>>,
 }
 
 /// The hosted contexts.
@@ -81,7 +115,7 @@ impl HostedContexts {
         let mut held = HashMap::new();
         for entry in tree.iter() {
             let (id, record) = entry?;
-            held.insert(id, Held { record, hits: 0, last_usage: None });
+            held.insert(id, Held::new(record));
         }
         tracing::info!(hosted = held.len(), "hosted @contexts loaded");
         Ok(HostedContexts { held: Mutex::new(held), tree, store: store.clone(), max_hosted, max_bytes })
@@ -105,7 +139,7 @@ impl HostedContexts {
                 return Err(HostError::Full(self.max_hosted));
             }
             self.tree.insert(&id, &record)?;
-            held.insert(id.clone(), Held { record, hits: 0, last_usage: None });
+            held.insert(id.clone(), Held::new(record));
         }
         if let Err(error) = self.store.commit().await {
             self.lock().remove(&id);
@@ -123,14 +157,14 @@ impl HostedContexts {
         self.lock().get(id).map(|held| held.record.context.clone())
     }
 
-    /// The `@context` a hosted context URL names (counted as a use), if it is held here.
-    pub fn use_url(&self, url: &str) -> Option<Value> {
+    /// The hosted context a URL names (counted as a use), if it is held here.
+    pub(super) fn use_url(&self, url: &str) -> Option<HostedUse> {
         let id = hosted_id(url)?;
         let mut held = self.lock();
         let entry = held.get_mut(id)?;
         entry.hits += 1;
         entry.last_usage = Some(Utc::now());
-        Some(entry.record.context.clone())
+        Some(HostedUse { context: entry.record.context.clone(), resolved: entry.resolved.clone() })
     }
 
     /// Removes the context `id`, durably; whether it was hosted.
@@ -192,8 +226,10 @@ mod tests {
         assert!(matches!(hosted.add(json!({})).await.unwrap_err(), HostError::Full(2)));
 
         let url = format!("http://anywhere:1/ngsi-ld/v1/jsonldContexts/{a}");
-        assert_eq!(hosted.use_url(&url), Some(json!({"a": "https://e.org/a"})));
-        assert_eq!(hosted.use_url("http://anywhere:1/ngsi-ld/v1/jsonldContexts/unknown"), None);
+        let used = hosted.use_url(&url).unwrap();
+        assert_eq!(used.context, json!({"a": "https://e.org/a"}));
+        assert_eq!(used.resolved.unwrap().context.canonical("a"), "https://e.org/a", "resolved once, when added");
+        assert!(hosted.use_url("http://anywhere:1/ngsi-ld/v1/jsonldContexts/unknown").is_none());
         let infos = hosted.infos("http://h:1/");
         assert_eq!(infos.len(), 2);
         let first = infos.iter().find(|info| info.local_id == a).unwrap();
@@ -207,7 +243,11 @@ mod tests {
         assert!(hosted.remove(&a).await.unwrap());
         assert!(!hosted.remove(&a).await.unwrap());
         assert_eq!(hosted.get(&a), None);
-        assert_eq!(hosted.use_url(&url), None);
+        assert!(hosted.use_url(&url).is_none());
+        let remote = hosted.add(json!(["https://e.org/ctx.jsonld"])).await.unwrap();
+        let remote_url = format!("http://h{}/{remote}", CONTEXTS_PATH);
+        assert!(hosted.use_url(&remote_url).unwrap().resolved.is_none(), "naming a remote context: resolved on use");
+        assert!(hosted.remove(&remote).await.unwrap());
         hosted.add(json!({})).await.unwrap();
         let reopened = HostedContexts::open(&store, 2, 64).unwrap();
         assert_eq!(reopened.get(&b), Some(json!([{"b": "https://e.org/b"}])));
