@@ -5,14 +5,14 @@
 //! Owns all the I/O of context handling: the core context URLs resolve to the embedded copy with no network;
 //! the URL of a context hosted here (`…/ngsi-ld/v1/jsonldContexts/<id>`, any host; [`hosted`]) resolves from the
 //! broker's store with no network and no allowlist; another URL resolves from `context.preload` (files read at
-//! start-up), else from the in-memory cache (bounded,
-//! with a TTL), else by a fetch — only if the URL starts with a `context.allowlist` prefix (empty by default:
-//! nothing is fetched), `http://` or `https://` (certificates verified against the system roots and
-//! `tls.ca_file`; at most [`MAX_REDIRECTS`] redirects, each target allowlisted too), capped in size and time
-//! (each hop), one fetch for concurrent requests of the same URL. Nested remote contexts resolve the same way, at most [`MAX_DEPTH`] deep.
-//! Anything that fails is [`ContextError::NotAvailable`] naming the URL and the reason (`LdContextNotAvailable`
-//! 503); never a panic. Parsing and merging are pure, in [`crate::ngsi::ld::context`]; this module must not know
-//! HTTP routes or entities. What the @context management API lists and deletes of the cache is in [`catalog`].
+//! start-up), else from the in-memory cache (bounded, with a TTL), else by a fetch — only if the URL starts with a
+//! `context.allowlist` prefix (empty by default: nothing is fetched), `http://` or `https://` (certificates
+//! verified against the system roots and `tls.ca_file`; at most [`MAX_REDIRECTS`] redirects, each target
+//! allowlisted too), capped in size and time (each hop), one fetch for concurrent requests of the same URL. Nested
+//! remote contexts resolve the same way, at most [`MAX_DEPTH`] deep. Anything that fails is
+//! [`ContextError::NotAvailable`] naming the URL and the reason (`LdContextNotAvailable` 503); never a panic.
+//! Parsing and merging are pure, in [`crate::ngsi::ld::context`]; this module must not know HTTP routes or
+//! entities. What the @context management API lists and deletes of the cache is in [`catalog`].
 
 pub mod catalog;
 pub mod hosted;
