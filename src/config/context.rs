@@ -19,6 +19,9 @@ pub(super) fn validate(context: &ContextConfig) -> Result<(), ConfigError> {
     if !(1..=7 * 24 * 3600).contains(&context.cache_ttl_secs) {
         return invalid(format!("context.cache_ttl_secs {} must be 1..604800", context.cache_ttl_secs));
     }
+    if context.max_hosted > 10_000 {
+        return invalid(format!("context.max_hosted {} must be 0..10000", context.max_hosted));
+    }
     for prefix in &context.allowlist {
         let rest = prefix.strip_prefix("http://").or_else(|| prefix.strip_prefix("https://"));
         let host_ends_with_slash = rest.and_then(|rest| rest.find('/')).is_some_and(|slash| slash > 0);
@@ -57,6 +60,9 @@ mod tests {
         assert!(defaults.allowlist.is_empty() && defaults.preload.is_empty());
         assert_eq!((defaults.max_bytes, defaults.timeout_ms), (1024 * 1024, 3000));
         assert_eq!((defaults.cache_entries, defaults.cache_ttl_secs), (256, 3600));
+        assert_eq!(defaults.max_hosted, 200);
+        let error = load(r#"{"context":{"max_hosted":10001}}"#, &[]).unwrap_err();
+        assert!(error.to_string().contains("context.max_hosted"), "{error}");
         let listed = load("{}", &[("FOGFLOW__CONTEXT__ALLOWLIST", "http://a.org/x/, https://B.org/")]).unwrap();
         assert_eq!(listed.context.allowlist, vec!["http://a.org/x/", "https://B.org/"]);
         let error = load(r#"{"context":{"allowlist":["http://evil"]}}"#, &[]).unwrap_err();

@@ -393,7 +393,7 @@ pub struct ContextConfig {
     /// Context URL → local file holding that context document (a JSON object with `@context`), read at start-up
     /// (a missing or invalid file is a configuration error). Default empty.
     pub preload: std::collections::BTreeMap<String, std::path::PathBuf>,
-    /// Largest context document fetched, in bytes. Default 1 MiB.
+    /// Largest context document fetched or hosted, in bytes. Default 1 MiB.
     pub max_bytes: usize,
     /// Milliseconds one fetch may take, connecting included. Default 3000.
     pub timeout_ms: u64,
@@ -401,6 +401,9 @@ pub struct ContextConfig {
     pub cache_entries: usize,
     /// Seconds a fetched context is used before it is fetched again. Default 3600.
     pub cache_ttl_secs: u64,
+    /// Most `@context`s clients may host on the broker (`POST /ngsi-ld/v1/jsonldContexts`), each at most
+    /// `max_bytes` long; 0 turns hosting off. Default 200.
+    pub max_hosted: usize,
 }
 
 impl Default for ContextConfig {
@@ -412,6 +415,7 @@ impl Default for ContextConfig {
             timeout_ms: 3_000,
             cache_entries: 256,
             cache_ttl_secs: 3_600,
+            max_hosted: 200,
         }
     }
 }

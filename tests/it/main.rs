@@ -27,6 +27,7 @@ mod ngsi10_update;
 mod ngsi_ld_contexts;
 mod ngsi_ld_entities;
 mod ngsi_ld_https;
+mod ngsi_ld_jsonld_contexts;
 mod ngsi_ld_periodic;
 mod ngsi_ld_queries;
 mod ngsi_ld_subscription_delivery;

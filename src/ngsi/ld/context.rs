@@ -5,6 +5,8 @@
 //! helpers of [`remote`] (which entries are URLs, reading a fetched context document, merging definitions) and
 //! builds the [`Context`] from the merged object. A URL left unresolved is [`ContextError::NotAvailable`]
 //! (`LdContextNotAvailable`).
+//! The @context management API (contexts hosted on the broker, `/ngsi-ld/v1/jsonldContexts`) has its pure parts
+//! in [`hosted`]: checking an "Add @context" body and recognizing the URL of a hosted context.
 //!
 //! Names (entity types, attribute and sub-property names) are stored in one canonical form: the term is expanded
 //! with the request's context, then compacted against the core context alone ([`Context::canonical`]). A term of
@@ -13,6 +15,7 @@
 //! with a user context (a `Link` on a read, a subscription's context in its notifications) are compacted back
 //! with [`Context::compactor`].
 
+pub mod hosted;
 pub mod remote;
 
 use std::collections::HashMap;

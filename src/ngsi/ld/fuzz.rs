@@ -1,7 +1,8 @@
 //! Property tests of the NGSI-LD codec with a seeded generator: no input makes entity parsing, rendering,
 //! editing, `q` or geo-query parsing and matching, subscription parsing, PATCH, selection and notification
-//! bodies panic; whatever parses as an entity (one type or several) renders (normalized and concise) and parses back
-//! to the same element; appends and merging upserts keep every type once.
+//! bodies, @context management bodies or hosted context URLs panic; whatever parses as an entity (one type or
+//! several) renders (normalized and concise) and parses back to the same element; appends and merging upserts keep
+//! every type once.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -337,4 +338,42 @@ fn subscriptions_never_panic() {
     }
     assert!(parsed > 300, "only {parsed} subscriptions parsed");
     assert!(noticed > 50, "only {noticed} notifications with a notice");
+}
+
+#[test]
+fn hosted_context_bodies_and_urls_never_panic() {
+    use super::context::hosted::{hosted_id, parse_add};
+    let mut rng = StdRng::seed_from_u64(17);
+    let urls = ["https://e.org/c.jsonld", "http://h/ngsi-ld/v1/jsonldContexts/a", "ftp://x", "", "urn:x"];
+    let (mut added, mut refused) = (0, 0);
+    for _ in 0..20_000 {
+        let context = match rng.gen_range(0..4) {
+            0 => value(&mut rng, 0),
+            1 => Value::Array(
+                (0..rng.gen_range(0..4))
+                    .map(|_| if rng.gen_bool(0.5) { json!(pick(&mut rng, &urls)) } else { value(&mut rng, 2) })
+                    .collect(),
+            ),
+            _ => Value::Object(
+                (0..rng.gen_range(0..4))
+                    .map(|_| (pick(&mut rng, NAMES).to_string(), json!(pick(&mut rng, &urls))))
+                    .collect(),
+            ),
+        };
+        let body = if rng.gen_bool(0.9) { json!({"@context": context}) } else { context };
+        match parse_add(&body) {
+            // What is accepted is a context the resolver reads once its URLs are resolved.
+            Ok(accepted) => {
+                added += 1;
+                assert!(super::context::remote::entries(&accepted).is_ok(), "{accepted}");
+            }
+            Err(_) => refused += 1,
+        }
+        let mut url = pick(&mut rng, &urls).to_string();
+        url.push_str(pick(&mut rng, NAMES));
+        if let Some(id) = hosted_id(&url) {
+            assert!(url.ends_with(id) && !id.is_empty(), "{url}");
+        }
+    }
+    assert!(added > 1_000 && refused > 1_000, "added {added}, refused {refused}");
 }

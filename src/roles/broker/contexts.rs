@@ -3,14 +3,19 @@
 //! expansion and compaction, and into an inline equivalent that subscriptions store (so notifying never fetches).
 //!
 //! Owns all the I/O of context handling: the core context URLs resolve to the embedded copy with no network;
-//! another URL resolves from `context.preload` (files read at start-up), else from the in-memory cache (bounded,
-//! with a TTL), else by a fetch — only if the URL starts with a `context.allowlist` prefix (empty by default:
-//! nothing is fetched), `http://` or `https://` (certificates verified against the system roots and
-//! `tls.ca_file`; at most [`MAX_REDIRECTS`] redirects, each target allowlisted too), capped in size and time
-//! (each hop), one fetch for concurrent requests of the same URL. Nested remote contexts resolve the same way, at most [`MAX_DEPTH`] deep.
-//! Anything that fails is [`ContextError::NotAvailable`] naming the URL and the reason (`LdContextNotAvailable`
-//! 503); never a panic. Parsing and merging are pure, in [`crate::ngsi::ld::context`]; this module must not know
-//! HTTP routes or entities.
+//! the URL of a context hosted here (`…/ngsi-ld/v1/jsonldContexts/<id>`, any host; [`hosted`]) resolves from the
+//! broker's store with no network and no allowlist; another URL resolves from `context.preload` (files read at
+//! start-up), else from the in-memory cache (bounded, with a TTL), else by a fetch — only if the URL starts with a
+//! `context.allowlist` prefix (empty by default: nothing is fetched), `http://` or `https://` (certificates
+//! verified against the system roots and `tls.ca_file`; at most [`MAX_REDIRECTS`] redirects, each target
+//! allowlisted too), capped in size and time (each hop), one fetch for concurrent requests of the same URL. Nested
+//! remote contexts resolve the same way, at most [`MAX_DEPTH`] deep. Anything that fails is
+//! [`ContextError::NotAvailable`] naming the URL and the reason (`LdContextNotAvailable` 503); never a panic.
+//! Parsing and merging are pure, in [`crate::ngsi::ld::context`]; this module must not know HTTP routes or
+//! entities. What the @context management API lists and deletes of the cache is in [`catalog`].
+
+pub mod catalog;
+pub mod hosted;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,10 +23,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use self::hosted::HostedContexts;
 use crate::clients::http_client::{HttpClient, OutboundError, OutboundResponse};
 use crate::config::ContextConfig;
 use crate::ngsi::ld::context::remote::{document_context, entries, Entry, Merged};
@@ -114,6 +121,12 @@ impl LdContext {
 struct Cached {
     resolved: Arc<Resolved>,
     at: Instant,
+    /// When it was stored, for the @context management API.
+    stored: DateTime<Utc>,
+    /// Requests it resolved since it was stored.
+    hits: u64,
+    /// When it last resolved a request.
+    last_usage: Option<DateTime<Utc>>,
 }
 
 type Pending = Arc<OnceCell<Result<Arc<Resolved>, ContextError>>>;
@@ -128,6 +141,8 @@ pub struct ContextResolver {
     cache: Mutex<HashMap<String, Cached>>,
     pending: Mutex<HashMap<String, Pending>>,
     client: HttpClient,
+    hosted: Option<Arc<HostedContexts>>,
+    started: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for ContextResolver {
@@ -163,7 +178,24 @@ impl ContextResolver {
             cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             client: HttpClient::new(timeout, timeout),
+            hosted: None,
+            started: Utc::now(),
         })
+    }
+
+    /// This resolver, resolving the URLs of the contexts hosted here from `hosted`.
+    pub fn with_hosted(self, hosted: Arc<HostedContexts>) -> ContextResolver {
+        ContextResolver { hosted: Some(hosted), ..self }
+    }
+
+    /// The hosted contexts, if hosting is set up.
+    pub fn hosted(&self) -> Option<&Arc<HostedContexts>> {
+        self.hosted.as_ref()
+    }
+
+    /// The context hosted here that `url` names (counted as a use).
+    fn hosted_context(&self, url: &str) -> Option<hosted::HostedUse> {
+        self.hosted.as_ref().and_then(|hosted| hosted.use_url(url))
     }
 
     /// The context a `Link` header names.
@@ -215,6 +247,12 @@ impl ContextResolver {
 
     /// A remote context of a request, concurrent requests for the same URL sharing one resolution.
     async fn top(&self, url: &str) -> Result<Arc<Resolved>, ContextError> {
+        if let Some(hosted) = self.hosted_context(url) {
+            return match hosted.resolved {
+                Some(resolved) => Ok(resolved),
+                None => self.merge(url, hosted.context, 0, Vec::new()).await,
+            };
+        }
         if let Some(hit) = self.cached(url) {
             return Ok(hit);
         }
@@ -235,11 +273,14 @@ impl ContextResolver {
         &self,
         url: String,
         depth: usize,
-        mut chain: Vec<String>,
+        chain: Vec<String>,
     ) -> Pin<Box<dyn Future<Output = Result<Arc<Resolved>, ContextError>> + Send + '_>> {
         Box::pin(async move {
-            if let Some(hit) = self.cached(&url) {
-                return Ok(hit);
+            let hosted = self.hosted_context(&url);
+            if hosted.is_none() {
+                if let Some(hit) = self.cached(&url) {
+                    return Ok(hit);
+                }
             }
             if chain.contains(&url) {
                 return Err(ContextError::not_available(
@@ -250,35 +291,51 @@ impl ContextResolver {
             if depth > MAX_DEPTH {
                 return Err(ContextError::not_available(&url, format!("remote contexts nest deeper than {MAX_DEPTH}")));
             }
-            let raw = match self.preload.get(&url) {
-                Some(raw) => raw.clone(),
-                None => self.fetch(&url).await?,
+            let is_hosted = hosted.is_some();
+            let raw = match (hosted, self.preload.get(&url)) {
+                (Some(hosted), _) => match hosted.resolved {
+                    Some(resolved) => return Ok(resolved),
+                    None => hosted.context,
+                },
+                (None, Some(raw)) => raw.clone(),
+                (None, None) => self.fetch(&url).await?,
             };
-            let invalid = |reason: String| ContextError::not_available(&url, reason);
-            chain.push(url.clone());
-            let mut merged = Merged::default();
-            for entry in entries(&raw).map_err(|e| invalid(format!("invalid context document: {e}")))? {
-                match entry {
-                    Entry::Core => {}
-                    Entry::Inline(object) => {
-                        merged.add(object).map_err(|e| invalid(format!("invalid @context: {e}")))?
-                    }
-                    Entry::Remote(nested) => {
-                        let resolved = self
-                            .load(nested.to_string(), depth + 1, chain.clone())
-                            .await
-                            .map_err(|e| invalid(format!("it names a context that is not available ({e})")))?;
-                        if let Some(object) = resolved.inline.as_object() {
-                            merged.add(object).map_err(|e| invalid(format!("invalid @context: {e}")))?;
-                        }
+            let resolved = self.merge(&url, raw, depth, chain).await?;
+            if !is_hosted {
+                self.store(&url, resolved.clone());
+            }
+            Ok(resolved)
+        })
+    }
+
+    /// Resolves the `@context` `raw` of the document at `url` (`depth` levels down a `chain`): its inline
+    /// definitions and the remote contexts it names, merged in order.
+    async fn merge(
+        &self,
+        url: &str,
+        raw: Value,
+        depth: usize,
+        mut chain: Vec<String>,
+    ) -> Result<Arc<Resolved>, ContextError> {
+        let invalid = |reason: String| ContextError::not_available(url, reason);
+        chain.push(url.to_string());
+        let mut merged = Merged::default();
+        for entry in entries(&raw).map_err(|e| invalid(format!("invalid context document: {e}")))? {
+            match entry {
+                Entry::Core => {}
+                Entry::Inline(object) => merged.add(object).map_err(|e| invalid(format!("invalid @context: {e}")))?,
+                Entry::Remote(nested) => {
+                    let resolved = self
+                        .load(nested.to_string(), depth + 1, chain.clone())
+                        .await
+                        .map_err(|e| invalid(format!("it names a context that is not available ({e})")))?;
+                    if let Some(object) = resolved.inline.as_object() {
+                        merged.add(object).map_err(|e| invalid(format!("invalid @context: {e}")))?;
                     }
                 }
             }
-            let resolved =
-                Arc::new(Resolved::new(merged.into_value()).map_err(|e| invalid(format!("invalid @context: {e}")))?);
-            self.store(&url, resolved.clone());
-            Ok(resolved)
-        })
+        }
+        Ok(Arc::new(Resolved::new(merged.into_value()).map_err(|e| invalid(format!("invalid @context: {e}")))?))
     }
 
     /// Why `url` can be neither preloaded nor fetched, if so.
@@ -350,13 +407,20 @@ impl ContextResolver {
     }
 
     fn cached(&self, url: &str) -> Option<Arc<Resolved>> {
-        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.get(url).filter(|cached| cached.at.elapsed() < self.ttl).map(|cached| cached.resolved.clone())
+        let mut cache = self.lock_cache();
+        let cached = cache.get_mut(url).filter(|cached| cached.at.elapsed() < self.ttl)?;
+        cached.hits += 1;
+        cached.last_usage = Some(Utc::now());
+        Some(cached.resolved.clone())
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Keeps a resolution, evicting the expired entries, then the oldest, when the cache is full.
     fn store(&self, url: &str, resolved: Arc<Resolved>) {
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.lock_cache();
         if cache.len() >= self.cache_entries && !cache.contains_key(url) {
             cache.retain(|_, cached| cached.at.elapsed() < self.ttl);
             while cache.len() >= self.cache_entries {
@@ -367,7 +431,9 @@ impl ContextResolver {
                 };
             }
         }
-        cache.insert(url.to_string(), Cached { resolved, at: Instant::now() });
+        let now = Utc::now();
+        let cached = Cached { resolved, at: Instant::now(), stored: now, hits: 1, last_usage: Some(now) };
+        cache.insert(url.to_string(), cached);
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {

@@ -1,7 +1,7 @@
 //! Broker role: FogFlow's NGSI10 context broker on `broker.http_port` (default 8070), persistent and with
 //! bounded, non-blocking notification delivery.
 //!
-//! Owns: the `<data_dir>/broker` store (entities, subscriptions), one delivery task per subscription, the
+//! Owns: the `<data_dir>/broker` store (entities, subscriptions, hosted `@context`s), one delivery task per subscription, the
 //! registrar that keeps discovery informed, the subscription expiry sweeper, the NGSI-LD `@context` resolver
 //! ([`contexts`]: preload, cache, allowlisted fetches). Talks to: subscribers (HTTP), discovery and other brokers
 //! (HTTP, optional: registration and federation), allowlisted JSON-LD context hosts (HTTP, `context.allowlist`).
@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::contexts::hosted::HostedContexts;
 use self::contexts::ContextResolver;
 use self::federation::{Federation, FederationHandle};
 use self::notifier::{Notifier, NotifierMetrics};
@@ -67,7 +68,11 @@ pub async fn run(ctx: RoleContext, listener: TcpListener, shutdown: Cancellation
     let gauges = StateGauges::default();
     ctx.metrics.register("broker_entities", "Entities held by this broker", gauges.entities.clone());
     ctx.metrics.register("broker_subscriptions", "Subscriptions held by this broker", gauges.subscriptions.clone());
-    let contexts = ContextResolver::new(&config.context).map_err(|error| RoleError::Other(error.to_string()))?;
+    let mut contexts = ContextResolver::new(&config.context).map_err(|error| RoleError::Other(error.to_string()))?;
+    if config.context.max_hosted > 0 {
+        let hosted = HostedContexts::open(&store, config.context.max_hosted, config.context.max_bytes)?;
+        contexts = contexts.with_hosted(Arc::new(hosted));
+    }
     let state = BrokerState::open(
         store.clone(),
         notifier,

@@ -4,7 +4,8 @@
 //! every write).
 //!
 //! The codec is [`crate::ngsi::ld`]; handlers are in [`entities`], [`attributes`], [`batch`], [`subscriptions`],
-//! [`discovery`] (`/types`, `/attributes`) and [`csource`] (context source registrations, kept at discovery);
+//! [`discovery`] (`/types`, `/attributes`), [`csource`] (context source registrations, kept at discovery) and
+//! [`jsonld_contexts`] (the @context management API, `/jsonldContexts`);
 //! content negotiation and contexts in [`negotiation`]; query parameters in
 //! [`params`] and [`selection`]; ProblemDetails in [`error`].
 
@@ -14,6 +15,7 @@ pub mod csource;
 pub mod discovery;
 pub mod entities;
 pub mod error;
+pub mod jsonld_contexts;
 pub mod negotiation;
 pub mod params;
 pub mod selection;
@@ -60,6 +62,8 @@ pub fn routes(state: BrokerState) -> Router {
             "/ngsi-ld/v1/csourceRegistrations/{id}",
             get(csource::retrieve).patch(csource::update).delete(csource::delete),
         )
+        .route("/ngsi-ld/v1/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::create))
+        .route("/ngsi-ld/v1/jsonldContexts/{id}", get(jsonld_contexts::retrieve).delete(jsonld_contexts::delete))
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)
 }
