@@ -3,7 +3,7 @@
 //! stays a string), queried and subscribed to by any of their types (deletions notified with every type), counted once per type in `/types`; append,
 //! merge and upsert with update add types, replace sets them, an update of attributes keeps them; bad `type` values
 //! answer 400 `BadRequestData`; NGSIv2 and NGSI10 show the first type and their writes keep the others; the types
-//! survive a restart after SIGKILL.
+//! survive a restart after SIGKILL; type selections with `;` (AND), `|` and parentheses in queries.
 
 use serde_json::{json, Value};
 
@@ -239,4 +239,45 @@ fn several_types_survive_a_restart() {
     assert_eq!(ids(&broker, "type=Shop"), [id], "the type index is rebuilt with every type");
     assert_eq!(ids(&broker, "type=Cafe"), [id, "urn:ngsi-ld:Thing:2"]);
     assert_eq!(broker.get("/ngsi-ld/v1/types/Cafe").json()["entityCount"], 2);
+}
+
+#[test]
+fn type_expressions_select_entities_having_every_type_of_a_conjunction() {
+    let broker = Broker::start();
+    create(&broker, &json!({"id": "urn:ngsi-ld:Home:1", "type": ["Building", "Home"], "floors": 2}), &[]);
+    create(&broker, &json!({"id": "urn:ngsi-ld:Home:2", "type": "Building", "floors": 9}), &[]);
+    create(&broker, &json!({"id": "urn:ngsi-ld:Car:1", "type": "Vehicle", "seats": 4}), &[]);
+
+    // `;` is AND, `,` and `|` are OR, parentheses group (clause 4.17); sent percent-encoded and raw.
+    assert_eq!(ids(&broker, "type=Building;Home"), ["urn:ngsi-ld:Home:1"]);
+    assert_eq!(ids(&broker, "type=Building%3BHome"), ["urn:ngsi-ld:Home:1"]);
+    assert_eq!(ids(&broker, "type=%28Building%3BHome%29%7CVehicle"), ["urn:ngsi-ld:Home:1", "urn:ngsi-ld:Car:1"]);
+    assert_eq!(ids(&broker, "type=Home;Vehicle"), Vec::<String>::new());
+    assert_eq!(ids(&broker, "type=Building;(Home%7CVehicle)&q=floors%3E1"), ["urn:ngsi-ld:Home:1"]);
+    let counted = broker.get(&format!("{ENTITIES}?type=Building;Home%7CBuilding&count=true"));
+    assert_eq!(counted.header("ngsild-results-count"), Some("2"), "{counted:?}");
+
+    let batch = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query",
+        &json!({"type": "Query", "entities": [{"type": "(Building;Home)|Vehicle"}]}),
+        &[],
+    );
+    assert_eq!(batch.status, 200, "{batch:?}");
+    let found: Vec<Value> = batch.json().as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(found, [json!("urn:ngsi-ld:Home:1"), json!("urn:ngsi-ld:Car:1")]);
+
+    for bad in ["Building;", "%28Building", "Building%29", "Building;;Home", "%28%29"] {
+        let response = broker.get(&format!("{ENTITIES}?type={bad}"));
+        assert_problem(&response, 400, "BadRequestData");
+    }
+    let bad_body = send(
+        &broker,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query",
+        &json!({"type": "Query", "entities": [{"type": "(Building"}]}),
+        &[],
+    );
+    assert_problem(&bad_body, 400, "BadRequestData");
 }

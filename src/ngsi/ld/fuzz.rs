@@ -377,3 +377,23 @@ fn hosted_context_bodies_and_urls_never_panic() {
     }
     assert!(added > 1_000 && refused > 1_000, "added {added}, refused {refused}");
 }
+
+#[test]
+fn type_selections_never_panic_and_match_only_named_types() {
+    use super::type_expr::TypeExpr;
+    let mut rng = StdRng::seed_from_u64(19);
+    let pieces = ["A", "B", "Shop", "(", ")", ";", ",", "|", " ", "é", "ngsi-ld:x", "https://e.org/T", "\u{1}"];
+    let context = Context::core();
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let text: String = (0..rng.gen_range(0..14)).map(|_| pick(&mut rng, &pieces)).collect();
+        let Ok(expr) = TypeExpr::parse(&text, &context) else { continue };
+        parsed += 1;
+        let names = expr.names();
+        assert!(!names.is_empty(), "{text:?}");
+        // An entity with none of the named types is never selected; one with all of them always is.
+        assert!(!expr.matches(&|_: &str| false), "{text:?}");
+        assert!(expr.matches(&|name: &str| names.iter().any(|n| n == name)), "{text:?}");
+    }
+    assert!(parsed > 1000, "only {parsed} selections parsed");
+}

@@ -22,6 +22,7 @@ pub mod projection;
 pub mod query;
 pub mod render;
 pub mod subscription;
+pub mod type_expr;
 
 use super::limits::MAX_ID_LEN;
 use super::ParseError;

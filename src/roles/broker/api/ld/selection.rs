@@ -12,6 +12,7 @@ use super::params::{Params, MAX_LIST};
 use crate::ngsi::ld::context::Context;
 use crate::ngsi::ld::geo::GeoQuery;
 use crate::ngsi::ld::query::Query;
+use crate::ngsi::ld::type_expr::TypeExpr;
 use crate::ngsi::ld::LOCATION;
 use crate::ngsi::limits::{check_name, MAX_PATTERN_LEN, MAX_REGEX_SIZE};
 use crate::ngsi::v1::{ContextElement, EntityId};
@@ -21,10 +22,13 @@ pub const DEFAULT_LIMIT: usize = 20;
 /// Largest page size.
 pub const MAX_LIMIT: usize = 1000;
 
-/// One entity selector: any of the types, any of the ids, the id pattern (each when given).
+/// One entity selector: the type selection, any of the ids, the id pattern (each when given).
 #[derive(Debug, Clone, Default)]
 struct Selector {
+    /// Every type the selection names (an entity it selects is of one of them).
     types: Vec<String>,
+    /// The type selection when it is more than a list of types (`;` or parentheses).
+    type_expr: Option<TypeExpr>,
     ids: Vec<String>,
     id_pattern: Option<regex::Regex>,
 }
@@ -36,10 +40,22 @@ impl Selector {
 
     fn matches(&self, element: &ContextElement) -> bool {
         let id = &element.entity_id.id;
-        (self.types.is_empty() || self.types.iter().any(|t| element.has_type(t)))
+        let typed = match &self.type_expr {
+            Some(expr) => expr.matches(&|t: &str| element.has_type(t)),
+            None => self.types.is_empty() || self.types.iter().any(|t| element.has_type(t)),
+        };
+        typed
             && (self.ids.is_empty() || self.ids.contains(id))
             && self.id_pattern.as_ref().is_none_or(|pattern| pattern.is_match(id))
     }
+}
+
+/// A `type` selection: a list of types, or an expression over them (clause 4.17).
+fn type_selection(text: Option<&str>, context: &Context) -> Result<(Vec<String>, Option<TypeExpr>), LdError> {
+    let Some(text) = text else { return Ok((Vec::new(), None)) };
+    let expr = TypeExpr::parse(text, context)?;
+    let names = expr.names();
+    Ok((names, (!expr.is_list()).then_some(expr)))
 }
 
 fn pattern(text: &str) -> Result<regex::Regex, LdError> {
@@ -121,8 +137,10 @@ impl EntityQuery {
 
     /// Reads the query of `GET /ngsi-ld/v1/entities`.
     pub fn parse(params: &Params, context: &Context) -> Result<EntityQuery, LdError> {
+        let (types, type_expr) = type_selection(params.get("type"), context)?;
         let selector = Selector {
-            types: params.list("type", context, true)?,
+            types,
+            type_expr,
             ids: params.list("id", context, false)?,
             id_pattern: params.get("idPattern").map(pattern).transpose()?,
         };
@@ -147,15 +165,21 @@ impl EntityQuery {
                 return Err(LdError::bad_data(format!("more than {MAX_LIST} entity selectors")));
             }
             for entity in entities {
-                let types = strings(entity.get("type"), "entities[].type")?;
-                let types = types.iter().map(|t| context.canonical(t)).collect();
+                // A string is a type selection (a name, a list or an expression); an array lists names.
+                let (types, type_expr) = match entity.get("type") {
+                    Some(Value::String(text)) => type_selection(Some(text), context)?,
+                    other => {
+                        let types = strings(other, "entities[].type")?;
+                        (types.iter().map(|t| context.canonical(t)).collect(), None)
+                    }
+                };
                 let ids = strings(entity.get("id"), "entities[].id")?;
                 let id_pattern = match entity.get("idPattern") {
                     None => None,
                     Some(Value::String(text)) => Some(pattern(text)?),
                     Some(_) => return Err(LdError::bad_data("idPattern must be a string")),
                 };
-                selectors.push(Selector { types, ids, id_pattern });
+                selectors.push(Selector { types, type_expr, ids, id_pattern });
             }
         }
         let attrs: Vec<String> =
@@ -284,6 +308,25 @@ mod tests {
         assert!(exact.iter().all(|e| !e.is_pattern && e.entity_type == "Room") && exact.len() == 2);
         let any = ids("q=t%3E1");
         assert_eq!((any[0].id.as_str(), any[0].is_pattern), (".*", true));
+    }
+
+    #[test]
+    fn type_expressions_select_by_every_type_of_a_conjunction() {
+        let element = |types: &[&str]| {
+            let mut element = ContextElement::default();
+            element.entity_id.id = "urn:x".into();
+            element.set_types(types.iter().map(|t| t.to_string()).collect());
+            element
+        };
+        let expression = query("type=%28A%3BB%29%7CC").unwrap();
+        assert_eq!(expression.types().unwrap(), ["A", "B", "C"], "the index visits every type named");
+        assert!(expression.matches(&element(&["B", "A"])));
+        assert!(expression.matches(&element(&["C"])));
+        assert!(!expression.matches(&element(&["A"])));
+        assert!(query("type=A;(B").is_err());
+        let body = json!({"type": "Query", "entities": [{"type": "A;B"}]});
+        let read = EntityQuery::from_body(&params(""), &body, &Context::core()).unwrap();
+        assert!(read.matches(&element(&["A", "B"])) && !read.matches(&element(&["B"])));
     }
 
     #[test]
