@@ -23,12 +23,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use self::hosted::HostedContexts;
+use self::hosted::{HostedContexts, HostedUse};
 use crate::clients::http_client::{HttpClient, OutboundError, OutboundResponse};
 use crate::config::ContextConfig;
 use crate::ngsi::ld::context::remote::{document_context, entries, Entry, Merged};
@@ -151,6 +151,11 @@ impl std::fmt::Debug for ContextResolver {
     }
 }
 
+/// A time as the @context management API shows it (ISO 8601 UTC, milliseconds).
+fn iso_time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 impl ContextResolver {
     /// A resolver with the `context` settings, reading every `context.preload` file now.
     pub fn new(config: &ContextConfig) -> Result<ContextResolver, ContextSetupError> {
@@ -247,11 +252,10 @@ impl ContextResolver {
 
     /// A remote context of a request, concurrent requests for the same URL sharing one resolution.
     async fn top(&self, url: &str) -> Result<Arc<Resolved>, ContextError> {
-        if let Some(hosted) = self.hosted_context(url) {
-            return match hosted.resolved {
-                Some(resolved) => Ok(resolved),
-                None => self.merge(url, hosted.context, 0, Vec::new()).await,
-            };
+        match self.hosted_context(url) {
+            Some(HostedUse::Resolved(resolved)) => return Ok(resolved),
+            Some(HostedUse::Document(context)) => return self.merge(url, context, 0, Vec::new()).await,
+            None => {}
         }
         if let Some(hit) = self.cached(url) {
             return Ok(hit);
@@ -292,13 +296,13 @@ impl ContextResolver {
                 return Err(ContextError::not_available(&url, format!("remote contexts nest deeper than {MAX_DEPTH}")));
             }
             let is_hosted = hosted.is_some();
-            let raw = match (hosted, self.preload.get(&url)) {
-                (Some(hosted), _) => match hosted.resolved {
-                    Some(resolved) => return Ok(resolved),
-                    None => hosted.context,
+            let raw = match hosted {
+                Some(HostedUse::Resolved(resolved)) => return Ok(resolved),
+                Some(HostedUse::Document(context)) => context,
+                None => match self.preload.get(&url) {
+                    Some(raw) => raw.clone(),
+                    None => self.fetch(&url).await?,
                 },
-                (None, Some(raw)) => raw.clone(),
-                (None, None) => self.fetch(&url).await?,
             };
             let resolved = self.merge(&url, raw, depth, chain).await?;
             if !is_hosted {

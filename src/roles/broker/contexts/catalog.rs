@@ -4,9 +4,7 @@
 //! with their metadata, and deleting (evicting) or reloading (fetching again) a fetched one. Hosted contexts are
 //! in [`super::hosted`].
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
-use super::ContextResolver;
+use super::{iso_time, ContextResolver};
 use crate::ngsi::ld::context::hosted::{ContextInfo, ContextKind};
 use crate::ngsi::ld::context::{is_core_context, ContextError, CORE_CONTEXT_URL};
 
@@ -31,10 +29,6 @@ pub fn cached_local_id(url: &str) -> String {
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
     format!("cached-{hash:016x}")
-}
-
-fn time(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl ContextResolver {
@@ -86,8 +80,8 @@ impl ContextResolver {
             url: url.to_string(),
             local_id,
             kind: ContextKind::Cached,
-            timestamp: time(entry.map_or(&self.started, |cached| &cached.stored)),
-            last_usage: entry.and_then(|cached| cached.last_usage.as_ref()).map(time),
+            timestamp: iso_time(entry.map_or(&self.started, |cached| &cached.stored)),
+            last_usage: entry.and_then(|cached| cached.last_usage.as_ref()).map(iso_time),
             number_of_hits: entry.map(|cached| cached.hits),
         }
     }

@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Resolved;
+use super::{iso_time, Resolved};
 use crate::ngsi::ld::context::hosted::{hosted_id, ContextInfo, ContextKind, CONTEXTS_PATH};
 use crate::ngsi::ld::context::remote::{entries, Entry, Merged};
 use crate::store::{Store, StoreError, Tree};
@@ -82,11 +82,11 @@ fn resolve_inline(context: &Value) -> Option<Arc<Resolved>> {
 
 /// A hosted context to resolve a request with.
 #[derive(Debug)]
-pub(super) struct HostedUse {
-    /// Its `@context`.
-    pub(super) context: Value,
-    /// Its resolution, when it names no remote context.
-    pub(super) resolved: Option<Arc<Resolved>>,
+pub(super) enum HostedUse {
+    /// Its resolution, made once (it names no remote context).
+    Resolved(Arc<Resolved>),
+    /// Its `@context`, to resolve now (it names remote contexts, which follow the cache's rules).
+    Document(Value),
 }
 
 /// The hosted contexts.
@@ -102,10 +102,6 @@ impl std::fmt::Debug for HostedContexts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostedContexts").field("max_hosted", &self.max_hosted).finish_non_exhaustive()
     }
-}
-
-fn time(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl HostedContexts {
@@ -164,7 +160,10 @@ impl HostedContexts {
         let entry = held.get_mut(id)?;
         entry.hits += 1;
         entry.last_usage = Some(Utc::now());
-        Some(HostedUse { context: entry.record.context.clone(), resolved: entry.resolved.clone() })
+        Some(match &entry.resolved {
+            Some(resolved) => HostedUse::Resolved(resolved.clone()),
+            None => HostedUse::Document(entry.record.context.clone()),
+        })
     }
 
     /// Removes the context `id`, durably; whether it was hosted.
@@ -202,8 +201,8 @@ fn info(id: &str, held: &Held, base: &str) -> ContextInfo {
         url: hosted_url(base, id),
         local_id: id.to_string(),
         kind: ContextKind::Hosted,
-        timestamp: time(&held.record.created_at),
-        last_usage: held.last_usage.as_ref().map(time),
+        timestamp: iso_time(&held.record.created_at),
+        last_usage: held.last_usage.as_ref().map(iso_time),
         number_of_hits: Some(held.hits),
     }
 }
@@ -226,9 +225,9 @@ mod tests {
         assert!(matches!(hosted.add(json!({})).await.unwrap_err(), HostError::Full(2)));
 
         let url = format!("http://anywhere:1/ngsi-ld/v1/jsonldContexts/{a}");
-        let used = hosted.use_url(&url).unwrap();
-        assert_eq!(used.context, json!({"a": "https://e.org/a"}));
-        assert_eq!(used.resolved.unwrap().context.canonical("a"), "https://e.org/a", "resolved once, when added");
+        let Some(HostedUse::Resolved(resolved)) = hosted.use_url(&url) else { panic!("resolved once, when added") };
+        assert_eq!(hosted.get(&a), Some(json!({"a": "https://e.org/a"})));
+        assert_eq!(resolved.context.canonical("a"), "https://e.org/a", "resolved once, when added");
         assert!(hosted.use_url("http://anywhere:1/ngsi-ld/v1/jsonldContexts/unknown").is_none());
         let infos = hosted.infos("http://h:1/");
         assert_eq!(infos.len(), 2);
@@ -246,7 +245,8 @@ mod tests {
         assert!(hosted.use_url(&url).is_none());
         let remote = hosted.add(json!(["https://e.org/ctx.jsonld"])).await.unwrap();
         let remote_url = format!("http://h{}/{remote}", CONTEXTS_PATH);
-        assert!(hosted.use_url(&remote_url).unwrap().resolved.is_none(), "naming a remote context: resolved on use");
+        let used = hosted.use_url(&remote_url).unwrap();
+        assert!(matches!(used, HostedUse::Document(_)), "naming a remote context: resolved on use");
         assert!(hosted.remove(&remote).await.unwrap());
         hosted.add(json!({})).await.unwrap();
         let reopened = HostedContexts::open(&store, 2, 64).unwrap();

@@ -48,15 +48,12 @@ fn hosted(state: &BrokerState) -> Result<&HostedContexts, LdError> {
 
 /// Refuses URL parameters other than `allowed`.
 fn only(uri: &Uri, allowed: &[&str]) -> Result<Params, LdError> {
-    let params = Params::parse(uri)?;
-    if let Some(query) = uri.query() {
-        for (name, _) in form_urlencoded::parse(query.as_bytes()) {
-            if !allowed.contains(&name.as_ref()) {
-                return Err(LdError::bad_data(format!("unknown parameter `{name}` (allowed: {})", allowed.join(", "))));
-            }
-        }
-    }
-    Ok(params)
+    Params::parse(uri)?.only(allowed)
+}
+
+/// 404 for a context id this broker does not hold.
+fn not_held(id: &str) -> LdError {
+    LdError::not_found(format!("@context `{id}` is not held by this broker"))
 }
 
 /// `scheme://host[:port]` of the broker as the client reached it.
@@ -125,7 +122,7 @@ fn find(state: &BrokerState, id: &str) -> Result<Held, LdError> {
     }
     match state.contexts.find_cached(id) {
         Some(cached) => Ok(Held::Cached(cached)),
-        None => Err(LdError::not_found(format!("@context `{id}` is not held by this broker"))),
+        None => Err(not_held(id)),
     }
 }
 
@@ -147,14 +144,12 @@ pub async fn retrieve(
             Held::Hosted(id) => hosted(&state)?.info(&id, &base_url(&headers)),
             Held::Cached(cached) => Some(state.contexts.cached_info(&cached)),
         };
-        let info = info.ok_or_else(|| LdError::not_found(format!("@context `{id}` is not held by this broker")))?;
+        let info = info.ok_or_else(|| not_held(&id))?;
         return Ok(respond(media, StatusCode::OK, info.to_json()));
     }
     match held {
         Held::Hosted(id) => {
-            let context = hosted(&state)?
-                .get(&id)
-                .ok_or_else(|| LdError::not_found(format!("@context `{id}` is not held by this broker")))?;
+            let context = hosted(&state)?.get(&id).ok_or_else(|| not_held(&id))?;
             let content_type =
                 if media == Media::Json && asks_json(&headers) { "application/json" } else { "application/ld+json" };
             let body = json!({"@context": context}).to_string();
@@ -192,7 +187,7 @@ pub async fn delete(
         }
         Held::Hosted(id) => {
             if !hosted(&state)?.remove(&id).await.map_err(HostError::Store)? {
-                return Err(LdError::not_found(format!("@context `{id}` is not held by this broker")));
+                return Err(not_held(&id));
             }
         }
         Held::Cached(CachedContext::Core) => {

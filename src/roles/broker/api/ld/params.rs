@@ -29,6 +29,14 @@ impl Params {
         Ok(Params(form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
     }
 
+    /// Refuses any parameter not named in `allowed` (400 `BadRequestData`).
+    pub fn only(self, allowed: &[&str]) -> Result<Params, LdError> {
+        if let Some((name, _)) = self.0.iter().find(|(name, _)| !allowed.contains(&name.as_str())) {
+            return Err(LdError::bad_data(format!("unknown parameter `{name}` (allowed: {})", allowed.join(", "))));
+        }
+        Ok(self)
+    }
+
     /// The value of a parameter (the last one when repeated).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
